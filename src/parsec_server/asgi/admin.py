@@ -1,0 +1,270 @@
+"""The administration REST API (JSON, `Authorization: Bearer <--administration-token>`), protocol.md §1.10.
+
+Status codes and bodies follow the official server (observed-reference.md §3.4): 403 for a missing or bad
+token, 404 for an unknown organization, 422 for a malformed body, 400 for business errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+from parsec_server.asgi.http import Receive, Scope, Send, header, read_body, send_json, send_response
+from parsec_server.commands import organization as org_cmds
+from parsec_server.commands.context import Backend
+from parsec_server.protocol.ids import is_valid_organization_id
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.detail = detail
+
+
+def _unprocessable(loc: list[Any], msg: str, input_: Any = None) -> AdminError:
+    return AdminError(422, [{"type": "value_error", "loc": loc, "msg": msg, "input": input_}])
+
+
+def _check_token(backend: Backend, scope: Scope) -> None:
+    raw = header(scope, b"authorization")
+    if raw is None:
+        raise AdminError(403, "Not authenticated")
+    scheme, _, token = raw.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AdminError(403, "Not authenticated")
+    if not hmac.compare_digest(token.strip().encode(), backend.config.administration_token.encode()):
+        raise AdminError(403, "Bad authorization token")
+
+
+async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
+    body = await read_body(scope, receive)
+    try:
+        doc = json.loads(body or b"null")
+    except ValueError:
+        raise _unprocessable(["body"], "JSON decode error") from None
+    if not isinstance(doc, dict):
+        raise _unprocessable(["body"], "Input should be a valid dictionary", doc)
+    return doc
+
+
+def _opt_bool(doc: dict[str, Any], key: str) -> Any:
+    v = doc[key]
+    if not isinstance(v, bool):
+        raise _unprocessable(["body", key], "Input should be a valid boolean", v)
+    return v
+
+
+def _opt_limit(doc: dict[str, Any], key: str) -> Any:
+    v = doc[key]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise _unprocessable(["body", key], "Input should be a non-negative integer or null", v)
+    return v
+
+
+def _opt_period(doc: dict[str, Any], key: str) -> Any:
+    v = doc[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise _unprocessable(["body", key], "Input should be a non-negative integer", v)
+    return v
+
+
+def _opt_tos(doc: dict[str, Any], key: str) -> Any:
+    v = doc[key]
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(u, str) for k, u in v.items()):
+        raise _unprocessable(["body", key], "Input should be a mapping of locale to URL", v)
+    return v
+
+
+_SETTINGS = {
+    "user_profile_outsider_allowed": _opt_bool,
+    "active_users_limit": _opt_limit,
+    "realm_minimum_archiving_period_before_deletion": _opt_period,
+    "tos": _opt_tos,
+}
+
+
+def _settings(doc: dict[str, Any], allow_expired: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, check in _SETTINGS.items():
+        if key in doc:
+            out[key] = check(doc, key)
+    if allow_expired and "is_expired" in doc:
+        out["is_expired"] = _opt_bool(doc, "is_expired")
+    return out
+
+
+def rfc3339(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    dt = dt.astimezone(timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}"
+    return text + "Z"
+
+
+def _request_base(scope: Scope) -> tuple[str, str]:
+    """(host[:port], scheme) of the admin request, used to build the bootstrap URL."""
+    host = header(scope, b"host")
+    if host:
+        hostport = host.decode("latin-1")
+    else:
+        server = scope.get("server") or ("127.0.0.1", 6777)
+        hostport = f"{server[0]}:{server[1]}"
+    return hostport, scope.get("scheme", "http")
+
+
+async def handle_admin(backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]) -> None:
+    method = scope["method"]
+    try:
+        _check_token(backend, scope)
+        n = len(parts)
+        if n == 1 and parts[0] == "organizations":
+            if method != "POST":
+                raise AdminError(405, "Method Not Allowed")
+            return await _create_org(backend, scope, receive, send)
+        if n == 1 and parts[0] == "stats":
+            if method != "GET":
+                raise AdminError(405, "Method Not Allowed")
+            return await _server_stats(backend, scope, send)
+        if n >= 2 and parts[0] == "organizations":
+            org_id = parts[1]
+            if not is_valid_organization_id(org_id):
+                raise AdminError(404, "Organization not found")
+            rest = parts[2:]
+            if not rest:
+                if method == "GET":
+                    return await _get_org(backend, send, org_id)
+                if method == "PATCH":
+                    return await _patch_org(backend, scope, receive, send, org_id)
+                raise AdminError(405, "Method Not Allowed")
+            if rest == ["stats"] and method == "GET":
+                stats = await org_cmds.organization_stats(backend, org_id)
+                if stats is None:
+                    raise AdminError(404, "Organization not found")
+                return await send_json(send, 200, stats)
+            if rest == ["users"] and method == "GET":
+                users = await org_cmds.list_users(backend, org_id)
+                if users is None:
+                    raise AdminError(404, "Organization not found")
+                return await send_json(send, 200, {"users": users})
+            if rest == ["users", "freeze"] and method == "POST":
+                return await _freeze(backend, scope, receive, send, org_id)
+        raise AdminError(404, "Not Found")
+    except AdminError as exc:
+        await send_json(send, exc.status, {"detail": exc.detail})
+
+
+async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Send) -> None:
+    doc = await _json_body(scope, receive)
+    org_id = doc.get("organization_id")
+    if not isinstance(org_id, str):
+        raise _unprocessable(["body", "organization_id"], "Field required" if org_id is None else
+                             "Input should be a valid string", org_id)
+    if not is_valid_organization_id(org_id):
+        raise _unprocessable(["body", "organization_id"], "Invalid OrganizationID", org_id)
+    settings = _settings(doc, allow_expired=False)
+    token = await org_cmds.create_organization(backend, org_id, settings)
+    if token is None:
+        raise AdminError(400, "Organization already exists")
+    hostport, scheme = _request_base(scope)
+    from parsec_server.protocol import addr
+
+    await send_json(send, 200, {
+        "bootstrap_url": addr.bootstrap_url(hostport, org_id, token, no_ssl=scheme != "https"),
+        "bootstrap_url_as_http_redirection": addr.bootstrap_http_redirection_url(
+            hostport, org_id, token, https=scheme == "https"
+        ),
+    })
+
+
+async def _get_org(backend: Backend, send: Send, org_id: str) -> None:
+    org = await org_cmds.get_organization(backend, org_id)
+    if org is None:
+        raise AdminError(404, "Organization not found")
+    await send_json(send, 200, {
+        "is_bootstrapped": org["is_bootstrapped"],
+        "is_expired": org["is_expired"],
+        "user_profile_outsider_allowed": org["user_profile_outsider_allowed"],
+        "active_users_limit": org["active_users_limit"],
+        "realm_minimum_archiving_period_before_deletion": org["minimum_archiving_period"],
+        "tos": None if org["tos_updated_on"] is None else {
+            "per_locale_urls": org["tos_per_locale_urls"], "updated_on": rfc3339(org["tos_updated_on"]),
+        },
+    })
+
+
+async def _patch_org(backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str) -> None:
+    doc = await _json_body(scope, receive)
+    settings = _settings(doc, allow_expired=True)
+    if not await org_cmds.update_organization(backend, org_id, settings):
+        raise AdminError(404, "Organization not found")
+    await send_json(send, 200, {})
+
+
+async def _freeze(backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str) -> None:
+    doc = await _json_body(scope, receive)
+    frozen = doc.get("frozen")
+    if not isinstance(frozen, bool):
+        raise _unprocessable(["body", "frozen"], "Input should be a valid boolean", frozen)
+    user_id, email = doc.get("user_id"), doc.get("user_email")
+    if (user_id is None) == (email is None):
+        raise AdminError(400, "Must provide either `user_id` or `user_email`")
+    if user_id is not None:
+        try:
+            import uuid
+
+            user_id = uuid.UUID(str(user_id))
+        except ValueError:
+            raise _unprocessable(["body", "user_id"], "Invalid UserID", doc.get("user_id")) from None
+    elif not isinstance(email, str):
+        raise _unprocessable(["body", "user_email"], "Input should be a valid string", email)
+    outcome = await org_cmds.freeze_user(backend, org_id, frozen, user_id=user_id, email=email)
+    if isinstance(outcome, str):
+        raise AdminError(404, outcome)
+    await send_json(send, 200, outcome)
+
+
+_CSV_FIELDS = [
+    "organization_id", "data_size", "metadata_size", "realms", "active_users", "admin_users_active",
+    "admin_users_revoked", "standard_users_active", "standard_users_revoked", "outsider_users_active",
+    "outsider_users_revoked",
+]
+
+
+async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    fmt = (query.get("format") or ["json"])[0]
+    if fmt not in ("json", "csv"):
+        raise _unprocessable(["query", "format"], "Input should be 'csv' or 'json'", fmt)
+    at_raw = (query.get("at") or [None])[0]
+    at = None
+    if at_raw is not None:
+        try:
+            at = datetime.fromisoformat(at_raw.replace("Z", "+00:00").replace(" ", "+"))
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise AdminError(400, "Bad `at` query parameter") from None
+    stats = await org_cmds.server_stats(backend, at)
+    if fmt == "json":
+        return await send_json(send, 200, {"stats": stats})
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(_CSV_FIELDS)
+    for s in stats:
+        d = s["users_per_profile_detail"]
+        writer.writerow([
+            s["organization_id"], s["data_size"], s["metadata_size"], s["realms"], s["active_users"],
+            d["ADMIN"]["active"], d["ADMIN"]["revoked"], d["STANDARD"]["active"], d["STANDARD"]["revoked"],
+            d["OUTSIDER"]["active"], d["OUTSIDER"]["revoked"],
+        ])
+    await send_response(send, 200, buf.getvalue().encode(), [(b"content-type", b"text/csv; charset=utf-8")])

@@ -1,0 +1,206 @@
+"""`GET /authenticated/<org>/events`: the Server-Sent Events stream (protocol.md §1.9, observed §3.3).
+
+The first message (no `id:`) is the organization config; then events as `data:<base64 msgpack>\\nid:<hex>`;
+`event:keepalive` after `--sse-keepalive` seconds of silence; `event:missed_events` when `Last-Event-ID` is
+unknown to this process. The stream ends when its user is revoked or frozen, the organization expires or its
+terms of service change, or the server shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from typing import Any
+
+from parsec_server.asgi.http import Receive, Scope, Send, header
+from parsec_server.asgi.rpc import ApiVersionError, parse_api_version, send_handshake_error
+from parsec_server.commands.context import AuthenticatedClient, Backend
+from parsec_server.commands.registry import AUTHENTICATED, HandshakeError
+from parsec_server.crypto import tokens
+from parsec_server.events.bus import Event
+from parsec_server.events.types import INTERNAL, to_api_event
+from parsec_server.log import get_logger
+from parsec_server.protocol.ids import is_valid_organization_id
+from parsec_server.protocol.registry import encode_rep
+from parsec_server.storage import auth as auth_storage
+
+log = get_logger("parsec_server.sse")
+
+QUEUE_MAX = 100
+_REPLAY_MAX = 100
+_KEEPALIVE = b"event:keepalive\ndata:\n\n"
+_MISSED = b"event:missed_events\ndata:\n\n"
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+_CLOSE = object()
+
+
+class _Stream:
+    """One client's view: which events are for it, and its outgoing queue."""
+
+    def __init__(self, client: AuthenticatedClient, realms: set[uuid.UUID]) -> None:
+        self.user_hex = client.user_id.hex
+        self.device_hex = client.device_id.hex
+        self.is_admin = client.device.profile == "ADMIN"
+        self.realms = {r.hex for r in realms}
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX)
+        self.lagging = False
+
+    def wants(self, ev: Event) -> bool:
+        t = ev["type"]
+        if t == "VLOB":
+            return ev["realm_id"] in self.realms and ev["author"] != self.device_hex
+        if t == "REALM_CERTIFICATE":
+            return ev["realm_id"] in self.realms or ev.get("user_id") == self.user_hex
+        if t == "INVITATION":
+            greeters = ev.get("greeters")
+            if ev.get("to_admins"):
+                return self.is_admin
+            return greeters is not None and self.user_hex in greeters
+        if t.startswith("GREETING_ATTEMPT_"):
+            return ev.get("greeter") == self.user_hex
+        return t in ("PINGED", "COMMON_CERTIFICATE", "SEQUESTER_CERTIFICATE")
+
+    def after_delivery(self, ev: Event) -> None:
+        if ev["type"] == "REALM_CERTIFICATE" and ev.get("user_id") == self.user_hex:
+            if ev.get("role_removed"):
+                self.realms.discard(ev["realm_id"])
+            else:
+                self.realms.add(ev["realm_id"])
+
+    def ends_on(self, ev: Event) -> bool:
+        t = ev["type"]
+        if t in ("ORGANIZATION_EXPIRED", "ORGANIZATION_TOS_UPDATED"):
+            return True
+        if t == "USER_REVOKED_OR_FROZEN":
+            return ev.get("user_id") == self.user_hex
+        if t == "USER_UPDATED" and ev.get("user_id") == self.user_hex:
+            self.is_admin = False if not ev.get("profile") else ev.get("profile") == "ADMIN"
+        return False
+
+    def push(self, item: Any) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.lagging = True  # dropped: the client reconnects and resyncs
+
+    def on_event(self, ev: Event) -> None:
+        if ev["type"] in INTERNAL:
+            if self.ends_on(ev):
+                self.push(_CLOSE)
+            return
+        if self.wants(ev):
+            self.push(ev)
+            self.after_delivery(ev)
+
+
+def _frame(ev: Event) -> bytes:
+    data = base64.b64encode(encode_rep(to_api_event(ev)))
+    return b"data:" + data + b"\nid:" + ev["id"].encode() + b"\n\n"
+
+
+def organization_config_frame(client: AuthenticatedClient) -> bytes:
+    cfg = client.backend.config
+    org = client.org
+    rep = {
+        "status": "ok",
+        "event": "ORGANIZATION_CONFIG",
+        "user_profile_outsider_allowed": org.user_profile_outsider_allowed,
+        "active_users_limit": org.active_users_limit,
+        "sse_keepalive_seconds": cfg.sse_keepalive,
+        "realm_minimum_archiving_period_before_deletion": org.minimum_archiving_period,
+    }
+    return b"data:" + base64.b64encode(encode_rep(rep)) + b"\n\n"
+
+
+async def handle_events(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str, shutting_down: asyncio.Event
+) -> None:
+    try:
+        revision = parse_api_version(scope)
+        if not is_valid_organization_id(org_id):
+            raise HandshakeError(404)
+        if header(scope, b"accept") != b"text/event-stream":
+            raise HandshakeError(406)
+        auth = tokens.parse_authorization(header(scope, b"authorization"))
+        client = await backend.auth.authenticated_client(backend, org_id, auth, revision, AUTHENTICATED)
+    except HandshakeError as exc:
+        return await send_handshake_error(send, exc.status)
+    except tokens.TokenError:
+        return await send_handshake_error(send, 401)
+    except ApiVersionError:
+        return await send_handshake_error(send, 422)
+    if shutting_down.is_set():
+        from parsec_server.asgi.http import send_json
+
+        return await send_json(send, 503, {"detail": "Server is shutting down"})
+
+    async with backend.db.connection() as conn:
+        realms = await auth_storage.user_realms(conn, client.org.internal_id, client.device.user_internal_id)
+    stream = _Stream(client, realms)
+    unsubscribe = backend.events.subscribe(org_id, stream.on_event)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": organization_config_frame(client), "more_body": True})
+        last_id = header(scope, b"last-event-id")
+        if last_id is not None:
+            await _replay(backend, send, stream, org_id, last_id.decode("latin-1").strip())
+        await _pump(backend, receive, send, stream, shutting_down)
+    finally:
+        unsubscribe()
+
+
+async def _replay(backend: Backend, send: Send, stream: _Stream, org_id: str, last_id: str) -> None:
+    try:
+        last_id = uuid.UUID(last_id).hex
+    except ValueError:
+        return  # an invalid id is ignored
+    missed = backend.events.events_after(last_id, org_id)
+    if missed is None:
+        await send({"type": "http.response.body", "body": _MISSED, "more_body": True})
+        return
+    mine = [ev for ev in missed if ev["type"] not in INTERNAL and stream.wants(ev)]
+    if len(mine) > _REPLAY_MAX:
+        await send({"type": "http.response.body", "body": _MISSED, "more_body": True})
+        return
+    for ev in mine:
+        await send({"type": "http.response.body", "body": _frame(ev), "more_body": True})
+
+
+async def _pump(backend: Backend, receive: Receive, send: Send, stream: _Stream, shutting_down: asyncio.Event) -> None:
+    keepalive = backend.config.sse_keepalive
+    disconnected = asyncio.ensure_future(_wait_disconnect(receive))
+    stopping = asyncio.ensure_future(shutting_down.wait())
+    try:
+        while True:
+            getter = asyncio.ensure_future(stream.queue.get())
+            done, _ = await asyncio.wait(
+                {getter, disconnected, stopping}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter not in done:
+                getter.cancel()
+                if disconnected in done or stopping in done:
+                    break
+                await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+                continue
+            item = getter.result()
+            if item is _CLOSE or stream.lagging:
+                break
+            await send({"type": "http.response.body", "body": _frame(item), "more_body": True})
+        if not disconnected.done():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        pass
+    finally:
+        disconnected.cancel()
+        stopping.cancel()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return

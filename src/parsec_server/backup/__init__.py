@@ -1,0 +1,294 @@
+"""Verified backups and restores of a parsec-server deployment (database + blockstore).
+
+A backup is a directory, made under a temporary name and renamed into place only once complete and verified:
+
+    <output>/
+      metadata.json        format, parsec-server version, schema version, time, sizes, checksums
+      database.dump        pg_dump custom format, checked with `pg_restore --list`
+      blocks/<org>/<id>    the blockstore's objects, when the blockstore is not inside PostgreSQL
+
+The database is dumped first and the objects copied after (the order of the official admin guide): blocks are
+written to the store before their metadata row commits, so every block the dump refers to is already in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from parsec_server import __version__
+from parsec_server.config import BlockstoreConfig
+from parsec_server.embedded_pg import EmbeddedPostgresError, find_bindir
+
+FORMAT = "parsec-server-backup/1"
+Progress = Callable[[str], None]
+
+
+class BackupError(Exception):
+    """The backup could not be made or verified (message is for the operator)."""
+
+
+class RestoreError(Exception):
+    """The restore was refused or failed (message is for the operator)."""
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    metadata: dict[str, Any]
+
+
+def _bin(name: str) -> str:
+    try:
+        path = find_bindir() / name
+    except EmbeddedPostgresError:
+        found = shutil.which(name)
+        if not found:
+            raise BackupError(f"{name} not found: install the PostgreSQL client tools") from None
+        return found
+    return str(path) if path.exists() else (shutil.which(name) or str(path))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PGDATABASE", "PGSERVICE")}
+
+
+async def _schema_version(url: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise BackupError(f"cannot connect to the database: {exc}") from exc
+    try:
+        from parsec_server.storage.migrations import engine
+
+        return await engine.current_version(conn)
+    except (AttributeError, ImportError, asyncpg.PostgresError):
+        return None
+    finally:
+        await conn.close()
+
+
+def _watch_size(path: Path, what: str, progress: Progress, stop: threading.Event) -> None:
+    while not stop.wait(2.0):
+        if path.exists():
+            progress(f"{what}: {path.stat().st_size / 1e6:.1f} MB written")
+
+
+def _run(args: list[str], what: str, errcls: type[Exception]) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(args, capture_output=True, text=True, env=_env())
+    if res.returncode != 0:
+        lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+        raise errcls(f"{what} failed: {lines[-1] if lines else f'exit code {res.returncode}'}")
+    return res
+
+
+async def create_backup(
+    db_url: str, blockstore: BlockstoreConfig | None, output: Path, progress: Progress = lambda _m: None
+) -> BackupResult:
+    output = output.absolute()
+    if output.exists():
+        raise BackupError(f"{output} already exists: choose a new --output path")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        started = time.monotonic()
+        schema_version = await _schema_version(db_url)
+        dump = tmp / "database.dump"
+        progress("database: dumping")
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_size, args=(dump, "database", progress, stop), daemon=True)
+        watcher.start()
+        try:
+            await asyncio.to_thread(
+                _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump),
+                       "--dbname", db_url], "pg_dump", BackupError,
+            )
+        finally:
+            stop.set()
+        listing = await asyncio.to_thread(_run, [_bin("pg_restore"), "--list", str(dump)], "pg_restore --list",
+                                          BackupError)
+        toc_entries = sum(1 for ln in listing.stdout.splitlines() if ln and not ln.startswith(";"))
+        progress(f"database: {dump.stat().st_size / 1e6:.1f} MB, {toc_entries} entries, verified")
+
+        blocks_count = blocks_bytes = 0
+        if blockstore is not None and blockstore.kind != "POSTGRESQL":
+            blocks_count, blocks_bytes = await _backup_blocks(db_url, blockstore, tmp / "blocks", progress)
+
+        metadata = {
+            "format": FORMAT,
+            "parsec_server_version": __version__,
+            "schema_version": schema_version,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "database": {"file": "database.dump", "bytes": dump.stat().st_size, "sha256": _sha256(dump),
+                         "toc_entries": toc_entries},
+            "blockstore": {"kind": blockstore.kind if blockstore else "POSTGRESQL",
+                           "blocks": blocks_count, "bytes": blocks_bytes,
+                           "included": blockstore is not None and blockstore.kind != "POSTGRESQL"},
+        }
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        _fsync_tree(tmp)
+        os.rename(tmp, output)
+        return BackupResult(output, metadata)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+async def _open_blockstore(db_url: str, config: BlockstoreConfig) -> tuple[Any, Any]:
+    from parsec_server.blockstore import build_blockstore
+    from parsec_server.storage.db import Database
+
+    db = await Database.open(db_url, 1, 2)
+    store = build_blockstore(config, db)
+    await store.start()
+    return db, store
+
+
+async def _backup_blocks(db_url: str, config: BlockstoreConfig, dest: Path, progress: Progress) -> tuple[int, int]:
+    from parsec_server.blockstore.base import BlockstoreUnavailable
+
+    db, store = await _open_blockstore(db_url, config)
+    count = size = 0
+    last = time.monotonic()
+    try:
+        async for org_id, block_id in store.iter_blocks():
+            try:
+                data = await store.read(org_id, block_id)
+            except BlockstoreUnavailable as exc:
+                raise BackupError(f"blockstore: cannot read block {org_id}/{block_id}: {exc}") from exc
+            d = dest / org_id
+            d.mkdir(parents=True, exist_ok=True)
+            (d / str(block_id)).write_bytes(data)
+            count += 1
+            size += len(data)
+            if time.monotonic() - last > 2:
+                progress(f"blocks: {count} copied ({size / 1e6:.1f} MB)")
+                last = time.monotonic()
+    except BlockstoreUnavailable as exc:
+        raise BackupError(f"blockstore: {exc}") from exc
+    finally:
+        await store.stop()
+        await db.close()
+    progress(f"blocks: {count} copied ({size / 1e6:.1f} MB)")
+    return count, size
+
+
+def verify_backup(path: Path) -> dict[str, Any]:
+    """Check that a backup is complete and intact, without touching any database."""
+    meta_path = path / "metadata.json"
+    if not meta_path.is_file():
+        raise RestoreError(f"{path} is not a parsec-server backup (no metadata.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise RestoreError(f"{meta_path} is corrupted: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise RestoreError(f"unsupported backup format {meta.get('format')!r} (expected {FORMAT})")
+    dump = path / meta["database"]["file"]
+    if not dump.is_file():
+        raise RestoreError(f"backup incomplete: {dump.name} is missing")
+    if _sha256(dump) != meta["database"]["sha256"]:
+        raise RestoreError(f"backup corrupted: {dump.name} does not match its checksum")
+    _run([_bin("pg_restore"), "--list", str(dump)], "pg_restore --list", RestoreError)
+    bs = meta.get("blockstore", {})
+    if bs.get("included"):
+        files = [p for p in (path / "blocks").rglob("*") if p.is_file()] if (path / "blocks").exists() else []
+        if len(files) != bs["blocks"] or sum(p.stat().st_size for p in files) != bs["bytes"]:
+            raise RestoreError(f"backup incomplete: {len(files)} block files, metadata says {bs['blocks']}")
+    return meta
+
+
+async def _database_is_empty(conn: asyncpg.Connection) -> bool:
+    n = await conn.fetchval(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+    )
+    return int(n) == 0
+
+
+async def restore_backup(
+    db_url: str, blockstore: BlockstoreConfig | None, path: Path, force: bool = False,
+    progress: Progress = lambda _m: None,
+) -> dict[str, Any]:
+    meta = verify_backup(path)
+    progress("backup verified")
+    try:
+        conn = await asyncpg.connect(db_url, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise RestoreError(f"cannot connect to the database: {exc}") from exc
+    try:
+        if not await _database_is_empty(conn):
+            if not force:
+                raise RestoreError("the target database is not empty: restore into a new database, "
+                                   "or pass --force to replace its content")
+            progress("database: --force given, dropping the existing schema")
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+    progress("database: restoring")
+    await asyncio.to_thread(
+        _run, [_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+               "--dbname", db_url, str(path / meta["database"]["file"])], "pg_restore", RestoreError,
+    )
+    report: dict[str, Any] = {"database": "restored", "schema_version": meta.get("schema_version"),
+                              "blocks": 0, "created_at": meta.get("created_at")}
+    bs = meta.get("blockstore", {})
+    if bs.get("included"):
+        if blockstore is None or blockstore.kind == "POSTGRESQL":
+            raise RestoreError("the backup holds blockstore objects: give the --blockstore to restore them into")
+        report["blocks"] = await _restore_blocks(db_url, blockstore, path / "blocks", progress)
+    return report
+
+
+async def _restore_blocks(db_url: str, config: BlockstoreConfig, src: Path, progress: Progress) -> int:
+    from parsec_server.blockstore.base import BlockstoreUnavailable
+
+    db, store = await _open_blockstore(db_url, config)
+    count = 0
+    try:
+        for org_dir in sorted(p for p in src.iterdir() if p.is_dir()):
+            for f in sorted(org_dir.iterdir()):
+                await store.create(org_dir.name, uuid.UUID(f.name), f.read_bytes())
+                count += 1
+    except BlockstoreUnavailable as exc:
+        raise RestoreError(f"blockstore: {exc}") from exc
+    finally:
+        await store.stop()
+        await db.close()
+    progress(f"blocks: {count} restored")
+    return count

@@ -1,0 +1,87 @@
+"""Server configuration: one immutable object built by the CLI (options and PARSEC_* variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 6777
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_SSE_KEEPALIVE = 30
+DEFAULT_MIN_ARCHIVING_PERIOD = 2592000  # 30 days, in seconds (protocol.md §6.5)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockstoreConfig:
+    """`kind` is POSTGRESQL or S3; RAID levels group several stores (protocol.md §6.2)."""
+
+    kind: str  # "POSTGRESQL" | "S3" | "RAID0" | "RAID1" | "RAID5"
+    s3_endpoint: str | None = None
+    s3_region: str = ""
+    s3_bucket: str = ""
+    s3_key: str = ""
+    s3_secret: str = ""
+    nodes: tuple[BlockstoreConfig, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "S3":
+            return f"S3({self.s3_endpoint or 'aws'}/{self.s3_bucket})"
+        if self.nodes:
+            return f"{self.kind}[{', '.join(n.describe() for n in self.nodes)}]"
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    host: str | None = None  # None: emails are not sent (reported as SERVER_UNAVAILABLE)
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    use_ssl: bool = False
+    use_tls: bool = False
+    sender: str = "no-reply@parsec.invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    db_url: str
+    administration_token: str
+    server_addr: str  # parsec3://host[:port][?no_ssl=true], used in emails and /redirect
+    blockstore: BlockstoreConfig = field(default_factory=lambda: BlockstoreConfig("POSTGRESQL"))
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    debug: bool = False
+    sse_keepalive: int | None = DEFAULT_SSE_KEEPALIVE  # None or <= 0 disables keepalives
+    db_min_connections: int = 2
+    db_max_connections: int = 10
+    spontaneous_organization_bootstrap: bool = False
+    organization_initial_active_users_limit: int | None = None
+    organization_initial_user_profile_outsider_allowed: bool = True
+    organization_initial_minimum_archiving_period: int = DEFAULT_MIN_ARCHIVING_PERIOD
+    organization_initial_tos: dict[str, str] | None = None
+    email: EmailConfig = field(default_factory=EmailConfig)
+    data_dir: Path | None = None  # embedded PostgreSQL only
+    validate_replies: bool = False  # check every reply against the protocol schema (tests, --debug)
+
+    def redacted(self) -> dict[str, object]:
+        """What the start-up log line shows: never the token or passwords."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "db": _redact_url(self.db_url),
+            "blockstore": self.blockstore.describe(),
+            "server_addr": self.server_addr,
+            "debug": self.debug,
+            "sse_keepalive": self.sse_keepalive,
+            "db_connections": f"{self.db_min_connections}..{self.db_max_connections}",
+            "email_host": self.email.host,
+        }
+
+
+def _redact_url(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"

@@ -1,0 +1,115 @@
+"""The events the server publishes, and how each reaches SSE clients (protocol.md §1.9).
+
+Publishers build events with the helpers below (values JSON-ready: ids hex, datetimes µs, bytes base64);
+`to_api_event` turns one back into the `events_listen` ok reply sent to a client.
+
+| type                         | extra fields                                              | who receives it          |
+|------------------------------|-----------------------------------------------------------|--------------------------|
+| PINGED                       | ping                                                      | whole organization       |
+| COMMON_CERTIFICATE           | timestamp                                                 | whole organization       |
+| SEQUESTER_CERTIFICATE        | timestamp                                                 | whole organization       |
+| REALM_CERTIFICATE            | timestamp, realm_id, user_id (whose role changed), role_removed | realm members + user_id |
+| VLOB                         | realm_id, vlob_id, author, timestamp, version, blob, last_*   | realm members but the author device |
+| INVITATION                   | token, invitation_status, greeters (user ids) / to_admins | possible greeters        |
+| GREETING_ATTEMPT_{READY,JOINED,CANCELLED} | token, greeting_attempt, greeter             | the attempt's greeter    |
+| USER_REVOKED_OR_FROZEN, USER_UNFROZEN, USER_UPDATED | user_id                            | internal (auth cache, streams end) |
+| ORGANIZATION_EXPIRED, ORGANIZATION_TOS_UPDATED, ORGANIZATION_UPDATED | —                 | internal                 |
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+from parsec_server.events.bus import Event, new_event
+from parsec_server.protocol.codec import datetime_from_us, datetime_to_us
+
+VLOB_BLOB_MAX = 4096  # blobs of this size or more are not inlined in VLOB events
+
+INTERNAL = frozenset({
+    "USER_REVOKED_OR_FROZEN", "USER_UNFROZEN", "USER_UPDATED",
+    "ORGANIZATION_EXPIRED", "ORGANIZATION_TOS_UPDATED", "ORGANIZATION_UPDATED",
+})
+
+
+def _us(dt: datetime) -> int:
+    return datetime_to_us(dt)
+
+
+def pinged(org: str, ping: str) -> Event:
+    return new_event(org, "PINGED", ping=ping)
+
+
+def common_certificate(org: str, timestamp: datetime) -> Event:
+    return new_event(org, "COMMON_CERTIFICATE", timestamp=_us(timestamp))
+
+
+def sequester_certificate(org: str, timestamp: datetime) -> Event:
+    return new_event(org, "SEQUESTER_CERTIFICATE", timestamp=_us(timestamp))
+
+
+def realm_certificate(
+    org: str, timestamp: datetime, realm_id: uuid.UUID, user_id: uuid.UUID | None = None, role_removed: bool = False
+) -> Event:
+    return new_event(org, "REALM_CERTIFICATE", timestamp=_us(timestamp), realm_id=realm_id.hex,
+                     user_id=user_id.hex if user_id else None, role_removed=role_removed)
+
+
+def vlob(
+    org: str, realm_id: uuid.UUID, vlob_id: uuid.UUID, author: uuid.UUID, timestamp: datetime, version: int,
+    blob: bytes, last_common_certificate_timestamp: datetime, last_realm_certificate_timestamp: datetime,
+) -> Event:
+    return new_event(
+        org, "VLOB", realm_id=realm_id.hex, vlob_id=vlob_id.hex, author=author.hex, timestamp=_us(timestamp),
+        version=version, blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+        last_common_certificate_timestamp=_us(last_common_certificate_timestamp),
+        last_realm_certificate_timestamp=_us(last_realm_certificate_timestamp),
+    )
+
+
+def invitation(
+    org: str, token: bytes, status: str, *, greeters: list[uuid.UUID] | None = None, to_admins: bool = False
+) -> Event:
+    return new_event(org, "INVITATION", token=token.hex(), invitation_status=status,
+                     greeters=[g.hex for g in greeters] if greeters is not None else None, to_admins=to_admins)
+
+
+def greeting_attempt(org: str, kind: str, token: bytes, attempt: uuid.UUID, greeter: uuid.UUID) -> Event:
+    assert kind in ("READY", "JOINED", "CANCELLED")
+    return new_event(org, f"GREETING_ATTEMPT_{kind}", token=token.hex(), greeting_attempt=attempt.hex,
+                     greeter=greeter.hex)
+
+
+def internal(org: str, type_: str, user_id: uuid.UUID | None = None) -> Event:
+    assert type_ in INTERNAL
+    return new_event(org, type_, user_id=user_id.hex if user_id else None)
+
+
+def to_api_event(event: Event) -> dict[str, Any]:
+    """The `events_listen` ok reply (status + flattened APIEvent) for a public event."""
+    t = event["type"]
+    rep: dict[str, Any] = {"status": "ok", "event": t}
+    if t == "PINGED":
+        rep["ping"] = event["ping"]
+    elif t in ("COMMON_CERTIFICATE", "SEQUESTER_CERTIFICATE", "SHAMIR_RECOVERY_CERTIFICATE"):
+        rep["timestamp"] = datetime_from_us(event["timestamp"])
+    elif t == "REALM_CERTIFICATE":
+        rep["timestamp"] = datetime_from_us(event["timestamp"])
+        rep["realm_id"] = uuid.UUID(event["realm_id"])
+    elif t == "VLOB":
+        rep.update(
+            realm_id=uuid.UUID(event["realm_id"]), vlob_id=uuid.UUID(event["vlob_id"]),
+            author=uuid.UUID(event["author"]), timestamp=datetime_from_us(event["timestamp"]),
+            version=event["version"], blob=base64.b64decode(event["blob"]) if event["blob"] is not None else None,
+            last_common_certificate_timestamp=datetime_from_us(event["last_common_certificate_timestamp"]),
+            last_realm_certificate_timestamp=datetime_from_us(event["last_realm_certificate_timestamp"]),
+        )
+    elif t == "INVITATION":
+        rep.update(token=bytes.fromhex(event["token"]), invitation_status=event["invitation_status"])
+    elif t.startswith("GREETING_ATTEMPT_"):
+        rep.update(token=bytes.fromhex(event["token"]), greeting_attempt=uuid.UUID(event["greeting_attempt"]))
+    else:
+        raise ValueError(f"not a public event: {t}")
+    return rep

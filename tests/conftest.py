@@ -1,0 +1,100 @@
+"""Test infrastructure shared by every test.
+
+One throwaway PostgreSQL cluster per test run (the same launcher as the embedded default), started on a free
+loopback port and stopped at the end, even on failure or Ctrl-C (the postmaster also dies with us). Tests that
+need a database get a fresh one, copied from a migrated template database (`CREATE DATABASE ... TEMPLATE`).
+`PARSEC_TEST_PG_URL` points the suite at an existing server instead (its role must be allowed to create databases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class PgCluster:
+    """Handle on the test run's cluster: make and drop databases."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url  # URL of the `postgres` maintenance database
+        self._template: str | None = None
+
+    def url_for(self, database: str) -> str:
+        base, _, _query = self.admin_url.partition("?")
+        head = base.rsplit("/", 1)[0]
+        return f"{head}/{database}" + (f"?{_query}" if _query else "")
+
+    async def _exec(self, sql: str) -> None:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create_database(self, template: str | None = None) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        tmpl = f' TEMPLATE "{template}"' if template else ""
+        asyncio.run(self._exec(f'CREATE DATABASE "{name}"{tmpl}'))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        asyncio.run(self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def migrated_template(self) -> str:
+        """A database with every migration applied, made once per run."""
+        if self._template is None:
+            from parsec_server.storage.migrations import engine
+
+            name = self.create_database()
+            asyncio.run(engine.apply_all(self.url_for(name)))
+            self._template = name
+        return self._template
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    external = os.environ.get("PARSEC_TEST_PG_URL")
+    if external:
+        yield PgCluster(external)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="parsec-test-pg-", dir="/tmp"))
+    os.chmod(tmp, 0o755)
+    pg = EmbeddedPostgres(tmp, tcp_port=free_tcp_port(), database="postgres", fast_unsafe=True)
+    pg.start()
+    try:
+        yield PgCluster(pg.url)
+    finally:
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def empty_db_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """URL of a brand-new empty database, dropped after the test."""
+    name = pg_cluster.create_database()
+    try:
+        yield pg_cluster.url_for(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def db_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """URL of a fresh, fully migrated database (a copy of the migrated template), dropped after the test."""
+    name = pg_cluster.create_database(template=pg_cluster.migrated_template())
+    try:
+        yield pg_cluster.url_for(name)
+    finally:
+        pg_cluster.drop_database(name)
