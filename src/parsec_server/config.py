@@ -19,8 +19,8 @@ class BlockstoreConfig:
     s3_endpoint: str | None = None
     s3_region: str = ""
     s3_bucket: str = ""
-    s3_key: str = ""
-    s3_secret: str = ""
+    s3_key: str = field(default="", repr=False)
+    s3_secret: str = field(default="", repr=False)
     nodes: tuple[BlockstoreConfig, ...] = ()
 
     def describe(self) -> str:

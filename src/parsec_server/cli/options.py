@@ -25,7 +25,17 @@ class DbUrl(click.ParamType):
 
 
 def parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
-    """`POSTGRESQL`, `s3:[<endpoint>]:<region>:<bucket>:<key>:<secret>`, or `RAIDn:<node>:<config>` repeated."""
+    """`POSTGRESQL`, `s3:[<endpoint>]:<region>:<bucket>:<key>:<secret>`, or `RAIDn:<node>:<config>` repeated.
+
+    Raises ValueError (a message for the operator) for a value that cannot work."""
+    from parsec_server.blockstore import check_blockstore_config
+
+    config = _parse_blockstore(values)
+    check_blockstore_config(config)
+    return config
+
+
+def _parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
     if not values:
         return BlockstoreConfig("POSTGRESQL")
     if len(values) == 1 and not values[0].upper().startswith("RAID"):
