@@ -444,7 +444,7 @@ def test_inline_options_exist() -> None:
 
 
 def test_exit_code_table_is_the_exit_enum() -> None:
-    from parsec_server.cli.exit_codes import Exit
+    from parsec_server.exit_codes import Exit
 
     text = (DOCS / "cli.md").read_text()
     section = text.split("## Exit codes", 1)[1]

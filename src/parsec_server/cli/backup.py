@@ -11,7 +11,7 @@ import click
 
 from parsec_server.backup import BackupError, RestoreError, create_backup, restore_backup
 from parsec_server.cli.dbtarget import database_target, fail
-from parsec_server.cli.exit_codes import Exit
+from parsec_server.exit_codes import Exit
 from parsec_server.cli.options import data_dir_option, db_option, parse_blockstore
 
 

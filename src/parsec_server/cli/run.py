@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from parsec_server.cli.dbtarget import database_target, fail
-from parsec_server.cli.exit_codes import Exit
+from parsec_server.exit_codes import Exit
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
 from parsec_server.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SSE_KEEPALIVE, EmailConfig, ServerConfig
 from parsec_server.embedded_pg import default_data_dir
