@@ -17,22 +17,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from parsec_server.cli import run as run_mod
+    from parsec_server.cli.backup import backup_cmd, restore_cmd
+    from parsec_server.cli.migrate import migrate_cmd
+    from parsec_server.cli.run import run_cmd
 
-    cli.add_command(run_mod.run_cmd)
-    try:
-        from parsec_server.cli import migrate as migrate_mod
-    except ImportError:  # pragma: no cover - during bring-up
-        pass
-    else:
-        cli.add_command(migrate_mod.migrate_cmd)
-    try:
-        from parsec_server.cli import backup as backup_mod
-    except ImportError:  # pragma: no cover - during bring-up
-        pass
-    else:
-        cli.add_command(backup_mod.backup_cmd)
-        cli.add_command(backup_mod.restore_cmd)
+    for cmd in (run_cmd, migrate_cmd, backup_cmd, restore_cmd):
+        cli.add_command(cmd)
 
 
 _register()
