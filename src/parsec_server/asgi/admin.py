@@ -12,11 +12,12 @@ import io
 import json
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from parsec_server.asgi.http import Receive, Scope, Send, header, read_body, send_json, send_response
 from parsec_server.commands import organization as org_cmds
 from parsec_server.commands.context import Backend
+from parsec_server.protocol import addr
 from parsec_server.protocol.ids import is_valid_organization_id
 
 
@@ -111,15 +112,20 @@ def rfc3339(dt: datetime | None) -> str | None:
     return text + "Z"
 
 
-def _request_base(scope: Scope) -> tuple[str, str]:
-    """(host[:port], scheme) of the admin request, used to build the bootstrap URL."""
+def _request_server_addr(scope: Scope) -> addr.ServerAddr:
+    """Where the admin request was sent (Host header, else the listening socket), used to build the bootstrap
+    URL like the official server does (observed-reference.md §3.4)."""
+    use_ssl = scope.get("scheme", "http") == "https"
     host = header(scope, b"host")
     if host:
-        hostport = host.decode("latin-1")
-    else:
-        server = scope.get("server") or ("127.0.0.1", 6777)
-        hostport = f"{server[0]}:{server[1]}"
-    return hostport, scope.get("scheme", "http")
+        parts = urlsplit("//" + host.decode("latin-1"))
+        try:
+            if parts.hostname:
+                return addr.ServerAddr(parts.hostname, parts.port, use_ssl=use_ssl)
+        except ValueError:  # bad port in the Host header
+            pass
+    server = scope.get("server") or ("127.0.0.1", 6777)
+    return addr.ServerAddr(str(server[0]), int(server[1]), use_ssl=use_ssl)
 
 
 async def handle_admin(backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]) -> None:
@@ -175,13 +181,11 @@ async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Se
     token = await org_cmds.create_organization(backend, org_id, settings)
     if token is None:
         raise AdminError(400, "Organization already exists")
-    hostport, scheme = _request_base(scope)
-    from parsec_server.protocol import addr
-
+    server = _request_server_addr(scope)
     await send_json(send, 200, {
-        "bootstrap_url": addr.bootstrap_url(hostport, org_id, token, no_ssl=scheme != "https"),
-        "bootstrap_url_as_http_redirection": addr.bootstrap_http_redirection_url(
-            hostport, org_id, token, https=scheme == "https"
+        "bootstrap_url": addr.bootstrap_organization_url(server, org_id, token),
+        "bootstrap_url_as_http_redirection": addr.bootstrap_organization_url(
+            server, org_id, token, http_redirection=True
         ),
     })
 
@@ -216,8 +220,10 @@ async def _freeze(backend: Backend, scope: Scope, receive: Receive, send: Send, 
     if not isinstance(frozen, bool):
         raise _unprocessable(["body", "frozen"], "Input should be a valid boolean", frozen)
     user_id, email = doc.get("user_id"), doc.get("user_email")
-    if (user_id is None) == (email is None):
-        raise AdminError(400, "Must provide either `user_id` or `user_email`")
+    if user_id is None and email is None:
+        raise AdminError(400, "Missing either `user_id` or `user_email` field")
+    if user_id is not None and email is not None:
+        raise AdminError(400, "Both `user_id` and `user_email` fields are provided")
     if user_id is not None:
         try:
             import uuid
@@ -253,7 +259,7 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
             if at.tzinfo is None:
                 at = at.replace(tzinfo=timezone.utc)
         except ValueError:
-            raise AdminError(400, "Bad `at` query parameter") from None
+            raise AdminError(400, "Invalid `at` query argument (expected RFC3339 datetime)") from None
     stats = await org_cmds.server_stats(backend, at)
     if fmt == "json":
         return await send_json(send, 200, {"stats": stats})

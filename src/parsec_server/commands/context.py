@@ -31,7 +31,7 @@ class Organization:
     organization_id: str
     is_bootstrapped: bool
     is_expired: bool
-    bootstrap_token: str | None
+    bootstrap_token: bytes | None
     user_profile_outsider_allowed: bool
     active_users_limit: int | None
     minimum_archiving_period: int

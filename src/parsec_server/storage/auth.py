@@ -8,7 +8,6 @@ was made, since every process LISTENs to every event (events/bus.py).
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,37 +21,34 @@ from parsec_server.commands.context import (
     Organization,
 )
 from parsec_server.commands.registry import TOS, HandshakeError
-from parsec_server.crypto import tokens
 from parsec_server.events.bus import Event
+from parsec_server.protocol.codec import now
 
 if TYPE_CHECKING:
     from parsec_server.commands.context import Backend
 
 _ORG_COLUMNS = """
-    o._id AS org_internal_id, o.organization_id, o.root_verify_key IS NOT NULL AS is_bootstrapped,
+    o.id AS org_internal_id, o.organization_id, o.root_verify_key IS NOT NULL AS is_bootstrapped,
     o.is_expired, o.bootstrap_token, o.user_profile_outsider_allowed, o.active_users_limit,
-    o.minimum_archiving_period, o.tos_updated_on, o.sequester_authority_certificate IS NOT NULL AS is_sequestered
+    o.realm_minimum_archiving_period_before_deletion AS minimum_archiving_period, o.tos_updated_on,
+    o.sequester_authority_verify_key_der IS NOT NULL AS is_sequestered
 """
 
 _Q_DEVICE = f"""
 SELECT {_ORG_COLUMNS},
-    d._id AS device_internal_id, d.verify_key, u._id AS user_internal_id, u.user_id, u.current_profile,
+    d.id AS device_internal_id, d.verify_key, u.id AS user_internal_id, u.user_id, u.current_profile,
     u.revoked_on, u.frozen, u.tos_accepted_on
 FROM organization o
-LEFT JOIN device d ON d.organization = o._id AND d.device_id = $2
-LEFT JOIN user_ u ON u._id = d.user_
+LEFT JOIN device d ON d.organization = o.id AND d.device_id = $2
+LEFT JOIN user_ u ON u.id = d.user_
 WHERE o.organization_id = $1
 """
 
 _Q_ORG = f"SELECT {_ORG_COLUMNS} FROM organization o WHERE o.organization_id = $1"
 
 _Q_USER_REALMS = """
-SELECT r.realm_id FROM realm r
-JOIN LATERAL (
-    SELECT role FROM realm_user_role rur WHERE rur.realm = r._id AND rur.user_ = $2
-    ORDER BY rur.certified_on DESC, rur._id DESC LIMIT 1
-) last_role ON last_role.role IS NOT NULL
-WHERE r.organization = $1
+SELECT r.realm_id FROM realm_member m JOIN realm r ON r.id = m.realm
+WHERE m.user_ = $2 AND m.role IS NOT NULL AND r.organization = $1
 """
 
 
@@ -62,7 +58,7 @@ def organization_from_row(row: asyncpg.Record) -> Organization:
         organization_id=row["organization_id"],
         is_bootstrapped=row["is_bootstrapped"],
         is_expired=row["is_expired"],
-        bootstrap_token=row["bootstrap_token"],
+        bootstrap_token=None if row["bootstrap_token"] is None else bytes(row["bootstrap_token"]),
         user_profile_outsider_allowed=row["user_profile_outsider_allowed"],
         active_users_limit=row["active_users_limit"],
         minimum_archiving_period=row["minimum_archiving_period"],
@@ -150,9 +146,9 @@ class AuthCache:
             device.tos_accepted_on is None or device.tos_accepted_on < org.tos_updated_on
         ):
             raise HandshakeError(463)
-        if not tokens.verify_signature(device.verify_key, auth):
+        if not auth.verify(device.verify_key):
             raise HandshakeError(403)
-        if not tokens.token_in_ballpark(auth.timestamp, time.time()):
+        if not auth.in_ballpark(now()):
             raise HandshakeError(498)
         return AuthenticatedClient(backend, org, device, revision)
 
