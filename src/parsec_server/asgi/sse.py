@@ -39,15 +39,41 @@ _CLOSE = object()
 
 
 class _Stream:
-    """One client's view: which events are for it, and its outgoing queue."""
+    """One client's view: which events are for it, and its outgoing queue.
 
-    def __init__(self, client: AuthenticatedClient, realms: set[uuid.UUID]) -> None:
+    A stream subscribes to the bus BEFORE reading its user's realms from the database, and buffers what it
+    hears meanwhile (`pending`); `go_live` then applies those events on top of the database's answer, so a
+    sharing committed during the registration is never missed (nor its first vlob events)."""
+
+    def __init__(self, client: AuthenticatedClient) -> None:
         self.user_hex = client.user_id.hex
         self.device_hex = client.device_id.hex
         self.is_admin = client.device.profile == "ADMIN"
-        self.realms = {r.hex for r in realms}
+        self.realms: set[str] = set()
+        self.pending: list[Event] | None = []
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX)
         self.lagging = False
+
+    def go_live(self, realms: set[uuid.UUID], missed: list[Event] | None, replay: bool) -> list[bytes]:
+        """Start delivering. `missed`: the events cached after the client's `Last-Event-ID` (None: that id
+        is unknown), when `replay`. Returns the frames to send right after the organization config; must
+        run without awaiting anything (no event may slip between the replay and the live queue)."""
+        self.realms = {r.hex for r in realms}
+        pending, self.pending = self.pending or [], None
+        frames: list[bytes] = []
+        if replay:
+            if missed is None:
+                frames.append(_MISSED)
+            else:
+                heard = {ev["id"] for ev in pending}  # delivered below, through the queue
+                mine = [ev for ev in missed if ev["id"] not in heard and ev["type"] not in INTERNAL and self.wants(ev)]
+                if len(mine) > _REPLAY_MAX:
+                    frames.append(_MISSED)
+                else:
+                    frames.extend(_frame(ev) for ev in mine)
+        for ev in pending:
+            self.on_event(ev)
+        return frames
 
     def wants(self, ev: Event) -> bool:
         t = ev["type"]
@@ -77,8 +103,8 @@ class _Stream:
             return True
         if t == "USER_REVOKED_OR_FROZEN":
             return ev.get("user_id") == self.user_hex
-        if t == "USER_UPDATED" and ev.get("user_id") == self.user_hex:
-            self.is_admin = False if not ev.get("profile") else ev.get("profile") == "ADMIN"
+        if t == "USER_UPDATED" and ev.get("user_id") == self.user_hex and ev.get("profile"):
+            self.is_admin = ev["profile"] == "ADMIN"
         return False
 
     def push(self, item: Any) -> None:
@@ -88,6 +114,9 @@ class _Stream:
             self.lagging = True  # dropped: the client reconnects and resyncs
 
     def on_event(self, ev: Event) -> None:
+        if self.pending is not None:
+            self.pending.append(ev)
+            return
         if ev["type"] in INTERNAL:
             if self.ends_on(ev):
                 self.push(_CLOSE)
@@ -99,7 +128,8 @@ class _Stream:
 
 def _frame(ev: Event) -> bytes:
     data = base64.b64encode(encode_rep(to_api_event(ev)))
-    return b"data:" + data + b"\nid:" + ev["id"].encode() + b"\n\n"
+    event_id: str = ev["id"]
+    return b"data:" + data + b"\nid:" + event_id.encode() + b"\n\n"
 
 
 def organization_config_frame(client: AuthenticatedClient) -> bytes:
@@ -138,40 +168,40 @@ async def handle_events(
 
         return await send_json(send, 503, {"detail": "Server is shutting down"})
 
-    async with backend.db.connection() as conn:
-        realms = await auth_storage.user_realms(conn, client.org.internal_id, client.device.user_internal_id)
-    stream = _Stream(client, realms)
+    stream = _Stream(client)
     unsubscribe = backend.events.subscribe(org_id, stream.on_event)
     try:
+        async with backend.db.connection() as conn:
+            realms = await auth_storage.user_realms(conn, client.org.internal_id, client.device.user_internal_id)
+        raw_last_id = header(scope, b"last-event-id")
+        last_id = _parse_event_id(raw_last_id)
+        missed = backend.events.events_after(last_id, org_id) if last_id is not None else None
+        replay = stream.go_live(realms, missed, replay=last_id is not None)
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         await send({"type": "http.response.body", "body": organization_config_frame(client), "more_body": True})
-        last_id = header(scope, b"last-event-id")
-        if last_id is not None:
-            await _replay(backend, send, stream, org_id, last_id.decode("latin-1").strip())
+        for frame in replay:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
         await _pump(backend, receive, send, stream, shutting_down)
+    except OSError:
+        pass  # the client went away
     finally:
         unsubscribe()
 
 
-async def _replay(backend: Backend, send: Send, stream: _Stream, org_id: str, last_id: str) -> None:
+def _parse_event_id(raw: bytes | None) -> str | None:
+    """The `Last-Event-ID` header as an event id (hex); an invalid one is ignored."""
+    if raw is None:
+        return None
     try:
-        last_id = uuid.UUID(last_id).hex
+        return uuid.UUID(raw.decode("latin-1").strip()).hex
     except ValueError:
-        return  # an invalid id is ignored
-    missed = backend.events.events_after(last_id, org_id)
-    if missed is None:
-        await send({"type": "http.response.body", "body": _MISSED, "more_body": True})
-        return
-    mine = [ev for ev in missed if ev["type"] not in INTERNAL and stream.wants(ev)]
-    if len(mine) > _REPLAY_MAX:
-        await send({"type": "http.response.body", "body": _MISSED, "more_body": True})
-        return
-    for ev in mine:
-        await send({"type": "http.response.body", "body": _frame(ev), "more_body": True})
+        return None
 
 
 async def _pump(backend: Backend, receive: Receive, send: Send, stream: _Stream, shutting_down: asyncio.Event) -> None:
     keepalive = backend.config.sse_keepalive
+    if keepalive is not None and keepalive <= 0:
+        keepalive = None
     disconnected = asyncio.ensure_future(_wait_disconnect(receive))
     stopping = asyncio.ensure_future(shutting_down.wait())
     try:

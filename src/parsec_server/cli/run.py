@@ -72,7 +72,8 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
 @click.option("--organization-initial-tos", envvar="PARSEC_ORGANIZATION_INITIAL_TOS", show_envvar=True,
               help="Terms of service of new organizations: <locale>:<url>[,<locale>:<url>...].")
 @click.option("--email-host", envvar="PARSEC_EMAIL_HOST", show_envvar=True,
-              help="SMTP server for invitation emails [default: none, emails are not sent].")
+              help="SMTP server for invitation emails [default: none: emails are not sent and invitations asking "
+              "for one answer email_sent=SERVER_UNAVAILABLE].")
 @click.option("--email-port", envvar="PARSEC_EMAIL_PORT", default=25, show_default=True, show_envvar=True,
               type=click.IntRange(1, 65535), help="SMTP port.")
 @click.option("--email-host-user", envvar="PARSEC_EMAIL_HOST_USER", show_envvar=True, help="SMTP user.")
@@ -182,13 +183,16 @@ async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool,
     from parsec_server.storage import db as dbmod
     from parsec_server.storage.migrations import engine
 
+    # Hidden, for tests and experiments (as `migrate --migrations-dir`): another set of migration files,
+    # e.g. only those of an earlier release, to play "the server at release N".
+    source = os.environ.get("PARSEC_MIGRATIONS_DIR") or None
     try:
         if brand_new:
             log.info("embedded_database_created", action="applying all migrations")
-            await engine.apply_all(config.db_url)
+            await engine.apply_all(config.db_url, source=source)
         conn = await dbmod.connect(config.db_url)
         try:
-            warnings = await engine.check_for_serving(conn)
+            warnings = await engine.check_for_serving(conn, source=source)
         finally:
             await conn.close()
     except dbmod.DatabaseUnavailable as exc:
@@ -199,7 +203,7 @@ async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool,
             raise
         fail(str(exc), int(code))
     for w in warnings:
-        log.warning("schema_warning", message=w)
+        log.warning("schema_warning", detail=w)  # `message` is reserved by logging.LogRecord
 
     app = build_app(config)
     server = uvicorn.Server(
