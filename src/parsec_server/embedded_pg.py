@@ -169,7 +169,8 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/{self.database}?host={self._socket_dir}&port=5432"
 
     def url_for(self, database: str) -> str:
-        return self.url.replace(f"/{self.database}", f"/{database}", 1)
+        base, sep, query = self.url.partition("?")
+        return f"{base.rsplit('/', 1)[0]}/{database}{sep}{query}"
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
