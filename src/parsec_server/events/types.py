@@ -19,6 +19,7 @@ Publishers build events with the helpers below (values JSON-ready: ids hex, date
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -66,6 +67,31 @@ def vlob(
         version=version, blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
         last_common_certificate_timestamp=_us(last_common_certificate_timestamp),
         last_realm_certificate_timestamp=_us(last_realm_certificate_timestamp),
+    )
+
+
+def vlob_payload_head(
+    org: str, realm_id: uuid.UUID, vlob_id: uuid.UUID, author: uuid.UUID, timestamp: datetime, version: int,
+    blob: bytes,
+) -> str:
+    """The NOTIFY payload of a VLOB event, but for its two topic timestamps, known only inside the writing
+    statement. That statement completes it with (`VLOB_PAYLOAD_TAIL_SQL`):
+
+        $head || <common topic µs> || ',"last_realm_certificate_timestamp":' || <realm topic µs> || '}'
+    """
+    event = new_event(
+        org, "VLOB", realm_id=realm_id.hex, vlob_id=vlob_id.hex, author=author.hex, timestamp=_us(timestamp),
+        version=version, blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+    )
+    return json.dumps(event, separators=(",", ":"))[:-1] + ',"last_common_certificate_timestamp":'
+
+
+def vlob_payload_sql(head: str, common_ts: str, realm_ts: str) -> str:
+    """SQL text completing `vlob_payload_head` (`head`: its parameter, `*_ts`: timestamptz expressions)."""
+    return (
+        f"{head} || (EXTRACT(EPOCH FROM {common_ts}) * 1000000)::bigint"
+        f" || ',\"last_realm_certificate_timestamp\":' || (EXTRACT(EPOCH FROM {realm_ts}) * 1000000)::bigint"
+        " || '}'"
     )
 
 

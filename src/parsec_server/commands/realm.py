@@ -1,0 +1,472 @@
+"""Realm commands (protocol.md §4.5): realm_create, realm_share, realm_unshare,
+realm_self_promote_to_owner, realm_rename, realm_update_archiving, realm_rotate_key,
+realm_get_keys_bundle.
+
+Each certificate command checks its certificate first, without the database (signature and author,
+then ballpark, then its content), then runs one transaction (storage/realm.py): common topic FOR
+SHARE, realm topic FOR UPDATE, the realm's state read under those locks, the checks, the write.
+Replies follow the official server's order of checks:
+
+    author aborts (460/461) -> [create/self-promote: author profile] -> certificate
+    (invalid_certificate, timestamp_out_of_ballpark) -> realm_not_found -> realm_deleted ->
+    author's role -> command checks -> require_greater_timestamp
+
+require_greater_timestamp compares with the common and realm topics, and, for role changes (share,
+unshare, self-promotion), with the realm's last vlob too (§4.2).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from parsec_server.commands.context import AuthenticatedClient
+from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.crypto import certificates as certs
+from parsec_server.crypto.ballpark import check_ballpark
+from parsec_server.events import types as event_types
+from parsec_server.protocol.codec import now as utc_now
+from parsec_server.storage import realm as realm_storage
+from parsec_server.storage import topics
+from parsec_server.storage.realm import ROLE_PRIORITY, RealmState
+
+C = TypeVar("C", bound=certs.Certificate)
+
+_OK: dict[str, Any] = {"status": "ok"}
+_INVALID_CERTIFICATE: dict[str, Any] = {"status": "invalid_certificate"}
+_AUTHOR_NOT_ALLOWED: dict[str, Any] = {"status": "author_not_allowed"}
+_REALM_NOT_FOUND: dict[str, Any] = {"status": "realm_not_found"}
+_REALM_DELETED: dict[str, Any] = {"status": "realm_deleted"}
+_OWNER_OR_MANAGER = frozenset({"OWNER", "MANAGER"})
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _validate(
+    cls: type[C], raw: bytes, client: AuthenticatedClient, now: datetime.datetime
+) -> C | dict[str, Any]:
+    """Signature by the requesting device, then ballpark: the certificate, or the reply."""
+    try:
+        cert = certs.verify_and_load(
+            cls, raw, client.device.verify_key, expected_author=client.device_id
+        )
+    except certs.InvalidCertificate:
+        return _INVALID_CERTIFICATE
+    late = check_ballpark(cert.timestamp, now)  # type: ignore[attr-defined]
+    if late is not None:
+        return late
+    return cert
+
+
+async def _lock_common(conn: asyncpg.Connection, client: AuthenticatedClient) -> topics.CommonLock:
+    lock = await topics.lock_common(
+        conn, client.org.internal_id, client.device.device_internal_id, write=False
+    )
+    if lock is None:
+        raise HandshakeError(404)
+    if lock.org_expired:
+        raise HandshakeError(460)
+    if lock.revoked:
+        raise HandshakeError(461)
+    return lock
+
+
+async def _lock_realm(
+    conn: asyncpg.Connection, client: AuthenticatedClient, realm_id: Any, recipient: Any = None
+) -> RealmState | dict[str, Any]:
+    """Realm topic FOR UPDATE, then its state; realm_not_found / realm_deleted / author_not_allowed
+    (the author has no role) as replies."""
+    realm = await realm_storage.lock(conn, client.org.internal_id, realm_id)
+    if realm is None:
+        return _REALM_NOT_FOUND
+    state = await realm_storage.state(
+        conn, client.org.internal_id, realm, client.device.user_internal_id, recipient
+    )
+    if state.status == "DELETED":
+        return _REALM_DELETED
+    if state.author_role is None:
+        return _AUTHOR_NOT_ALLOWED
+    return state
+
+
+def _greater_than(*timestamps: datetime.datetime | None) -> datetime.datetime:
+    return max(ts for ts in timestamps if ts is not None)
+
+
+def _require_greater(
+    timestamp: datetime.datetime, last: datetime.datetime
+) -> dict[str, Any] | None:
+    if timestamp <= last:
+        return {"status": "require_greater_timestamp", "strictly_greater_than": last}
+    return None
+
+
+def _event(
+    client: AuthenticatedClient,
+    timestamp: datetime.datetime,
+    realm_id: Any,
+    user_id: Any,
+    role_removed: bool = False,
+) -> str:
+    event = event_types.realm_certificate(
+        client.org.organization_id, timestamp, realm_id, user_id, role_removed=role_removed
+    )
+    return topics.event_payloads([event])[0]
+
+
+def _with_lrct(status: str, state: RealmState) -> dict[str, Any]:
+    return {"status": status, "last_realm_certificate_timestamp": state.last_timestamp}
+
+
+# --- realm_create ---------------------------------------------------------------------------------
+
+
+@handles(AUTHENTICATED, "realm_create")
+async def realm_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
+        cert = _INVALID_CERTIFICATE
+    org = client.org
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if common.profile == "OUTSIDER":
+            return _AUTHOR_NOT_ALLOWED
+        if isinstance(cert, dict):
+            return cert
+        refusal = _require_greater(cert.timestamp, common.last_common)
+        if refusal is not None:
+            return refusal
+        created = await realm_storage.create(
+            conn,
+            org.internal_id,
+            cert.realm_id,
+            cert.timestamp,
+            client.device.device_internal_id,
+            common.user_internal_id,
+            req.realm_role_certificate,
+            _event(client, cert.timestamp, cert.realm_id, cert.user_id),
+        )
+        if not created:
+            last = await realm_storage.last_timestamp(conn, org.internal_id, cert.realm_id)
+            assert last is not None
+            return {"status": "realm_already_exists", "last_realm_certificate_timestamp": last}
+    return _OK
+
+
+# --- realm_share / realm_unshare / realm_self_promote_to_owner ------------------------------
+
+
+@handles(AUTHENTICATED, "realm_share")
+async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is None):
+        cert = _INVALID_CERTIFICATE
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if isinstance(cert, dict):
+            return cert
+        state = await _lock_realm(conn, client, cert.realm_id, cert.user_id)
+        if isinstance(state, dict):
+            return state
+        if state.recipient is None:
+            return {"status": "recipient_not_found"}
+        if state.recipient_revoked:
+            return {"status": "recipient_revoked"}
+        # Granting or taking away OWNER/MANAGER needs an OWNER; READER/CONTRIBUTOR an OWNER or a
+        # MANAGER.
+        if state.recipient_role in _OWNER_OR_MANAGER or cert.role in _OWNER_OR_MANAGER:
+            allowed = state.author_role == "OWNER"
+        else:
+            allowed = state.author_role in _OWNER_OR_MANAGER
+        if not allowed:
+            return _AUTHOR_NOT_ALLOWED
+        if state.recipient_profile == "OUTSIDER" and cert.role in _OWNER_OR_MANAGER:
+            return {"status": "role_incompatible_with_outsider"}
+        if state.recipient_role == cert.role:
+            return _with_lrct("role_already_granted", state)
+        # The recipient gets an access to the current keys: there must be one.
+        if state.keys_bundle is None or req.key_index != state.key_index:
+            return _with_lrct("bad_key_index", state)
+        refusal = _require_greater(
+            cert.timestamp,
+            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+        )
+        if refusal is not None:
+            return refusal
+        assert state.recipient is not None
+        await realm_storage.set_role(
+            conn,
+            org_internal_id=client.org.internal_id,
+            realm_internal_id=state.internal_id,
+            user_internal_id=state.recipient,
+            role=cert.role,
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            certificate=req.realm_role_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id),
+            keys_bundle=state.keys_bundle,
+            keys_bundle_access=req.recipient_keys_bundle_access,
+        )
+    return _OK
+
+
+@handles(AUTHENTICATED, "realm_unshare")
+async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is not None):
+        cert = _INVALID_CERTIFICATE
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if isinstance(cert, dict):
+            return cert
+        state = await _lock_realm(conn, client, cert.realm_id, cert.user_id)
+        if isinstance(state, dict):
+            return state
+        # A revoked recipient may be unshared (clients watch unsharings to know when to rotate
+        # keys).
+        if state.recipient is None:
+            return {"status": "recipient_not_found"}
+        if state.recipient_role is None:
+            return _with_lrct("recipient_already_unshared", state)
+        if not (
+            state.author_role == "OWNER"
+            or (state.author_role == "MANAGER" and state.recipient_role not in _OWNER_OR_MANAGER)
+        ):
+            return _AUTHOR_NOT_ALLOWED
+        refusal = _require_greater(
+            cert.timestamp,
+            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+        )
+        if refusal is not None:
+            return refusal
+        await realm_storage.set_role(
+            conn,
+            org_internal_id=client.org.internal_id,
+            realm_internal_id=state.internal_id,
+            user_internal_id=state.recipient,
+            role=None,
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            certificate=req.realm_role_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id, role_removed=True),
+        )
+    return _OK
+
+
+@handles(AUTHENTICATED, "realm_self_promote_to_owner")
+async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    """Take ownership of a realm whose owners are all revoked: allowed to the non-revoked member(s)
+    with the highest role."""
+    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
+        cert = _INVALID_CERTIFICATE
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if common.profile == "OUTSIDER":
+            return {"status": "author_is_outsider"}
+        if isinstance(cert, dict):
+            return cert
+        state = await _lock_realm(conn, client, cert.realm_id)
+        if isinstance(state, dict):
+            return state
+        if state.has_active_owner:
+            return _with_lrct("active_owner_already_exists", state)
+        assert state.author_role is not None
+        if ROLE_PRIORITY[state.author_role] < state.max_active_priority:
+            return _AUTHOR_NOT_ALLOWED
+        refusal = _require_greater(
+            cert.timestamp,
+            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+        )
+        if refusal is not None:
+            return refusal
+        await realm_storage.set_role(
+            conn,
+            org_internal_id=client.org.internal_id,
+            realm_internal_id=state.internal_id,
+            user_internal_id=common.user_internal_id,
+            role="OWNER",
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            certificate=req.realm_role_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id),
+        )
+    return _OK
+
+
+# --- realm_rename / realm_update_archiving --------------------------------------------------
+
+
+@handles(AUTHENTICATED, "realm_rename")
+async def realm_rename(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    cert = _validate(certs.RealmNameCertificate, req.realm_name_certificate, client, utc_now())
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if isinstance(cert, dict):
+            return cert
+        state = await _lock_realm(conn, client, cert.realm_id)
+        if isinstance(state, dict):
+            return state
+        if state.author_role != "OWNER":
+            return _AUTHOR_NOT_ALLOWED
+        if cert.key_index != state.key_index:
+            return _with_lrct("bad_key_index", state)
+        if req.initial_name_or_fail and state.has_name:
+            return _with_lrct("initial_name_already_exists", state)
+        refusal = _require_greater(
+            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
+        )
+        if refusal is not None:
+            return refusal
+        await realm_storage.rename(
+            conn,
+            org_internal_id=client.org.internal_id,
+            realm_internal_id=state.internal_id,
+            key_index=cert.key_index,
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            certificate=req.realm_name_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
+        )
+    return _OK
+
+
+@handles(AUTHENTICATED, "realm_update_archiving")
+async def realm_update_archiving(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    """ARCHIVED and DELETION_PLANNED make the realm read-only, AVAILABLE writable again; a deletion
+    date must leave the organization's minimum archiving period."""
+    cert = _validate(certs.RealmArchivingCertificate, req.archiving_certificate, client, utc_now())
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if isinstance(cert, dict):
+            return cert
+        state = await _lock_realm(conn, client, cert.realm_id)
+        if isinstance(state, dict):
+            return state
+        if state.author_role != "OWNER":
+            return _AUTHOR_NOT_ALLOWED
+        configuration = cert.configuration["type"]
+        deletion_date = cert.configuration.get("deletion_date")
+        if deletion_date is not None and deletion_date < cert.timestamp + datetime.timedelta(
+            seconds=state.minimum_archiving_period
+        ):
+            return {"status": "archiving_period_too_short"}
+        refusal = _require_greater(
+            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
+        )
+        if refusal is not None:
+            return refusal
+        await realm_storage.update_archiving(
+            conn,
+            org_internal_id=client.org.internal_id,
+            realm_internal_id=state.internal_id,
+            configuration=configuration,
+            deletion_date=deletion_date,
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            certificate=req.archiving_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
+        )
+    return _OK
+
+
+# --- realm_rotate_key / realm_get_keys_bundle -----------------------------------------------
+
+
+@handles(AUTHENTICATED, "realm_rotate_key")
+async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    """A new key for the realm: index current + 1 (the first rotation gives 1), an access for every
+    user whose current role is not None (revoked ones included), and for every active sequester
+    service of a sequestered organization."""
+    cert = _validate(
+        certs.RealmKeyRotationCertificate, req.realm_key_rotation_certificate, client, utc_now()
+    )
+    org = client.org
+    async with client.backend.db.transaction() as conn:
+        common = await _lock_common(conn, client)
+        if isinstance(cert, dict):
+            return cert
+        # lock order (storage/topics.py): common, sequester, then realm topics
+        last_sequester = (
+            await topics.lock_sequester(conn, org.internal_id, write=False)
+            if org.is_sequestered
+            else None
+        )
+        state = await _lock_realm(conn, client, cert.realm_id)
+        if isinstance(state, dict):
+            return state
+        if state.author_role != "OWNER":
+            return _AUTHOR_NOT_ALLOWED
+        if cert.key_index != state.key_index + 1:
+            return _with_lrct("bad_key_index", state)
+        refusal = _require_greater(
+            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
+        )
+        if refusal is not None:
+            return refusal
+        participants = await realm_storage.participants(conn, state.internal_id)
+        if req.per_participant_keys_bundle_access.keys() != participants.keys():
+            return _with_lrct("participant_mismatch", state)
+        sequester_accesses: dict[int, bytes] = {}
+        per_service = req.per_sequester_service_keys_bundle_access
+        if not org.is_sequestered:
+            if per_service is not None:
+                return {"status": "organization_not_sequestered"}
+        else:
+            services = await realm_storage.active_sequester_services(conn, org.internal_id)
+            if per_service is None or per_service.keys() != services.keys():
+                assert last_sequester is not None
+                return {
+                    "status": "sequester_service_mismatch",
+                    "last_sequester_certificate_timestamp": last_sequester,
+                }
+            sequester_accesses = {services[sid]: access for sid, access in per_service.items()}
+        await realm_storage.rotate_key(
+            conn,
+            org_internal_id=org.internal_id,
+            realm_internal_id=state.internal_id,
+            key_index=cert.key_index,
+            timestamp=cert.timestamp,
+            author_device_internal_id=client.device.device_internal_id,
+            key_canary=cert.key_canary,
+            keys_bundle=req.keys_bundle,
+            accesses={
+                participants[uid]: access
+                for uid, access in req.per_participant_keys_bundle_access.items()
+            },
+            sequester_accesses=sequester_accesses,
+            certificate=req.realm_key_rotation_certificate,
+            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
+        )
+    return _OK
+
+
+@handles(AUTHENTICATED, "realm_get_keys_bundle")
+async def realm_get_keys_bundle(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+    """The keys bundle of a key index and the requester's newest access to it (from the rotation,
+    or from a later sharing). Needs a current role; an unknown realm also answers
+    author_not_allowed."""
+    if req.key_index == 0:
+        return {"status": "bad_key_index"}
+    async with client.backend.db.connection() as conn:
+        row = await realm_storage.get_keys_bundle(
+            conn,
+            client.org.internal_id,
+            client.device.user_internal_id,
+            req.realm_id,
+            req.key_index,
+        )
+    if row["realm"] is None or not row["member"]:
+        return _AUTHOR_NOT_ALLOWED
+    if row["status"] == "DELETED":
+        return _REALM_DELETED
+    if row["role"] is None:
+        return _AUTHOR_NOT_ALLOWED
+    if row["keys_bundle_id"] is None:
+        return {"status": "bad_key_index"}
+    if row["access"] is None:
+        return {"status": "access_not_available_for_author"}
+    return {"status": "ok", "keys_bundle_access": row["access"], "keys_bundle": row["keys_bundle"]}

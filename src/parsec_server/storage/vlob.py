@@ -1,0 +1,346 @@
+"""Vlobs: writes (vlob_create / vlob_update) and reads (read_batch, read_versions, poll_changes).
+
+Each command is ONE statement (one round trip, no explicit transaction: a statement is atomic on its
+own). It returns every fact the handler needs to pick the reply in the official order
+(commands/vlob.py), and a write happens only when every check passes.
+
+Writes (protocol.md §4.2: read common, read realm):
+* `locked` takes `topic_common` and `topic_realm` FOR SHARE. A realm certificate writer holds
+  `topic_realm` FOR UPDATE, a common one `topic_common` FOR UPDATE: a write waits for them and they
+  wait for it, so the causality checks (`timestamp > topic`) and the readers of
+  `realm.last_vlob_timestamp` (share, unshare, revoke) see a consistent state.
+* The other facts (role, key index, status, author revoked...) come from the statement's snapshot.
+  Every change to them commits a certificate that bumps one of the two topics, so when a locked
+  topic row is newer than its snapshot version (we waited for such a writer) the snapshot is stale:
+  nothing is written and `stale` tells the caller to run the statement again.
+* `upd` bumps `realm.vlob_checkpoint` (the realm row lock serialises the writers of one realm, and
+  the checkpoint log has no gap) before `ins` inserts the version: two racing writes of the same
+  version end with the second one's INSERT failing on the unique index (UniqueViolationError, which
+  aborts the whole statement, checkpoint included: the caller reports vlob_already_exists /
+  bad_vlob_version).
+* The VLOB event is NOTIFYed by the same statement (delivered on commit).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import asyncpg
+
+from parsec_server.events.types import vlob_payload_head, vlob_payload_sql
+from parsec_server.storage.topics import NOTIFY_CHANNEL
+
+__all__ = [
+    "INT4_MAX",
+    "poll_changes",
+    "read_batch",
+    "read_versions",
+    "write",
+]
+
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+WRITE_ROLES = ("OWNER", "MANAGER", "CONTRIBUTOR")
+
+# $1 org, $2 author user, $3 author device, $4 realm_id, $5 vlob_id, $6 key_index, $7 timestamp,
+# $8 blob, $9 timestamp in the ballpark, $10 version (1 for vlob_create), $11 notify channel,
+# $12 event payload head, $13 update (the vlob must exist at version $10 - 1) or create (it must not
+# exist)
+_WRITE_HEAD = """
+WITH r0 AS (
+    SELECT id, status, key_index FROM realm WHERE organization = $1 AND realm_id = $4
+),
+locked AS MATERIALIZED (
+    SELECT tc.last_timestamp AS common_ts, tr.last_timestamp AS realm_ts
+    FROM topic_common tc, topic_realm tr
+    WHERE tc.organization = $1 AND tr.realm = (SELECT id FROM r0)
+    FOR SHARE
+),
+facts AS MATERIALIZED (
+    SELECT
+        o.is_expired,
+        u.revoked_on IS NOT NULL AS revoked,
+        r0.id AS realm,
+        r0.status,
+        r0.key_index,
+        (SELECT m.role FROM realm_member m WHERE m.realm = r0.id AND m.user_ = $2) AS role,
+        locked.common_ts,
+        locked.realm_ts,
+        locked.realm_ts IS NOT NULL AND (
+            locked.common_ts IS DISTINCT FROM (
+                SELECT t.last_timestamp FROM topic_common t WHERE t.organization = $1
+            )
+            OR locked.realm_ts IS DISTINCT FROM (
+                SELECT t.last_timestamp FROM topic_realm t WHERE t.realm = r0.id
+            )
+        ) AS stale,
+        (
+            SELECT max(v.version) FROM vlob_atom v WHERE v.realm = r0.id AND v.vlob_id = $5
+        ) AS current_version
+    FROM organization o
+    JOIN user_ u ON u.id = $2
+    LEFT JOIN r0 ON TRUE
+    LEFT JOIN locked ON TRUE
+    WHERE o.id = $1
+),
+ctx AS (
+    SELECT facts.*, (
+        NOT facts.is_expired AND NOT facts.revoked AND NOT facts.stale
+        AND facts.status = 'AVAILABLE'
+        AND facts.role IN ('OWNER', 'MANAGER', 'CONTRIBUTOR')
+        AND facts.key_index = $6
+        AND $9
+        AND $7 > facts.common_ts AND $7 > facts.realm_ts
+        AND CASE WHEN $13
+            THEN facts.current_version + 1 = $10
+            ELSE facts.current_version IS NULL
+        END
+    ) AS ok
+    FROM facts
+),
+upd AS (
+    UPDATE realm
+    SET vlob_checkpoint = realm.vlob_checkpoint + 1,
+        last_vlob_timestamp = GREATEST(realm.last_vlob_timestamp, $7)
+    FROM ctx
+    WHERE realm.id = ctx.realm AND ctx.ok
+    RETURNING realm.id, realm.vlob_checkpoint
+),
+ins AS (
+    INSERT INTO vlob_atom (realm, vlob_id, version, key_index, author, created_on, size, blob)
+    SELECT
+        upd.id, $5::uuid, $10::int, $6::int, $3::bigint, $7::timestamptz, octet_length($8::bytea),
+        $8::bytea
+    FROM upd
+),
+log AS (
+    INSERT INTO realm_vlob_update (realm, checkpoint, vlob_id, version)
+    SELECT upd.id, upd.vlob_checkpoint, $5, $10 FROM upd
+)
+"""
+
+_Q_WRITE = (
+    _WRITE_HEAD
+    + f"""
+SELECT ctx.*, (
+    SELECT pg_notify($11, {vlob_payload_sql("$12", "ctx.common_ts", "ctx.realm_ts")}) IS NULL
+    FROM upd
+) IS NOT NULL AS written
+FROM ctx
+"""
+)
+
+
+async def write(
+    conn: asyncpg.Connection,
+    *,
+    org_internal_id: int,
+    organization_id: str,
+    user_internal_id: int,
+    device_internal_id: int,
+    device_id: uuid.UUID,
+    realm_id: uuid.UUID,
+    vlob_id: uuid.UUID,
+    key_index: int,
+    timestamp: datetime.datetime,
+    blob: bytes,
+    version: int,
+    update: bool,
+    in_ballpark: bool,
+) -> asyncpg.Record:
+    """Write version `version` of a vlob (vlob_update, or vlob_create: version 1) if every check
+    passes.
+
+    The record holds the facts (is_expired, revoked, realm (None: not found), status, key_index,
+    role, common_ts, realm_ts, current_version, stale, ok) and `written`. Raises
+    UniqueViolationError when a concurrent write of the same version won."""
+    head = vlob_payload_head(
+        organization_id, realm_id, vlob_id, device_id, timestamp, version, blob
+    )
+    row: asyncpg.Record = await conn.fetchrow(
+        _Q_WRITE,
+        org_internal_id,
+        user_internal_id,
+        device_internal_id,
+        realm_id,
+        vlob_id,
+        # out-of-range values cannot be the realm's: compare with an impossible one
+        key_index if key_index <= INT4_MAX else -1,
+        timestamp,
+        blob,
+        in_ballpark,
+        version if version <= INT4_MAX else -1,
+        NOTIFY_CHANNEL,
+        head,
+        update,
+    )
+    return row
+
+
+# --- reads -----------------------------------------------------------------------------------
+#
+# The common part: $1 org, $2 user, $3 realm_id. No lock (the official server takes none either):
+# the reply carries the topic timestamps the client must know to validate what it reads.
+#
+# `(SELECT $n)` hides a parameter's value from the planner: with the value known (custom plans, the
+# first executions of a prepared statement) the estimates would always beat the generic plan's, and
+# PostgreSQL would plan the statement again at every execution (about 0.7 ms here).
+
+_READ_CTX = """
+WITH r0 AS (
+    SELECT id, status, vlob_checkpoint FROM realm WHERE organization = $1 AND realm_id = $3
+),
+ctx AS MATERIALIZED (
+    SELECT
+        o.is_expired,
+        u.revoked_on IS NOT NULL AS revoked,
+        r0.id AS realm,
+        r0.status,
+        r0.vlob_checkpoint,
+        (SELECT m.role FROM realm_member m WHERE m.realm = r0.id AND m.user_ = $2) AS role,
+        (SELECT t.last_timestamp FROM topic_common t WHERE t.organization = $1) AS common_ts,
+        (SELECT t.last_timestamp FROM topic_realm t WHERE t.realm = r0.id) AS realm_ts
+    FROM organization o
+    JOIN user_ u ON u.id = $2
+    LEFT JOIN r0 ON TRUE
+    WHERE o.id = $1
+)
+"""
+
+_VLOB_COLUMNS = "v.key_index, d.device_id AS author, v.version, v.created_on, v.blob"
+
+# $4 vlob ids, $5 at (NULL: latest). One row per found vlob, in request order; one row with NULL
+# items when nothing is found or readable.
+_Q_READ_BATCH = (
+    _READ_CTX
+    + f"""
+SELECT
+    ctx.*, item.ord, item.vlob_id, item.key_index, item.author, item.version, item.created_on,
+    item.blob
+FROM ctx
+LEFT JOIN LATERAL (
+    SELECT q.ord, q.vlob_id, {_VLOB_COLUMNS}
+    FROM unnest((SELECT $4::uuid[])) WITH ORDINALITY AS q(vlob_id, ord)
+    JOIN LATERAL (
+        SELECT * FROM vlob_atom a
+        WHERE a.realm = ctx.realm AND a.vlob_id = q.vlob_id
+            AND ($5::timestamptz IS NULL OR a.created_on <= $5::timestamptz)
+        ORDER BY a.version DESC
+        LIMIT 1
+    ) v ON TRUE
+    JOIN device d ON d.id = v.author
+    WHERE ctx.role IS NOT NULL AND ctx.status <> 'DELETED'
+) item ON TRUE
+ORDER BY item.ord
+"""
+)
+
+# $4 vlob ids, $5 versions
+_Q_READ_VERSIONS = (
+    _READ_CTX
+    + f"""
+SELECT
+    ctx.*, item.ord, item.vlob_id, item.key_index, item.author, item.version, item.created_on,
+    item.blob
+FROM ctx
+LEFT JOIN LATERAL (
+    SELECT q.ord, q.vlob_id, {_VLOB_COLUMNS}
+    FROM unnest((SELECT $4::uuid[]), (SELECT $5::int[])) WITH ORDINALITY AS q(vlob_id, version, ord)
+    JOIN vlob_atom v ON v.realm = ctx.realm AND v.vlob_id = q.vlob_id AND v.version = q.version
+    JOIN device d ON d.id = v.author
+    WHERE ctx.role IS NOT NULL AND ctx.status <> 'DELETED'
+) item ON TRUE
+ORDER BY item.ord
+"""
+)
+
+# $4 last checkpoint. Each vlob changed since, once: its latest version (versions only grow along
+# the checkpoints), ordered by its first change in that range; and the last checkpoint.
+_Q_POLL_CHANGES = (
+    _READ_CTX
+    + """
+SELECT ctx.*, c.vlob_ids, c.versions, c.last_checkpoint
+FROM ctx
+LEFT JOIN LATERAL (
+    SELECT
+        array_agg(g.vlob_id ORDER BY g.first_checkpoint) AS vlob_ids,
+        array_agg(g.version ORDER BY g.first_checkpoint) AS versions,
+        max(g.last_checkpoint) AS last_checkpoint
+    FROM (
+        SELECT u.vlob_id, max(u.version) AS version, min(u.checkpoint) AS first_checkpoint,
+            max(u.checkpoint) AS last_checkpoint
+        FROM realm_vlob_update u
+        WHERE u.realm = ctx.realm AND u.checkpoint > (SELECT $4::bigint)
+            AND ctx.role IS NOT NULL AND ctx.status <> 'DELETED'
+        GROUP BY u.vlob_id
+    ) g
+) c ON TRUE
+"""
+)
+
+
+async def read_batch(
+    conn: asyncpg.Connection,
+    org_internal_id: int,
+    user_internal_id: int,
+    realm_id: uuid.UUID,
+    vlob_ids: list[uuid.UUID],
+    at: datetime.datetime | None,
+) -> list[asyncpg.Record]:
+    """Rows: the read facts (is_expired, revoked, realm, status, role, common_ts, realm_ts) then,
+    when readable, the latest version (at `at`) of each requested vlob that has one: vlob_id,
+    key_index, author (device id), version, created_on, blob (vlob_id None: no item)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _Q_READ_BATCH, org_internal_id, user_internal_id, realm_id, vlob_ids, at
+    )
+    return rows
+
+
+async def read_versions(
+    conn: asyncpg.Connection,
+    org_internal_id: int,
+    user_internal_id: int,
+    realm_id: uuid.UUID,
+    items: list[tuple[uuid.UUID, int]],
+) -> list[asyncpg.Record]:
+    """Like read_batch, for explicit (vlob_id, version) pairs (versions out of range are not
+    sent)."""
+    ids = [vlob_id for vlob_id, version in items if 1 <= version <= INT4_MAX]
+    versions = [version for _, version in items if 1 <= version <= INT4_MAX]
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _Q_READ_VERSIONS, org_internal_id, user_internal_id, realm_id, ids, versions
+    )
+    return rows
+
+
+async def poll_changes(
+    conn: asyncpg.Connection,
+    org_internal_id: int,
+    user_internal_id: int,
+    realm_id: uuid.UUID,
+    last_checkpoint: int,
+) -> list[asyncpg.Record]:
+    """One row: the read facts (plus vlob_checkpoint), then `vlob_ids` and `versions` (the changes
+    after `last_checkpoint`; None: none) and `last_checkpoint` (that of the last change)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _Q_POLL_CHANGES, org_internal_id, user_internal_id, realm_id, min(last_checkpoint, INT8_MAX)
+    )
+    return rows
+
+
+def items_of(rows: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
+    """The `items` of a read reply: (vlob_id, key_index, author, version, created_on, blob)."""
+    return [
+        (
+            row["vlob_id"],
+            row["key_index"],
+            row["author"],
+            row["version"],
+            row["created_on"],
+            row["blob"],
+        )
+        for row in rows
+        if row["vlob_id"] is not None
+    ]

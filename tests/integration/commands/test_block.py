@@ -1,0 +1,179 @@
+"""block_create / block_read (protocol.md §4.6) against our server, with each kind of blockstore:
+the POSTGRESQL one (data and metadata in one statement), an object store (S3, moto's server on
+loopback) and a RAID group (the generic path: check, store, then metadata). Store failures, rows,
+races.
+
+The replies' order of checks is covered black-box by tests/compat/test_block.py and
+test_dp_block.py."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from core_helpers import Org, Server, running_server
+from moto.server import ThreadedMotoServer
+from test_realm import new_realm, share, sql
+
+from parsec_server.config import BlockstoreConfig
+
+OK = {"status": "ok"}
+S3_KEY, S3_SECRET, S3_REGION = "testing-key", "testing-secret", "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        s3.stop()
+
+
+def s3_config(endpoint: str, bucket: str) -> BlockstoreConfig:
+    return BlockstoreConfig(
+        "S3",
+        s3_endpoint=endpoint,
+        s3_region=S3_REGION,
+        s3_bucket=bucket,
+        s3_key=S3_KEY,
+        s3_secret=S3_SECRET,
+    )
+
+
+def make_bucket(endpoint: str) -> str:
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=S3_REGION,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+    ).create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(params=["postgresql", "raid0", "s3"])
+async def server(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Server]:
+    if request.param == "postgresql":
+        config = BlockstoreConfig("POSTGRESQL")
+    elif request.param == "raid0":
+        config = BlockstoreConfig("RAID0", nodes=(BlockstoreConfig("POSTGRESQL"),))
+    else:
+        endpoint = request.getfixturevalue("moto")
+        config = s3_config(endpoint, make_bucket(endpoint))
+    async with running_server(db_url, blockstore=config) as s:
+        yield s
+
+
+@pytest.fixture
+async def org(server: Server) -> Org:
+    return await server.bootstrap_org()
+
+
+async def create(
+    client: Any,
+    realm_id: uuid.UUID,
+    block: bytes = b"data",
+    block_id: uuid.UUID | None = None,
+    key_index: int = 1,
+) -> dict[str, Any]:
+    return await client.rpc(
+        "block_create",
+        block_id=block_id or uuid.uuid4(),
+        realm_id=realm_id,
+        key_index=key_index,
+        block=block,
+    )
+
+
+async def read(client: Any, realm_id: uuid.UUID, block_id: uuid.UUID) -> dict[str, Any]:
+    return await client.rpc("block_read", block_id=block_id, realm_id=realm_id)
+
+
+async def test_block_roundtrip_and_rows(server: Server, org: Org) -> None:
+    alice = org.alice
+    realm_id = await new_realm(alice)
+    block_id = uuid.uuid4()
+    data = bytes(range(256)) * 40
+    assert await create(alice, realm_id, data, block_id) == OK
+    rep = await read(alice, realm_id, block_id)
+    assert (rep["status"], rep["block"], rep["key_index"]) == ("ok", data, 1)
+    [row] = await sql(
+        server,
+        "SELECT b.size, b.key_index, d.device_id FROM block b JOIN device d ON d.id = b.author "
+        "WHERE b.block_id = $1",
+        block_id,
+    )
+    assert tuple(row) == (len(data), 1, alice.device_id)
+    assert await create(alice, realm_id, b"other", block_id) == {"status": "block_already_exists"}
+    assert (await read(alice, realm_id, block_id))["block"] == data
+    rep = await alice.rpc("organization_info")
+    assert (rep["total_block_bytes"], rep["total_metadata_bytes"]) == (len(data), 0)
+
+
+async def test_block_errors(server: Server, org: Org) -> None:
+    alice = org.alice
+    bob = await alice.create_user("bob")
+    realm_id = await new_realm(alice)
+    block_id = uuid.uuid4()
+    assert await create(alice, realm_id, block_id=block_id) == OK
+    assert await create(bob, realm_id) == {"status": "author_not_allowed"}
+    assert await read(bob, realm_id, block_id) == {"status": "author_not_allowed"}
+    assert await read(bob, realm_id, uuid.uuid4()) == {"status": "block_not_found"}
+    assert (await create(alice, realm_id, key_index=2))["status"] == "bad_key_index"
+    assert (await create(alice, realm_id, key_index=2**64 - 1))["status"] == "bad_key_index"
+    assert await create(alice, uuid.uuid4()) == {"status": "realm_not_found"}
+    assert await read(alice, uuid.uuid4(), block_id) == {"status": "realm_not_found"}
+    assert await share(alice, realm_id, bob.user_id, "READER") == OK
+    assert (await read(bob, realm_id, block_id))["status"] == "ok"
+
+
+async def test_block_data_missing_from_store(server: Server, org: Org) -> None:
+    """The database knows the block, the store has lost it: store_unavailable."""
+    alice = org.alice
+    realm_id = await new_realm(alice)
+    block_id = uuid.uuid4()
+    assert await create(alice, realm_id, block_id=block_id) == OK
+    await server.backend.blockstore.delete(org.organization_id, block_id)
+    assert await read(alice, realm_id, block_id) == {"status": "store_unavailable"}
+
+
+async def test_block_races(server: Server, org: Org) -> None:
+    alice = org.alice
+    realm_id = await new_realm(alice)
+    block_id = uuid.uuid4()
+    reps = await asyncio.gather(
+        *(create(alice, realm_id, bytes([i]) * (i + 1), block_id) for i in range(8))
+    )
+    assert sorted(r["status"] for r in reps) == ["block_already_exists"] * 7 + ["ok"]
+    [winner] = [i for i, r in enumerate(reps) if r["status"] == "ok"]
+    rows = await sql(server, "SELECT size FROM block WHERE block_id = $1", block_id)
+    assert [r["size"] for r in rows] == [winner + 1]
+    data = (await read(alice, realm_id, block_id))["block"]
+    if server.backend.blockstore.describe() == "POSTGRESQL":
+        # data and metadata in one statement: the winner's data (an object store keeps the last
+        # write, like the official server)
+        assert data == bytes([winner]) * (winner + 1)
+    else:
+        assert data in {bytes([i]) * (i + 1) for i in range(8)}
+
+
+async def test_block_store_unavailable(db_url: str, moto: str) -> None:
+    """An object store that refuses every operation (no such bucket)."""
+    async with running_server(db_url, blockstore=s3_config(moto, "no-such-bucket")) as server:
+        org = await server.bootstrap_org()
+        realm_id = await new_realm(org.alice)
+        block_id = uuid.uuid4()
+        assert await create(org.alice, realm_id, block_id=block_id) == {
+            "status": "store_unavailable"
+        }
+        # nothing was recorded: the block does not exist
+        assert await read(org.alice, realm_id, block_id) == {"status": "block_not_found"}
+        assert (await org.alice.rpc("organization_info"))["total_block_bytes"] == 0
