@@ -6,9 +6,13 @@ A backup is a directory, made under a temporary name and renamed into place only
       metadata.json        format, parsec-server version, schema version, time, sizes, checksums
       database.dump        pg_dump custom format, checked with `pg_restore --list`
       blocks/<org>/<id>    the blockstore's objects, when the blockstore is not inside PostgreSQL
+      blocks.sha256        their checksums (`sha256sum` format; its own checksum is in metadata.json)
 
 The database is dumped first and the objects copied after (the order of the official admin guide): blocks are
 written to the store before their metadata row commits, so every block the dump refers to is already in the store.
+A restore checks everything (checksums of the dump, of every object, `pg_restore --list`) before touching the
+target, then restores the objects first and the database last, in one transaction: a failure leaves the database
+as it was (or emptied, with --force); objects already copied are harmless, as after a failed block_create.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from parsec_server.config import BlockstoreConfig
 from parsec_server.embedded_pg import EmbeddedPostgresError, find_bindir
 
 FORMAT = "parsec-server-backup/1"
+BLOCKS_MANIFEST = "blocks.sha256"
 Progress = Callable[[str], None]
 
 
@@ -110,52 +115,76 @@ async def create_backup(
     output = output.absolute()
     if output.exists():
         raise BackupError(f"{output} already exists: choose a new --output path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
-        started = time.monotonic()
-        schema_version = await _schema_version(db_url)
-        dump = tmp / "database.dump"
-        progress("database: dumping")
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch_size, args=(dump, "database", progress, stop), daemon=True)
-        watcher.start()
-        try:
-            await asyncio.to_thread(
-                _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump),
-                       "--dbname", db_url], "pg_dump", BackupError,
-            )
-        finally:
-            stop.set()
-        listing = await asyncio.to_thread(_run, [_bin("pg_restore"), "--list", str(dump)], "pg_restore --list",
-                                          BackupError)
-        toc_entries = sum(1 for ln in listing.stdout.splitlines() if ln and not ln.startswith(";"))
-        progress(f"database: {dump.stat().st_size / 1e6:.1f} MB, {toc_entries} entries, verified")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as exc:
+        raise BackupError(f"cannot create {output}: {exc.strerror or exc}") from None
+    try:
+        return await _create_backup(db_url, blockstore, output, tmp, progress)
+    except OSError as exc:  # disk full, permissions...
+        raise BackupError(f"cannot write the backup: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone once renamed into place
 
-        blocks_count = blocks_bytes = 0
-        if blockstore is not None and blockstore.kind != "POSTGRESQL":
-            blocks_count, blocks_bytes = await _backup_blocks(db_url, blockstore, tmp / "blocks", progress)
 
-        metadata = {
-            "format": FORMAT,
-            "parsec_server_version": __version__,
-            "schema_version": schema_version,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "database": {"file": "database.dump", "bytes": dump.stat().st_size, "sha256": _sha256(dump),
-                         "toc_entries": toc_entries},
-            "blockstore": {"kind": blockstore.kind if blockstore else "POSTGRESQL",
-                           "blocks": blocks_count, "bytes": blocks_bytes,
-                           "included": blockstore is not None and blockstore.kind != "POSTGRESQL"},
-        }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        _fsync_tree(tmp)
-        os.rename(tmp, output)
-        return BackupResult(output, metadata)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+async def _create_backup(
+    db_url: str, blockstore: BlockstoreConfig | None, output: Path, tmp: Path, progress: Progress
+) -> BackupResult:
+    started = time.monotonic()
+    schema_version = await _schema_version(db_url)
+    dump = tmp / "database.dump"
+    progress("database: dumping")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_size, args=(dump, "database", progress, stop), daemon=True)
+    watcher.start()
+    try:
+        await asyncio.to_thread(
+            _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump),
+                   "--dbname", db_url], "pg_dump", BackupError,
+        )
+    finally:
+        stop.set()
+    listing = await asyncio.to_thread(_run, [_bin("pg_restore"), "--list", str(dump)], "pg_restore --list",
+                                      BackupError)
+    toc_entries = sum(1 for ln in listing.stdout.splitlines() if ln and not ln.startswith(";"))
+    progress(f"database: {dump.stat().st_size / 1e6:.1f} MB, {toc_entries} entries, verified")
+
+    blocks_count = blocks_bytes = 0
+    included = blockstore is not None and blockstore.kind != "POSTGRESQL"
+    if included:
+        assert blockstore is not None
+        blocks_count, blocks_bytes = await _backup_blocks(db_url, blockstore, tmp / "blocks",
+                                                          tmp / BLOCKS_MANIFEST, progress)
+
+    metadata = {
+        "format": FORMAT,
+        "parsec_server_version": __version__,
+        "schema_version": schema_version,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "database": {"file": "database.dump", "bytes": dump.stat().st_size, "sha256": _sha256(dump),
+                     "toc_entries": toc_entries},
+        # None: the database only (the backup `migrate` takes: migrations do not touch the blocks)
+        "blockstore": {"kind": blockstore.kind if blockstore else None,
+                       "blocks": blocks_count, "bytes": blocks_bytes, "included": included,
+                       **({"manifest": {"file": BLOCKS_MANIFEST, "sha256": _sha256(tmp / BLOCKS_MANIFEST)}}
+                          if included else {})},
+    }
+    (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    _fsync_tree(tmp)
+    os.rename(tmp, output)
+    _fsync_dir(output.parent)
+    return BackupResult(output, metadata)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(path: Path) -> None:
@@ -178,26 +207,31 @@ async def _open_blockstore(db_url: str, config: BlockstoreConfig) -> tuple[Any, 
     return db, store
 
 
-async def _backup_blocks(db_url: str, config: BlockstoreConfig, dest: Path, progress: Progress) -> tuple[int, int]:
+async def _backup_blocks(
+    db_url: str, config: BlockstoreConfig, dest: Path, manifest: Path, progress: Progress
+) -> tuple[int, int]:
     from parsec_server.blockstore.base import BlockstoreUnavailable
 
     db, store = await _open_blockstore(db_url, config)
     count = size = 0
     last = time.monotonic()
+    dest.mkdir()
     try:
-        async for org_id, block_id in store.iter_blocks():
-            try:
-                data = await store.read(org_id, block_id)
-            except BlockstoreUnavailable as exc:
-                raise BackupError(f"blockstore: cannot read block {org_id}/{block_id}: {exc}") from exc
-            d = dest / org_id
-            d.mkdir(parents=True, exist_ok=True)
-            (d / str(block_id)).write_bytes(data)
-            count += 1
-            size += len(data)
-            if time.monotonic() - last > 2:
-                progress(f"blocks: {count} copied ({size / 1e6:.1f} MB)")
-                last = time.monotonic()
+        with open(manifest, "w") as sums:
+            async for org_id, block_id in store.iter_blocks():
+                try:
+                    data = await store.read(org_id, block_id)
+                except BlockstoreUnavailable as exc:
+                    raise BackupError(f"blockstore: cannot read block {org_id}/{block_id}: {exc}") from exc
+                d = dest / org_id
+                d.mkdir(parents=True, exist_ok=True)
+                (d / str(block_id)).write_bytes(data)
+                sums.write(f"{hashlib.sha256(data).hexdigest()}  {org_id}/{block_id}\n")
+                count += 1
+                size += len(data)
+                if time.monotonic() - last > 2:
+                    progress(f"blocks: {count} copied ({size / 1e6:.1f} MB)")
+                    last = time.monotonic()
     except BlockstoreUnavailable as exc:
         raise BackupError(f"blockstore: {exc}") from exc
     finally:
@@ -214,22 +248,62 @@ def verify_backup(path: Path) -> dict[str, Any]:
         raise RestoreError(f"{path} is not a parsec-server backup (no metadata.json)")
     try:
         meta = json.loads(meta_path.read_text())
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise RestoreError(f"{meta_path} is corrupted: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise RestoreError(f"unsupported backup format {meta.get('format')!r} (expected {FORMAT})")
-    dump = path / meta["database"]["file"]
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise RestoreError(f"unsupported backup format {found!r} (expected {FORMAT})")
+    try:
+        database, bs = meta["database"], meta["blockstore"]
+        dump = path / _plain_name(database["file"])
+        expected_sha = str(database["sha256"])
+        included = bool(bs["included"])
+        if included:
+            manifest = path / _plain_name(bs["manifest"]["file"])
+            manifest_sha, blocks, size = str(bs["manifest"]["sha256"]), int(bs["blocks"]), int(bs["bytes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RestoreError(f"{meta_path} is corrupted: missing or invalid {exc}") from None
     if not dump.is_file():
         raise RestoreError(f"backup incomplete: {dump.name} is missing")
-    if _sha256(dump) != meta["database"]["sha256"]:
+    if _sha256(dump) != expected_sha:
         raise RestoreError(f"backup corrupted: {dump.name} does not match its checksum")
     _run([_bin("pg_restore"), "--list", str(dump)], "pg_restore --list", RestoreError)
-    bs = meta.get("blockstore", {})
-    if bs.get("included"):
-        files = [p for p in (path / "blocks").rglob("*") if p.is_file()] if (path / "blocks").exists() else []
-        if len(files) != bs["blocks"] or sum(p.stat().st_size for p in files) != bs["bytes"]:
-            raise RestoreError(f"backup incomplete: {len(files)} block files, metadata says {bs['blocks']}")
+    if included:
+        _verify_blocks(path / "blocks", manifest, manifest_sha, blocks, size)
     return meta
+
+
+def _plain_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"file name {name!r}")
+    return name
+
+
+def _verify_blocks(blocks_dir: Path, manifest: Path, manifest_sha: str, count: int, size: int) -> None:
+    if not manifest.is_file():
+        raise RestoreError(f"backup incomplete: {manifest.name} is missing")
+    if _sha256(manifest) != manifest_sha:
+        raise RestoreError(f"backup corrupted: {manifest.name} does not match its checksum")
+    expected: dict[str, str] = {}
+    for line in manifest.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    files = {p.relative_to(blocks_dir).as_posix(): p for p in blocks_dir.rglob("*") if p.is_file()} \
+        if blocks_dir.is_dir() else {}
+    missing = sorted(set(expected) - set(files))
+    if missing or len(expected) != count:
+        raise RestoreError(f"backup incomplete: {len(missing) or count - len(expected)} block file(s) missing "
+                           f"(first: blocks/{missing[0] if missing else '?'})")
+    extra = sorted(set(files) - set(expected))
+    if extra:
+        raise RestoreError(f"backup corrupted: unexpected file blocks/{extra[0]}")
+    total = 0
+    for name, digest in expected.items():
+        total += files[name].stat().st_size
+        if _sha256(files[name]) != digest:
+            raise RestoreError(f"backup corrupted: blocks/{name} does not match its checksum")
+    if total != size:
+        raise RestoreError(f"backup corrupted: {total} bytes of blocks, metadata says {size}")
 
 
 async def _database_is_empty(conn: asyncpg.Connection) -> bool:
@@ -241,37 +315,68 @@ async def _database_is_empty(conn: asyncpg.Connection) -> bool:
     return int(n) == 0
 
 
+# --force: drop everything in the `public` schema, recreating it with its owner, privileges and comment
+# (PostgreSQL 15 gives it to pg_database_owner with USAGE for everybody; a bare CREATE SCHEMA would not).
+_EMPTY_PUBLIC_SCHEMA = """
+DO $$
+DECLARE
+    owner text;
+    acl aclitem[];
+    note text;
+    g record;
+BEGIN
+    SELECT n.nspowner::regrole::text, n.nspacl, obj_description(n.oid, 'pg_namespace')
+        INTO owner, acl, note FROM pg_namespace n WHERE n.nspname = 'public';
+    DROP SCHEMA IF EXISTS public CASCADE;
+    EXECUTE format('CREATE SCHEMA public AUTHORIZATION %s', coalesce(owner, 'CURRENT_USER'));
+    FOR g IN SELECT a.grantee, a.privilege_type FROM aclexplode(acl) a LOOP
+        EXECUTE format('GRANT %s ON SCHEMA public TO %s', g.privilege_type,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END);
+    END LOOP;
+    EXECUTE format('COMMENT ON SCHEMA public IS %L', note);
+END
+$$
+"""
+
+
 async def restore_backup(
     db_url: str, blockstore: BlockstoreConfig | None, path: Path, force: bool = False,
     progress: Progress = lambda _m: None,
 ) -> dict[str, Any]:
     meta = verify_backup(path)
     progress("backup verified")
+    bs = meta["blockstore"]
+    if bs["included"] and (blockstore is None or blockstore.kind == "POSTGRESQL"):
+        raise RestoreError("the backup holds blockstore objects: give the --blockstore to restore them into")
     try:
         conn = await asyncpg.connect(db_url, timeout=10)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         raise RestoreError(f"cannot connect to the database: {exc}") from exc
     try:
-        if not await _database_is_empty(conn):
-            if not force:
-                raise RestoreError("the target database is not empty: restore into a new database, "
-                                   "or pass --force to replace its content")
-            progress("database: --force given, dropping the existing schema")
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        empty = await _database_is_empty(conn)
     finally:
         await conn.close()
+    if not empty and not force:
+        raise RestoreError("the target database is not empty: restore into a new database, "
+                           "or pass --force to replace its content")
+    report: dict[str, Any] = {"database": "restored", "schema_version": meta.get("schema_version"),
+                              "blocks": 0, "created_at": meta.get("created_at")}
+    if bs["included"]:  # objects first: a failure below leaves only unreferenced objects behind
+        assert blockstore is not None
+        report["blocks"] = await _restore_blocks(db_url, blockstore, path / "blocks", progress)
+    if not empty:
+        progress("database: --force given, dropping the existing schema")
+        conn = await asyncpg.connect(db_url, timeout=10)
+        try:
+            await conn.execute(_EMPTY_PUBLIC_SCHEMA)
+        finally:
+            await conn.close()
     progress("database: restoring")
     await asyncio.to_thread(
         _run, [_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
                "--dbname", db_url, str(path / meta["database"]["file"])], "pg_restore", RestoreError,
     )
-    report: dict[str, Any] = {"database": "restored", "schema_version": meta.get("schema_version"),
-                              "blocks": 0, "created_at": meta.get("created_at")}
-    bs = meta.get("blockstore", {})
-    if bs.get("included"):
-        if blockstore is None or blockstore.kind == "POSTGRESQL":
-            raise RestoreError("the backup holds blockstore objects: give the --blockstore to restore them into")
-        report["blocks"] = await _restore_blocks(db_url, blockstore, path / "blocks", progress)
+    progress("database: restored")
     return report
 
 
