@@ -12,7 +12,9 @@ import sys
 import time
 from typing import Any
 
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "color_message",  # uvicorn adds a coloured duplicate of the message
+}
 
 
 class JsonFormatter(logging.Formatter):

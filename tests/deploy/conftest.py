@@ -16,13 +16,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from deploy_support import (
     DEPLOY,
     REPO,
+    ContainerEnv,
     dockerfile_stages,
     in_build_context,
     load_compose,
@@ -144,7 +145,6 @@ def create_bucket(endpoint: str, env_files: dict[str, str]) -> None:
         s3.create_bucket(Bucket=env_files["S3_BUCKET"])
 
 
-ContainerEnv = Callable[..., dict[str, str]]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -382,3 +383,7 @@ def unknown_options(args: list[str]) -> list[str]:
         if name not in cmd.options:
             bad.append(name)
     return bad
+
+
+# A fixture that builds the environment of a compose container (see conftest.container_env).
+ContainerEnv = Callable[..., dict[str, str]]

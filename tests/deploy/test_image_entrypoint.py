@@ -19,8 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from conftest import ContainerEnv
-from deploy_support import DEPLOY, dockerfile_stages, load_compose, unknown_options
+from deploy_support import DEPLOY, ContainerEnv, dockerfile_stages, load_compose, unknown_options
 
 from parsec_server.embedded_pg import free_tcp_port
 from parsec_server.storage.migrations.source import discover

@@ -80,6 +80,21 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PGDATABASE", "PGSERVICE")}
 
 
+def _libpq_args(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and an environment carrying it (PGPASSWORD), so that the password
+    never shows on a command line (`ps`)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    env = _env()
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, env
+    env["PGPASSWORD"] = unquote(parts.password)
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}")), env
+
+
 async def _schema_version(url: str) -> str | None:
     try:
         conn = await asyncpg.connect(url, timeout=10)
@@ -101,8 +116,14 @@ def _watch_size(path: Path, what: str, progress: Progress, stop: threading.Event
             progress(f"{what}: {path.stat().st_size / 1e6:.1f} MB written")
 
 
-def _run(args: list[str], what: str, errcls: type[Exception]) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(args, capture_output=True, text=True, env=_env())
+def _run(
+    args: list[str], what: str, errcls: type[Exception], db_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = _env()
+    if db_url is not None:  # passed as --dbname, its password through the environment
+        safe_url, env = _libpq_args(db_url)
+        args = [*args, "--dbname", safe_url]
+    res = subprocess.run(args, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
         raise errcls(f"{what} failed: {lines[-1] if lines else f'exit code {res.returncode}'}")
@@ -141,8 +162,8 @@ async def _create_backup(
     watcher.start()
     try:
         await asyncio.to_thread(
-            _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump),
-                   "--dbname", db_url], "pg_dump", BackupError,
+            _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump)],
+            "pg_dump", BackupError, db_url,
         )
     finally:
         stop.set()
@@ -374,7 +395,7 @@ async def restore_backup(
     progress("database: restoring")
     await asyncio.to_thread(
         _run, [_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-               "--dbname", db_url, str(path / meta["database"]["file"])], "pg_restore", RestoreError,
+               str(path / meta["database"]["file"])], "pg_restore", RestoreError, db_url,
     )
     progress("database: restored")
     return report

@@ -403,11 +403,29 @@ def migrate_cmd(
             dry_run=dry_run,
             show_sql=show_sql,
             emit=renderer,
-            before_steps=None if no_backup else _backup_hook(url, backup_dir, renderer),
+            before_steps=_no_backup_hook(renderer)
+            if no_backup
+            else _backup_hook(url, backup_dir, renderer),
         ),
         debug=debug,
         renderer=renderer,
     )
+
+
+def _no_backup_hook(emit: Renderer) -> Callable[[Any], Coroutine[Any, Any, dict[str, Any] | None]]:
+    """--no-backup: say loudly, before the first step, that nothing saves the database."""
+
+    async def hook(plan: Any) -> dict[str, Any] | None:
+        emit(
+            {
+                "event": "warning",
+                "message": "--no-backup: NO BACKUP taken before migrating; if a migration goes "
+                "wrong, only its down file or your own backup can bring the data back",
+            }
+        )
+        return None
+
+    return hook
 
 
 def _backup_hook(

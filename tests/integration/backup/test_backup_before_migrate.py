@@ -64,15 +64,6 @@ def test_backup_is_taken_first_and_restores_the_database_as_it_was(
     assert_data_kept(data_before, snapshot(target), exact=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue item 3 asks `migrate --no-backup` to say loudly that no backup is taken; it is "
-        "silent (src/parsec_server/cli/migrate.py passes before_steps=None, and "
-        "tests/integration/migrations/test_migrate_cli.py::test_failed_backup_applies_nothing "
-        "asserts an empty stderr): reported to the lead"
-    ),
-)
 def test_no_backup_says_so(db_factory: Callable[[], str], work_dir: Path) -> None:
     url = db_factory()
     build_database(url, OLD.number, work_dir)  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ blocker."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -112,7 +113,14 @@ def test_heartbeat_names_what_blocks_a_long_wait(
     holder.execute("BEGIN; SELECT count(*) FROM item;")
     proc = spawn_migrate("--db", empty_db_url, "--migrations-dir", str(mdir), "--heartbeat", "0.3")
     try:
-        time.sleep(1.5)
+        # Under load the subprocess may take a while to start: wait until it really waits on
+        # the lock, then long enough for two heartbeats, before releasing it.
+        deadline = time.monotonic() + 60
+        while _waiting_lock_requests(empty_db_url) == 0:
+            assert time.monotonic() < deadline, "migrate never blocked on the held lock"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(1.0)
         holder.execute("COMMIT")
         out, err = proc.communicate(timeout=30)
     finally:
@@ -141,3 +149,12 @@ def test_heartbeat_of_a_long_running_migration(empty_db_url: str, tmp_path: Path
     assert beats[-1]["elapsed_s"] > beats[0]["elapsed_s"]
     sleeping = [b for b in beats if b["wait_event"] == "Timeout/PgSleep"]
     assert sleeping and all(b["blocked_by"] == [] for b in sleeping)
+
+
+def _waiting_lock_requests(db_url: str) -> int:
+    res = subprocess.run(
+        ["psql", "-X", "-tA", "-d", db_url, "-c",
+         "SELECT count(*) FROM pg_locks WHERE NOT granted"],
+        capture_output=True, text=True, check=True,
+    )
+    return int(res.stdout.strip() or 0)
