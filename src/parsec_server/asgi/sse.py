@@ -171,6 +171,11 @@ async def handle_events(
     stream = _Stream(client)
     unsubscribe = backend.events.subscribe(org_id, stream.on_event)
     try:
+        # Events committed before this stream registered are in flight until the barrier returns: they
+        # belong to the replay cache (Last-Event-ID), not to the live stream.
+        await backend.events.barrier()
+        if stream.pending is not None:
+            stream.pending.clear()
         async with backend.db.connection() as conn:
             realms = await auth_storage.user_realms(conn, client.org.internal_id, client.device.user_internal_id)
         raw_last_id = header(scope, b"last-event-id")

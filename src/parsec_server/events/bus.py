@@ -29,6 +29,7 @@ log = get_logger("parsec_server.events")
 
 CHANNEL = "parsec_events"
 CACHE_SIZE = 1024
+BARRIER = "_BARRIER"  # a process's own marker (see EventBus.barrier), never dispatched
 _Q_NOTIFY = "SELECT pg_notify($1, $2)"
 
 Event = dict[str, Any]
@@ -53,6 +54,7 @@ class EventBus:
         self._conn: asyncpg.Connection | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
+        self._barriers: dict[str, asyncio.Future[None]] = {}
         self.connected = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -107,7 +109,30 @@ class EventBus:
             return
         self.dispatch(event)
 
+    async def barrier(self, timeout: float = 5.0) -> None:
+        """Return once every event committed before this call has been dispatched by this process.
+
+        PostgreSQL delivers notifications to a listener in commit order: once our own marker comes back,
+        everything committed before it has come back too. An event stream calls this when it registers, so
+        that events of earlier commits still in flight neither reach it live nor miss the replay cache.
+        """
+        marker = uuid.uuid4().hex
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers[marker] = future
+        try:
+            await self.db.fetchval(_Q_NOTIFY, CHANNEL, json.dumps({"id": marker, "org": "", "type": BARRIER}))
+            await asyncio.wait_for(future, timeout)
+        except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("event_barrier_timeout")  # degrade to the race the barrier closes, never fail
+        finally:
+            self._barriers.pop(marker, None)
+
     def dispatch(self, event: Event) -> None:
+        if event["type"] == BARRIER:
+            waiter = self._barriers.get(event["id"])
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
         recent = self._recent
         recent[event["id"]] = event
         if len(recent) > CACHE_SIZE:
