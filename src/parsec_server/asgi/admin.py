@@ -1,7 +1,8 @@
-"""The administration REST API (JSON, `Authorization: Bearer <--administration-token>`), protocol.md §1.10.
+"""The administration REST API (JSON, `Authorization: Bearer <--administration-token>`),
+protocol.md §1.10.
 
-Status codes and bodies follow the official server (observed-reference.md §3.4): 403 for a missing or bad
-token, 404 for an unknown organization, 422 for a malformed body, 400 for business errors.
+Status codes and bodies follow the official server (observed-reference.md §3.4): 403 for a missing
+or bad token, 404 for an unknown organization, 422 for a malformed body, 400 for business errors.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ import csv
 import hmac
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from parsec_server.asgi.http import Receive, Scope, Send, header, read_body, send_json, send_response
+from parsec_server.asgi.http import (
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_json,
+    send_response,
+)
 from parsec_server.commands import organization as org_cmds
 from parsec_server.commands.context import Backend
 from parsec_server.protocol import addr
@@ -39,7 +50,9 @@ def _check_token(backend: Backend, scope: Scope) -> None:
     scheme, _, token = raw.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AdminError(403, "Not authenticated")
-    if not hmac.compare_digest(token.strip().encode(), backend.config.administration_token.encode()):
+    if not hmac.compare_digest(
+        token.strip().encode(), backend.config.administration_token.encode()
+    ):
         raise AdminError(403, "Bad authorization token")
 
 
@@ -47,7 +60,7 @@ async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
     body = await read_body(scope, receive)
     try:
         doc = json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _unprocessable(["body"], "JSON decode error") from None
     if not isinstance(doc, dict):
         raise _unprocessable(["body"], "Input should be a valid dictionary", doc)
@@ -61,25 +74,46 @@ def _opt_bool(doc: dict[str, Any], key: str) -> Any:
     return v
 
 
+_INT32_MAX = 2**31 - 1  # active_users_limit column
+_INT64_MAX = 2**63 - 1  # realm_minimum_archiving_period_before_deletion column (seconds)
+
+
 def _opt_limit(doc: dict[str, Any], key: str) -> Any:
     v = doc[key]
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-        raise _unprocessable(["body", key], "Input should be a non-negative integer or null", v)
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _INT32_MAX
+    ):
+        raise _unprocessable(
+            ["body", key], f"Input should be an integer from 0 to {_INT32_MAX}, or null", v
+        )
     return v
 
 
 def _opt_period(doc: dict[str, Any], key: str) -> Any:
     v = doc[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise _unprocessable(["body", key], "Input should be a non-negative integer", v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _INT64_MAX:
+        raise _unprocessable(["body", key], f"Input should be an integer from 0 to {_INT64_MAX}", v)
     return v
+
+
+def storable_text(value: object) -> bool:
+    """A string PostgreSQL can store as TEXT (no NUL, no lone surrogate)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _opt_tos(doc: dict[str, Any], key: str) -> Any:
     v = doc[key]
     if v is None:
         return None
-    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(u, str) for k, u in v.items()):
+    if not isinstance(v, dict) or not all(
+        storable_text(k) and storable_text(u) for k, u in v.items()
+    ):
         raise _unprocessable(["body", key], "Input should be a mapping of locale to URL", v)
     return v
 
@@ -105,7 +139,7 @@ def _settings(doc: dict[str, Any], allow_expired: bool) -> dict[str, Any]:
 def rfc3339(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if dt.microsecond:
         text += f".{dt.microsecond:06d}"
@@ -113,22 +147,24 @@ def rfc3339(dt: datetime | None) -> str | None:
 
 
 def _request_server_addr(scope: Scope) -> addr.ServerAddr:
-    """Where the admin request was sent (Host header, else the listening socket), used to build the bootstrap
-    URL like the official server does (observed-reference.md §3.4)."""
+    """Where the admin request was sent (Host header, else the listening socket), used to build the
+    bootstrap URL like the official server does (observed-reference.md §3.4)."""
     use_ssl = scope.get("scheme", "http") == "https"
     host = header(scope, b"host")
     if host:
-        parts = urlsplit("//" + host.decode("latin-1"))
         try:
+            parts = urlsplit("//" + host.decode("latin-1"))
             if parts.hostname:
                 return addr.ServerAddr(parts.hostname, parts.port, use_ssl=use_ssl)
-        except ValueError:  # bad port in the Host header
+        except ValueError:  # malformed Host header (bad port, unbalanced IPv6 bracket...)
             pass
     server = scope.get("server") or ("127.0.0.1", 6777)
     return addr.ServerAddr(str(server[0]), int(server[1]), use_ssl=use_ssl)
 
 
-async def handle_admin(backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]) -> None:
+async def handle_admin(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]
+) -> None:
     method = scope["method"]
     try:
         _check_token(backend, scope)
@@ -167,14 +203,21 @@ async def handle_admin(backend: Backend, scope: Scope, receive: Receive, send: S
         raise AdminError(404, "Not Found")
     except AdminError as exc:
         await send_json(send, exc.status, {"detail": exc.detail})
+    except BodyTooLarge:
+        await send_json(send, 413, {"detail": "Request Entity Too Large"})
+    except ClientDisconnected:
+        return
 
 
 async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Send) -> None:
     doc = await _json_body(scope, receive)
     org_id = doc.get("organization_id")
     if not isinstance(org_id, str):
-        raise _unprocessable(["body", "organization_id"], "Field required" if org_id is None else
-                             "Input should be a valid string", org_id)
+        raise _unprocessable(
+            ["body", "organization_id"],
+            "Field required" if org_id is None else "Input should be a valid string",
+            org_id,
+        )
     if not is_valid_organization_id(org_id):
         raise _unprocessable(["body", "organization_id"], "Invalid OrganizationID", org_id)
     settings = _settings(doc, allow_expired=False)
@@ -182,31 +225,44 @@ async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Se
     if token is None:
         raise AdminError(400, "Organization already exists")
     server = _request_server_addr(scope)
-    await send_json(send, 200, {
-        "bootstrap_url": addr.bootstrap_organization_url(server, org_id, token),
-        "bootstrap_url_as_http_redirection": addr.bootstrap_organization_url(
-            server, org_id, token, http_redirection=True
-        ),
-    })
+    await send_json(
+        send,
+        200,
+        {
+            "bootstrap_url": addr.bootstrap_organization_url(server, org_id, token),
+            "bootstrap_url_as_http_redirection": addr.bootstrap_organization_url(
+                server, org_id, token, http_redirection=True
+            ),
+        },
+    )
 
 
 async def _get_org(backend: Backend, send: Send, org_id: str) -> None:
     org = await org_cmds.get_organization(backend, org_id)
     if org is None:
         raise AdminError(404, "Organization not found")
-    await send_json(send, 200, {
-        "is_bootstrapped": org["is_bootstrapped"],
-        "is_expired": org["is_expired"],
-        "user_profile_outsider_allowed": org["user_profile_outsider_allowed"],
-        "active_users_limit": org["active_users_limit"],
-        "realm_minimum_archiving_period_before_deletion": org["minimum_archiving_period"],
-        "tos": None if org["tos_updated_on"] is None else {
-            "per_locale_urls": org["tos_per_locale_urls"], "updated_on": rfc3339(org["tos_updated_on"]),
+    await send_json(
+        send,
+        200,
+        {
+            "is_bootstrapped": org["is_bootstrapped"],
+            "is_expired": org["is_expired"],
+            "user_profile_outsider_allowed": org["user_profile_outsider_allowed"],
+            "active_users_limit": org["active_users_limit"],
+            "realm_minimum_archiving_period_before_deletion": org["minimum_archiving_period"],
+            "tos": None
+            if org["tos_updated_on"] is None
+            else {
+                "per_locale_urls": org["tos_per_locale_urls"],
+                "updated_on": rfc3339(org["tos_updated_on"]),
+            },
         },
-    })
+    )
 
 
-async def _patch_org(backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str) -> None:
+async def _patch_org(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str
+) -> None:
     doc = await _json_body(scope, receive)
     settings = _settings(doc, allow_expired=True)
     if not await org_cmds.update_organization(backend, org_id, settings):
@@ -214,7 +270,9 @@ async def _patch_org(backend: Backend, scope: Scope, receive: Receive, send: Sen
     await send_json(send, 200, {})
 
 
-async def _freeze(backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str) -> None:
+async def _freeze(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str
+) -> None:
     doc = await _json_body(scope, receive)
     frozen = doc.get("frozen")
     if not isinstance(frozen, bool):
@@ -230,8 +288,10 @@ async def _freeze(backend: Backend, scope: Scope, receive: Receive, send: Send, 
 
             user_id = uuid.UUID(str(user_id))
         except ValueError:
-            raise _unprocessable(["body", "user_id"], "Invalid UserID", doc.get("user_id")) from None
-    elif not isinstance(email, str):
+            raise _unprocessable(
+                ["body", "user_id"], "Invalid UserID", doc.get("user_id")
+            ) from None
+    elif not storable_text(email):
         raise _unprocessable(["body", "user_email"], "Input should be a valid string", email)
     outcome = await org_cmds.freeze_user(backend, org_id, frozen, user_id=user_id, email=email)
     if isinstance(outcome, str):
@@ -240,8 +300,16 @@ async def _freeze(backend: Backend, scope: Scope, receive: Receive, send: Send, 
 
 
 _CSV_FIELDS = [
-    "organization_id", "data_size", "metadata_size", "realms", "active_users", "admin_users_active",
-    "admin_users_revoked", "standard_users_active", "standard_users_revoked", "outsider_users_active",
+    "organization_id",
+    "data_size",
+    "metadata_size",
+    "realms",
+    "active_users",
+    "admin_users_active",
+    "admin_users_revoked",
+    "standard_users_active",
+    "standard_users_revoked",
+    "outsider_users_active",
     "outsider_users_revoked",
 ]
 
@@ -257,9 +325,11 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
         try:
             at = datetime.fromisoformat(at_raw.replace("Z", "+00:00").replace(" ", "+"))
             if at.tzinfo is None:
-                at = at.replace(tzinfo=timezone.utc)
+                at = at.replace(tzinfo=UTC)
         except ValueError:
-            raise AdminError(400, "Invalid `at` query argument (expected RFC3339 datetime)") from None
+            raise AdminError(
+                400, "Invalid `at` query argument (expected RFC3339 datetime)"
+            ) from None
     stats = await org_cmds.server_stats(backend, at)
     if fmt == "json":
         return await send_json(send, 200, {"stats": stats})
@@ -268,9 +338,21 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
     writer.writerow(_CSV_FIELDS)
     for s in stats:
         d = s["users_per_profile_detail"]
-        writer.writerow([
-            s["organization_id"], s["data_size"], s["metadata_size"], s["realms"], s["active_users"],
-            d["ADMIN"]["active"], d["ADMIN"]["revoked"], d["STANDARD"]["active"], d["STANDARD"]["revoked"],
-            d["OUTSIDER"]["active"], d["OUTSIDER"]["revoked"],
-        ])
-    await send_response(send, 200, buf.getvalue().encode(), [(b"content-type", b"text/csv; charset=utf-8")])
+        writer.writerow(
+            [
+                s["organization_id"],
+                s["data_size"],
+                s["metadata_size"],
+                s["realms"],
+                s["active_users"],
+                d["ADMIN"]["active"],
+                d["ADMIN"]["revoked"],
+                d["STANDARD"]["active"],
+                d["STANDARD"]["revoked"],
+                d["OUTSIDER"]["active"],
+                d["OUTSIDER"]["revoked"],
+            ]
+        )
+    await send_response(
+        send, 200, buf.getvalue().encode(), [(b"content-type", b"text/csv; charset=utf-8")]
+    )

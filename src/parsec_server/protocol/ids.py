@@ -115,11 +115,22 @@ def redacted_email(user_id: uuid.UUID) -> str:
 _HUMAN_LABEL_FORBIDDEN = re.compile(r'[",:;<>@\[\\\]]')
 
 
+def _storable_utf8_size(value: str) -> int:
+    """UTF-8 size of a text PostgreSQL can store, or -1: a NUL or a lone surrogate makes a label
+    invalid here (the database would refuse it later, as an internal error)."""
+    if "\x00" in value:
+        return -1
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return -1
+
+
 def normalize_human_label(value: str) -> str | None:
     """The NFC form of a valid HumanHandle label, None if invalid."""
     if not value.isascii():
         value = unicodedata.normalize("NFC", value)
-    size = len(value.encode("utf-8", "surrogatepass"))
+    size = _storable_utf8_size(value)
     if not 0 < size <= 254 or _HUMAN_LABEL_FORBIDDEN.search(value):
         return None
     return value
@@ -133,7 +144,7 @@ def normalize_device_label(value: str) -> str | None:
     """The NFC form of a valid DeviceLabel, None if invalid."""
     if not value.isascii():
         value = unicodedata.normalize("NFC", value)
-    if not 0 < len(value.encode("utf-8", "surrogatepass")) <= 255:
+    if not 0 < _storable_utf8_size(value) <= 255:
         return None
     return value
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import nacl.signing
 from fuzz_schema import _EMAILS, _LABELS, _TIMESTAMPS, mutate, near_now
-from fuzz_support import Device, serialize, sign_serialized, strip_known_bugs_from_certificate
+from fuzz_support import Device, serialize, sign_serialized
 from hypothesis import strategies as st
 
 PROFILES = ("ADMIN", "STANDARD", "OUTSIDER")
@@ -53,7 +53,7 @@ def _signed(
             signer = draw(
                 st.sampled_from([world.stranger, world.peer.signing_key, world.fresh_root])
             )
-    return sign_serialized(signer, serialize(strip_known_bugs_from_certificate(content)))
+    return sign_serialized(signer, serialize(content))
 
 
 def _broken(count: int = 1) -> st.SearchStrategy[int]:

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import dataclasses
 import datetime
-import json
 import logging
 import os
 import secrets
@@ -75,75 +74,6 @@ def fuzz_settings(examples: int) -> settings:
             HealthCheck.filter_too_much,
         ],
     )
-
-
-# --- known bugs ---------------------------------------------------------------------------------
-# Inputs that hit a bug already pinned by an xfail(strict=True) test in test_bad_input.py. The
-# property tests leave them out so they stay green (a random search may or may not hit a bug: an
-# xfail on them would be flaky). `PARSEC_FUZZ_KNOWN_BUGS=1` sends them anyway. When a bug is
-# fixed, its xfail test starts passing (XPASS = failure): remove the xfail and the filter here.
-
-INCLUDE_KNOWN_BUGS = os.environ.get("PARSEC_FUZZ_KNOWN_BUGS") == "1"
-_PG_INT4_MAX = 2**31 - 1
-_PG_INT8_MAX = 2**63 - 1
-
-
-def _pg_refuses(text: Any) -> bool:
-    """Text PostgreSQL cannot store: NUL, lone surrogates."""
-    return isinstance(text, str) and (
-        "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text)
-    )
-
-
-def admin_known_bug(body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """Which known admin-API bug this request would hit (test_bad_input.py::test_bug_admin_*)."""
-    if INCLUDE_KNOWN_BUGS:
-        return None
-    for name, value in headers:
-        if name == b"host" and value:
-            try:
-                urlsplit("//" + value.decode("latin-1"))
-            except ValueError:
-                return "malformed_host_header"
-    try:
-        doc = json.loads(body or b"null")
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    limit, period = (
-        doc.get("active_users_limit"),
-        doc.get("realm_minimum_archiving_period_before_deletion"),
-    )
-    if (type(limit) is int and limit > _PG_INT4_MAX) or (
-        type(period) is int and period > _PG_INT8_MAX
-    ):
-        return "integer_out_of_range"
-    tos = doc.get("tos")
-    if isinstance(tos, dict) and any(_pg_refuses(k) or _pg_refuses(v) for k, v in tos.items()):
-        return "strings_postgresql_refuses"
-    if _pg_refuses(doc.get("user_email")):
-        return "strings_postgresql_refuses"
-    return None
-
-
-def strip_known_bugs_from_certificate(content: dict[str, Any]) -> dict[str, Any]:
-    """NUL in a human handle label / device label: test_bad_input.py::test_bug_nul_in_label_*."""
-    if INCLUDE_KNOWN_BUGS:
-        return content
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, str):
-            return v.replace("\x00", "")
-        if isinstance(v, bytes):
-            return v.replace(b"\x00", b"")
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        return v
-
-    return {k: clean(v) if k in ("human_handle", "device_label") else v for k, v in content.items()}
 
 
 # --- log watcher --------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 signers, bad tokens, out-of-order timestamps, undecodable or foreign requests. Each gets the
 protocol's answer, never a 500 or a traceback.
 
-Bugs found by the fuzz tests are pinned here as `xfail(strict=True)` with their reproducer; the
-property tests leave those inputs out (see KNOWN_BUGS in fuzz_support) so the suite stays green.
+The `test_fixed_bug_*` tests are the reproducers of the bugs the fuzz tests found (HTTP 500s), kept
+as regression tests now that they are fixed.
 """
 
 from __future__ import annotations
@@ -899,22 +899,16 @@ def _null_label_certs(fz: FuzzServer, where: str, author: Device | None) -> dict
     }
 
 
-_NUL_BUG = (
-    "NUL (U+0000) in a human handle label or a device label passes certificate validation, then "
-    "PostgreSQL refuses it: asyncpg CharacterNotInRepertoireError -> HTTP 500 + unhandled_error"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=_NUL_BUG)
 @pytest.mark.parametrize("where", ["human", "device"])
-def test_bug_nul_in_label_user_create(fz: FuzzServer, where: str) -> None:
+def test_fixed_bug_nul_in_label_user_create(fz: FuzzServer, where: str) -> None:
     body = packb({"cmd": "user_create", **_null_label_certs(fz, where, fz.alice)})
     rep_of(fz, fz.run(fz.rpc("authenticated", body)), "authenticated", "user_create")
 
 
-@pytest.mark.xfail(strict=True, reason=_NUL_BUG)
 @pytest.mark.parametrize("where", ["human", "device"])
-def test_bug_nul_in_label_organization_bootstrap(fz: FuzzServer, where: str) -> None:
+def test_fixed_bug_nul_in_label_organization_bootstrap(fz: FuzzServer, where: str) -> None:
     body = packb(
         {
             "cmd": "organization_bootstrap",
@@ -932,8 +926,7 @@ def test_bug_nul_in_label_organization_bootstrap(fz: FuzzServer, where: str) -> 
     )
 
 
-@pytest.mark.xfail(strict=True, reason=_NUL_BUG)
-def test_bug_nul_in_label_device_create(fz: FuzzServer) -> None:
+def test_fixed_bug_nul_in_label_device_create(fz: FuzzServer) -> None:
     a = fz.alice
     ts, did = now(), uuid.uuid4()
     vk = bytes(nacl.signing.SigningKey.generate().verify_key)
@@ -967,13 +960,8 @@ def _admin(
     return fz.run(fz.raw(method, f"/administration{path}", headers, chunks or [body]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin API: a body > 1 MiB raises BodyTooLarge, which admin.handle_admin "
-    "does not catch -> HTTP 500 + unhandled_error (RPC routes answer 413)",
-)
 @pytest.mark.parametrize("mode", ["content-length", "chunked"])
-def test_bug_admin_oversized_body(fz: FuzzServer, mode: str) -> None:
+def test_fixed_bug_admin_oversized_body(fz: FuzzServer, mode: str) -> None:
     if mode == "content-length":
         reply = _admin(
             fz,
@@ -988,12 +976,7 @@ def test_bug_admin_oversized_body(fz: FuzzServer, mode: str) -> None:
     assert reply.status == 413, reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin API: deeply nested JSON body -> json.loads RecursionError, not caught "
-    "(only ValueError is) -> HTTP 500 + unhandled_error",
-)
-def test_bug_admin_deeply_nested_json(fz: FuzzServer) -> None:
+def test_fixed_bug_admin_deeply_nested_json(fz: FuzzServer) -> None:
     reply = _admin(fz, "POST", "/organizations", b"[" * 5000 + b"]" * 5000)
     fz.check_admin(reply)
     assert reply.status == 422, reply
@@ -1008,14 +991,10 @@ _ADMIN_RANGE_CASES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin API: integers beyond the column type (active_users_limit INTEGER, "
-    "realm_minimum_archiving_period_before_deletion BIGINT) reach asyncpg -> "
-    "DataError -> HTTP 500 + unhandled_error (expected 422)",
-)
 @pytest.mark.parametrize(("method", "key", "value"), _ADMIN_RANGE_CASES)
-def test_bug_admin_integer_out_of_range(fz: FuzzServer, method: str, key: str, value: int) -> None:
+def test_fixed_bug_admin_integer_out_of_range(
+    fz: FuzzServer, method: str, key: str, value: int
+) -> None:
     if method == "POST":
         reply = _admin(
             fz,
@@ -1044,18 +1023,12 @@ _ADMIN_TEXT_CASES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin API: strings PostgreSQL refuses (NUL, lone surrogate) in tos / "
-    "user_email reach asyncpg -> UntranslatableCharacterError / "
-    "CharacterNotInRepertoireError / InvalidTextRepresentationError -> HTTP 500",
-)
 @pytest.mark.parametrize(
     ("method", "path", "doc"),
     _ADMIN_TEXT_CASES,
     ids=["tos-url-nul", "tos-locale-nul", "create-tos-nul", "tos-surrogate", "freeze-email-nul"],
 )
-def test_bug_admin_strings_postgresql_refuses(
+def test_fixed_bug_admin_strings_postgresql_refuses(
     fz: FuzzServer, method: str, path: str, doc: dict[str, Any]
 ) -> None:
     body = json.dumps(doc).encode()  # \u0000 and \ud800 escapes are valid JSON
@@ -1063,14 +1036,8 @@ def test_bug_admin_strings_postgresql_refuses(
     fz.check_admin(reply)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin API: POST /organizations with a Host header urlsplit() rejects "
-    "(`[`, `[::1`) -> ValueError('Invalid IPv6 URL') outside the try in "
-    "admin._request_server_addr -> HTTP 500",
-)
 @pytest.mark.parametrize("host", [b"[", b"[::1"])
-def test_bug_admin_malformed_host_header(fz: FuzzServer, host: bytes) -> None:
+def test_fixed_bug_admin_malformed_host_header(fz: FuzzServer, host: bytes) -> None:
     reply = _admin(
         fz,
         "POST",
