@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import parsec._parsec as p
 import pytest
 from client import AC, AuthenticatedClient
+from data_plane import archive
+from data_plane import block_create as create
+from data_plane import block_read as read
 
 BC = AC.block_create
 BR = AC.block_read
 R = p.RealmRole
-
-
-def create(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    block: bytes = b"data",
-    *,
-    block_id: p.BlockID | None = None,
-    key_index: int = 1,
-) -> Any:
-    return client.send(
-        BC.Req(
-            block_id=block_id or p.BlockID.new(),
-            realm_id=realm_id,
-            key_index=key_index,
-            block=block,
-        )
-    )
-
-
-def read(client: AuthenticatedClient, realm_id: p.VlobID, block_id: p.BlockID) -> Any:
-    return client.send(BR.Req(block_id=block_id, realm_id=realm_id))
 
 
 @pytest.fixture
@@ -127,14 +106,8 @@ def test_block_rights(
 def test_block_archived_realm(alice: AuthenticatedClient, realm: p.VlobID) -> None:
     block_id = p.BlockID.new()
     assert isinstance(create(alice, realm, block_id=block_id), BC.RepOk)
-    cert = p.RealmArchivingCertificate(
-        author=alice.device_id,
-        timestamp=p.DateTime.now(),
-        realm_id=realm,
-        configuration=p.RealmArchivingConfiguration.ARCHIVED,
-    )
     assert isinstance(
-        alice.send(AC.realm_update_archiving.Req(archiving_certificate=alice.sign(cert))),
+        archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED),
         AC.realm_update_archiving.RepOk,
     )
     assert isinstance(create(alice, realm), BC.RepRealmArchived)

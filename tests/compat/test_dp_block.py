@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import parsec._parsec as p
 from client import AC, AuthenticatedClient, Org, bootstrap_org, now
+from data_plane import archive
+from data_plane import block_create as create
+from data_plane import block_read as read
 
 BC = AC.block_create
 BR = AC.block_read
 R = p.RealmRole
-
-
-def create(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    block: bytes = b"data",
-    *,
-    block_id: p.BlockID | None = None,
-    key_index: int = 1,
-) -> Any:
-    return client.send(
-        BC.Req(
-            block_id=block_id or p.BlockID.new(),
-            realm_id=realm_id,
-            key_index=key_index,
-            block=block,
-        )
-    )
-
-
-def read(client: AuthenticatedClient, realm_id: p.VlobID, block_id: p.BlockID) -> Any:
-    return client.send(BR.Req(block_id=block_id, realm_id=realm_id))
-
-
-def archive(client: AuthenticatedClient, realm_id: p.VlobID) -> None:
-    cert = p.RealmArchivingCertificate(
-        author=client.device_id,
-        timestamp=now(),
-        realm_id=realm_id,
-        configuration=p.RealmArchivingConfiguration.ARCHIVED,
-    )
-    rep = client.send(AC.realm_update_archiving.Req(archiving_certificate=client.sign(cert)))
-    assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
 
 
 def test_block_create_key_index_before_rights(
@@ -62,7 +30,8 @@ def test_block_create_archived_before_key_index(
     alice: AuthenticatedClient, bob: AuthenticatedClient
 ) -> None:
     realm = alice.new_realm()
-    archive(alice, realm)
+    rep = archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
+    assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
     assert isinstance(create(alice, realm, key_index=5), BC.RepRealmArchived)
     assert isinstance(create(bob, realm), BC.RepRealmArchived)
 

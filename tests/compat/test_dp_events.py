@@ -3,20 +3,12 @@ events of every kind, VLOB event contents, and Last-Event-ID replay limits."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import parsec._parsec as p
-from client import AC, AuthenticatedClient, SseStream, now
+from client import AC, AuthenticatedClient, now
+from data_plane import unit
 
 EL = AC.events_listen
 R = p.RealmRole
-
-
-def unit(stream: SseStream) -> Any:
-    ev = stream.next_data()
-    rep = ev.rep()
-    assert isinstance(rep, EL.RepOk), rep
-    return rep.unit
 
 
 def vlob_create(

@@ -3,8 +3,6 @@ included), keys bundle accesses, and the order in which the server reports probl
 
 from __future__ import annotations
 
-from typing import Any
-
 import parsec._parsec as p
 import pytest
 from client import (
@@ -15,6 +13,14 @@ from client import (
     Org,
     build_user_certs,
     now,
+)
+from data_plane import (
+    archive,
+    last_realm_timestamp,
+    rename,
+    role_cert,
+    self_promote,
+    vlob_create,
 )
 
 R = p.RealmRole
@@ -28,98 +34,6 @@ SP = AC.realm_self_promote_to_owner
 VC = AC.vlob_create
 ARCHIVED = p.RealmArchivingConfiguration.ARCHIVED
 AVAILABLE = p.RealmArchivingConfiguration.AVAILABLE
-
-
-def role_cert(
-    author: AuthenticatedClient,
-    realm_id: p.VlobID,
-    user_id: p.UserID,
-    role: p.RealmRole | None,
-    timestamp: p.DateTime | None = None,
-) -> bytes:
-    return author.sign(
-        p.RealmRoleCertificate(
-            author=author.device_id,
-            timestamp=timestamp or now(),
-            realm_id=realm_id,
-            user_id=user_id,
-            role=role,
-        )
-    )
-
-
-def self_promote(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    timestamp: p.DateTime | None = None,
-    user_id: p.UserID | None = None,
-    role: p.RealmRole | None = R.OWNER,
-) -> Any:
-    raw = role_cert(client, realm_id, user_id or client.user_id, role, timestamp)
-    return client.send(SP.Req(realm_role_certificate=raw))
-
-
-def archiving(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    configuration: Any,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    cert = p.RealmArchivingCertificate(
-        author=client.device_id,
-        timestamp=timestamp or now(),
-        realm_id=realm_id,
-        configuration=configuration,
-    )
-    return client.send(RA.Req(archiving_certificate=client.sign(cert)))
-
-
-def rename(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    key_index: int = 1,
-    initial: bool = False,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    cert = p.RealmNameCertificate(
-        author=client.device_id,
-        timestamp=timestamp or now(),
-        realm_id=realm_id,
-        key_index=key_index,
-        encrypted_name=b"name",
-    )
-    return client.send(
-        RN.Req(realm_name_certificate=client.sign(cert), initial_name_or_fail=initial)
-    )
-
-
-def vlob(
-    client: AuthenticatedClient, realm_id: p.VlobID, timestamp: p.DateTime | None = None
-) -> Any:
-    return client.send(
-        VC.Req(
-            realm_id=realm_id,
-            vlob_id=p.VlobID.new(),
-            key_index=1,
-            timestamp=timestamp or now(),
-            blob=b"x",
-        )
-    )
-
-
-def last_realm_timestamp(client: AuthenticatedClient, realm_id: p.VlobID) -> p.DateTime:
-    raw = client.certificates().realm_certificates[realm_id][-1]
-    for cls in (
-        p.RealmRoleCertificate,
-        p.RealmKeyRotationCertificate,
-        p.RealmNameCertificate,
-        p.RealmArchivingCertificate,
-    ):
-        try:
-            return cls.unsecure_load(raw).timestamp
-        except ValueError:
-            continue
-    raise AssertionError("unknown realm certificate")
 
 
 # --- realm_self_promote_to_owner --------------------------------------------------------------
@@ -193,7 +107,7 @@ def test_self_promote_require_greater_than_last_vlob(
     assert isinstance(carol.share(realm, bob.user_id, R.CONTRIBUTOR), RS.RepOk)
     assert isinstance(alice.revoke(carol.user_id), AC.user_revoke.RepOk)
     vlob_ts = now().add(seconds=2)
-    assert isinstance(vlob(bob, realm, vlob_ts), VC.RepOk)
+    assert isinstance(vlob_create(bob, realm, blob=b"x", timestamp=vlob_ts), VC.RepOk)
     rep = self_promote(bob, realm, now().add(seconds=1))
     assert isinstance(rep, SP.RepRequireGreaterTimestamp), rep
     assert rep.strictly_greater_than == vlob_ts
@@ -206,27 +120,27 @@ def test_archiving_deletion_planned(org: Org, alice: AuthenticatedClient) -> Non
     realm = alice.new_realm()
     ts = now()
     too_soon = p.RealmArchivingConfiguration.deletion_planned(ts.add(seconds=2592000 - 1))
-    assert isinstance(archiving(alice, realm, too_soon, ts), RA.RepArchivingPeriodTooShort)
+    assert isinstance(archive(alice, realm, too_soon, ts), RA.RepArchivingPeriodTooShort)
     planned = p.RealmArchivingConfiguration.deletion_planned(ts.add(seconds=2592000))
-    assert isinstance(archiving(alice, realm, planned, ts), RA.RepOk)
-    assert isinstance(vlob(alice, realm), VC.RepRealmArchived)
+    assert isinstance(archive(alice, realm, planned, ts), RA.RepOk)
+    assert isinstance(vlob_create(alice, realm, blob=b"x"), VC.RepRealmArchived)
     cert = p.RealmArchivingCertificate.unsecure_load(
         alice.certificates().realm_certificates[realm][-1]
     )
     assert cert.configuration.deletion_date == ts.add(seconds=2592000)
-    assert isinstance(archiving(alice, realm, AVAILABLE), RA.RepOk)
-    assert isinstance(vlob(alice, realm), VC.RepOk)
+    assert isinstance(archive(alice, realm, AVAILABLE), RA.RepOk)
+    assert isinstance(vlob_create(alice, realm, blob=b"x"), VC.RepOk)
 
 
 def test_archiving_period_follows_organization(org: Org, alice: AuthenticatedClient) -> None:
     org.admin.patch_org(org.organization_id, realm_minimum_archiving_period_before_deletion=10)
     realm = alice.new_realm()
     ts = now()
-    rep = archiving(
+    rep = archive(
         alice, realm, p.RealmArchivingConfiguration.deletion_planned(ts.add(seconds=9)), ts
     )
     assert isinstance(rep, RA.RepArchivingPeriodTooShort), rep
-    rep = archiving(
+    rep = archive(
         alice, realm, p.RealmArchivingConfiguration.deletion_planned(ts.add(seconds=10)), ts
     )
     assert isinstance(rep, RA.RepOk), rep
@@ -234,32 +148,32 @@ def test_archiving_period_follows_organization(org: Org, alice: AuthenticatedCli
 
 def test_archiving_errors(alice: AuthenticatedClient, bob: AuthenticatedClient) -> None:
     realm = alice.new_realm()
-    assert isinstance(archiving(bob, realm, ARCHIVED), RA.RepAuthorNotAllowed)
+    assert isinstance(archive(bob, realm, ARCHIVED), RA.RepAuthorNotAllowed)
     assert isinstance(alice.share(realm, bob.user_id, R.MANAGER), RS.RepOk)
-    assert isinstance(archiving(bob, realm, ARCHIVED), RA.RepAuthorNotAllowed)
-    assert isinstance(archiving(alice, p.VlobID.new(), ARCHIVED), RA.RepRealmNotFound)
+    assert isinstance(archive(bob, realm, ARCHIVED), RA.RepAuthorNotAllowed)
+    assert isinstance(archive(alice, p.VlobID.new(), ARCHIVED), RA.RepRealmNotFound)
     assert isinstance(
         alice.send(RA.Req(archiving_certificate=b"garbage")), RA.RepInvalidCertificate
     )
     assert isinstance(
-        archiving(alice, realm, ARCHIVED, now().add(seconds=-3600)), RA.RepTimestampOutOfBallpark
+        archive(alice, realm, ARCHIVED, now().add(seconds=-3600)), RA.RepTimestampOutOfBallpark
     )
     last = last_realm_timestamp(alice, realm)
-    rep = archiving(alice, realm, ARCHIVED, last)
+    rep = archive(alice, realm, ARCHIVED, last)
     assert isinstance(rep, RA.RepRequireGreaterTimestamp), rep
     assert rep.strictly_greater_than == last
     # archiving twice is fine, and so is making available an available realm
-    assert isinstance(archiving(alice, realm, ARCHIVED), RA.RepOk)
-    assert isinstance(archiving(alice, realm, ARCHIVED), RA.RepOk)
-    assert isinstance(archiving(alice, realm, AVAILABLE), RA.RepOk)
-    assert isinstance(archiving(alice, realm, AVAILABLE), RA.RepOk)
+    assert isinstance(archive(alice, realm, ARCHIVED), RA.RepOk)
+    assert isinstance(archive(alice, realm, ARCHIVED), RA.RepOk)
+    assert isinstance(archive(alice, realm, AVAILABLE), RA.RepOk)
+    assert isinstance(archive(alice, realm, AVAILABLE), RA.RepOk)
 
 
 def test_archived_realm_still_accepts_certificates(
     alice: AuthenticatedClient, bob: AuthenticatedClient
 ) -> None:
     realm = alice.new_realm()
-    assert isinstance(archiving(alice, realm, ARCHIVED), RA.RepOk)
+    assert isinstance(archive(alice, realm, ARCHIVED), RA.RepOk)
     assert isinstance(alice.share(realm, bob.user_id, R.READER), RS.RepOk)
     assert isinstance(alice.rotate_key(realm, 2, [alice.user_id, bob.user_id]), RK.RepOk)
     assert isinstance(rename(alice, realm, key_index=2), RN.RepOk)
@@ -314,7 +228,9 @@ def test_share_order_of_checks(alice: AuthenticatedClient, bob: AuthenticatedCli
     # invalid certificate before realm_not_found
     rep = alice.send(
         RS.Req(
-            realm_role_certificate=role_cert(alice, p.VlobID.new(), alice.user_id, R.READER),
+            realm_role_certificate=alice.sign(
+                role_cert(alice, p.VlobID.new(), alice.user_id, R.READER)
+            ),
             recipient_keys_bundle_access=b"x",
             key_index=1,
         )
@@ -338,7 +254,7 @@ def test_unshare_require_greater_than_last_vlob(
     realm = alice.new_realm()
     assert isinstance(alice.share(realm, bob.user_id, R.READER), RS.RepOk)
     vlob_ts = now().add(seconds=1)
-    assert isinstance(vlob(alice, realm, vlob_ts), VC.RepOk)
+    assert isinstance(vlob_create(alice, realm, blob=b"x", timestamp=vlob_ts), VC.RepOk)
     rep = alice.share(realm, bob.user_id, None, timestamp=now())
     assert isinstance(rep, RU.RepRequireGreaterTimestamp), rep
     assert rep.strictly_greater_than == vlob_ts
@@ -351,7 +267,7 @@ def test_share_then_unshare_then_share_again(
     assert isinstance(alice.share(realm, bob.user_id, R.CONTRIBUTOR), RS.RepOk)
     assert isinstance(alice.share(realm, bob.user_id, None), RU.RepOk)
     assert isinstance(bob.send(RB.Req(realm_id=realm, key_index=1)), RB.RepAuthorNotAllowed)
-    assert isinstance(vlob(bob, realm), VC.RepAuthorNotAllowed)
+    assert isinstance(vlob_create(bob, realm, blob=b"x"), VC.RepAuthorNotAllowed)
     assert (
         realm in bob.certificates().realm_certificates
     )  # still sees the history up to his unsharing
@@ -518,6 +434,6 @@ def test_certificate_commands_other_org_realm(
     if kind == "rename":
         assert isinstance(rename(other, realm), RN.RepRealmNotFound)
     elif kind == "archiving":
-        assert isinstance(archiving(other, realm, ARCHIVED), RA.RepRealmNotFound)
+        assert isinstance(archive(other, realm, ARCHIVED), RA.RepRealmNotFound)
     else:
         assert isinstance(other.rotate_key(realm, 2, [other.user_id]), RK.RepRealmNotFound)

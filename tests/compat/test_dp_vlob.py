@@ -4,11 +4,12 @@ stats count."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import parsec._parsec as p
 import pytest
 from client import AC, AuthenticatedClient, Org, build_user_certs, now, user_create_req
+from data_plane import archive, last_common_timestamp, last_realm_timestamp
+from data_plane import vlob_create as create
+from data_plane import vlob_update as update
 
 VC = AC.vlob_create
 VU = AC.vlob_update
@@ -16,86 +17,6 @@ VRB = AC.vlob_read_batch
 VRV = AC.vlob_read_versions
 VPC = AC.vlob_poll_changes
 R = p.RealmRole
-
-
-def create(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    vlob_id: p.VlobID | None = None,
-    *,
-    blob: bytes = b"v1",
-    key_index: int = 1,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    return client.send(
-        VC.Req(
-            realm_id=realm_id,
-            vlob_id=vlob_id or p.VlobID.new(),
-            key_index=key_index,
-            timestamp=timestamp or now(),
-            blob=blob,
-        )
-    )
-
-
-def update(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    vlob_id: p.VlobID,
-    version: int,
-    *,
-    blob: bytes = b"vn",
-    key_index: int = 1,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    return client.send(
-        VU.Req(
-            realm_id=realm_id,
-            vlob_id=vlob_id,
-            key_index=key_index,
-            timestamp=timestamp or now(),
-            version=version,
-            blob=blob,
-        )
-    )
-
-
-def archive(client: AuthenticatedClient, realm_id: p.VlobID, configuration: Any) -> None:
-    cert = p.RealmArchivingCertificate(
-        author=client.device_id, timestamp=now(), realm_id=realm_id, configuration=configuration
-    )
-    rep = client.send(AC.realm_update_archiving.Req(archiving_certificate=client.sign(cert)))
-    assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
-
-
-def realm_timestamp(client: AuthenticatedClient, realm_id: p.VlobID) -> p.DateTime:
-    raw = client.certificates().realm_certificates[realm_id][-1]
-    for cls in (
-        p.RealmRoleCertificate,
-        p.RealmKeyRotationCertificate,
-        p.RealmNameCertificate,
-        p.RealmArchivingCertificate,
-    ):
-        try:
-            return cls.unsecure_load(raw).timestamp
-        except ValueError:
-            continue
-    raise AssertionError("unknown realm certificate")
-
-
-def common_timestamp(client: AuthenticatedClient) -> p.DateTime:
-    raw = client.certificates().common_certificates[-1]
-    for cls in (
-        p.DeviceCertificate,
-        p.UserCertificate,
-        p.RevokedUserCertificate,
-        p.UserUpdateCertificate,
-    ):
-        try:
-            return cls.unsecure_load(raw).timestamp
-        except ValueError:
-            continue
-    raise AssertionError("unknown common certificate")
 
 
 @pytest.fixture
@@ -109,7 +30,8 @@ def realm(alice: AuthenticatedClient) -> p.VlobID:
 def test_vlob_create_archived_before_rights(
     alice: AuthenticatedClient, bob: AuthenticatedClient, realm: p.VlobID
 ) -> None:
-    archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
+    rep = archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
+    assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
     # bob has no role at all, yet the realm being archived is reported first
     assert isinstance(create(bob, realm), VC.RepRealmArchived)
     assert isinstance(update(bob, realm, p.VlobID.new(), 2), VU.RepRealmArchived)
@@ -128,7 +50,7 @@ def test_vlob_key_index_before_version_and_ballpark(
 ) -> None:
     rep = update(alice, realm, p.VlobID.new(), 5, key_index=3, timestamp=now().add(seconds=-3600))
     assert isinstance(rep, VU.RepBadKeyIndex), rep
-    assert rep.last_realm_certificate_timestamp == realm_timestamp(alice, realm)
+    assert rep.last_realm_certificate_timestamp == last_realm_timestamp(alice, realm)
 
 
 def test_vlob_update_version_before_ballpark(alice: AuthenticatedClient, realm: p.VlobID) -> None:
@@ -149,7 +71,7 @@ def test_vlob_create_ballpark_and_causality_before_existence(
     assert isinstance(create(alice, realm, vlob_id), VC.RepOk)
     rep = create(alice, realm, vlob_id, timestamp=now().add(seconds=3600))
     assert isinstance(rep, VC.RepTimestampOutOfBallpark), rep
-    realm_ts = realm_timestamp(alice, realm)
+    realm_ts = last_realm_timestamp(alice, realm)
     rep = create(alice, realm, vlob_id, timestamp=realm_ts)
     assert isinstance(rep, VC.RepRequireGreaterTimestamp), rep
     assert rep.strictly_greater_than == realm_ts
@@ -214,8 +136,8 @@ def test_vlob_read_batch_order_and_duplicates(alice: AuthenticatedClient, realm:
         (a, 1, alice.device_id, 1, ta, b"a"),
         (b, 1, alice.device_id, 1, tb, b"b"),
     ]
-    assert rep.needed_realm_certificate_timestamp == realm_timestamp(alice, realm)
-    assert rep.needed_common_certificate_timestamp == common_timestamp(alice)
+    assert rep.needed_realm_certificate_timestamp == last_realm_timestamp(alice, realm)
+    assert rep.needed_common_certificate_timestamp == last_common_timestamp(alice)
 
 
 def test_vlob_read_needed_timestamps_follow_topics(
@@ -230,8 +152,8 @@ def test_vlob_read_needed_timestamps_follow_topics(
         VRV.Req(realm_id=realm, items=[(vlob_id, 1)]),
     ):
         rep = alice.send(req)
-        assert rep.needed_common_certificate_timestamp == common_timestamp(alice)
-        assert rep.needed_realm_certificate_timestamp == realm_timestamp(alice, realm)
+        assert rep.needed_common_certificate_timestamp == last_common_timestamp(alice)
+        assert rep.needed_realm_certificate_timestamp == last_realm_timestamp(alice, realm)
         assert [item[1] for item in rep.items] == [1]  # the key index it was written with
 
 
@@ -301,7 +223,8 @@ def test_vlob_readable_while_archived_and_by_reader(
     vlob_id = p.VlobID.new()
     assert isinstance(create(alice, realm, vlob_id), VC.RepOk)
     assert isinstance(alice.share(realm, bob.user_id, R.READER), AC.realm_share.RepOk)
-    archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
+    rep = archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
+    assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
     assert len(bob.send(VRB.Req(realm_id=realm, vlobs=[vlob_id], at=None)).items) == 1
     rep = bob.send(VPC.Req(realm_id=realm, last_checkpoint=0))
     assert (rep.changes, rep.current_checkpoint) == ([(vlob_id, 1)], 1)

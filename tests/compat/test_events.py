@@ -10,23 +10,15 @@ from client import (
     AC,
     AuthenticatedClient,
     Org,
-    SseStream,
     bootstrap_org,
     build_user_certs,
     now,
     user_create_req,
 )
+from data_plane import unit
 
 EL = AC.events_listen
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def unit(stream: SseStream) -> object:
-    """The APIEvent of the next data message."""
-    ev = stream.next_data()
-    rep = ev.rep()
-    assert isinstance(rep, EL.RepOk), rep
-    return rep.unit
 
 
 def test_sse_first_event_is_organization_config(alice: AuthenticatedClient) -> None:
@@ -249,7 +241,7 @@ def test_sse_last_event_id_replay(alice: AuthenticatedClient) -> None:
     with alice.events(**{"Last-Event-ID": first_id}) as stream:
         cfg = unit(stream)
         assert isinstance(cfg, EL.APIEventOrganizationConfig), cfg
-        assert [unit(stream).ping, unit(stream).ping] == ["second", "third"]  # type: ignore[attr-defined]
+        assert [unit(stream).ping, unit(stream).ping] == ["second", "third"]
 
 
 def test_sse_unknown_last_event_id(alice: AuthenticatedClient) -> None:

@@ -6,6 +6,14 @@ from __future__ import annotations
 import parsec._parsec as p
 import pytest
 from client import AC, AuthenticatedClient, Org, build_user_certs, now, user_create_req
+from data_plane import (
+    archive,
+    last_realm_timestamp,
+    rename,
+    role_cert,
+    self_promote,
+    vlob_create,
+)
 
 RC = AC.realm_create
 RS = AC.realm_share
@@ -15,32 +23,6 @@ RB = AC.realm_get_keys_bundle
 RN = AC.realm_rename
 
 R = p.RealmRole
-
-
-def role_cert(
-    author: AuthenticatedClient,
-    realm_id: p.VlobID,
-    user_id: p.UserID,
-    role: p.RealmRole | None,
-    timestamp: p.DateTime | None = None,
-) -> p.RealmRoleCertificate:
-    return p.RealmRoleCertificate(
-        author=author.device_id,
-        timestamp=timestamp or now(),
-        realm_id=realm_id,
-        user_id=user_id,
-        role=role,
-    )
-
-
-def last_realm_timestamp(client: AuthenticatedClient, realm_id: p.VlobID) -> p.DateTime:
-    raw = client.certificates().realm_certificates[realm_id][-1]
-    for cls in (p.RealmRoleCertificate, p.RealmKeyRotationCertificate, p.RealmNameCertificate):
-        try:
-            return cls.unsecure_load(raw).timestamp
-        except ValueError:
-            continue
-    raise AssertionError("unknown realm certificate")
 
 
 # --- realm_create -----------------------------------------------------------------------------
@@ -200,11 +182,6 @@ def test_realm_rotate_key_author_not_allowed(
     assert isinstance(alice.share(realm_id, bob.user_id, R.MANAGER), RS.RepOk)
     rep = bob.rotate_key(realm_id, 2, [alice.user_id, bob.user_id])
     assert isinstance(rep, RK.RepAuthorNotAllowed), rep
-
-
-def test_realm_rotate_key_realm_not_found(alice: AuthenticatedClient) -> None:
-    rep = alice.rotate_key(p.VlobID.new(), 1, [alice.user_id])
-    assert isinstance(rep, RK.RepRealmNotFound), rep
 
 
 def test_realm_rotate_key_not_sequestered(alice: AuthenticatedClient) -> None:
@@ -414,11 +391,7 @@ def test_realm_share_require_greater_than_last_vlob(
 ) -> None:
     realm_id = alice.new_realm()
     vlob_ts = now().add(seconds=1)
-    rep = alice.send(
-        AC.vlob_create.Req(
-            realm_id=realm_id, vlob_id=p.VlobID.new(), key_index=1, timestamp=vlob_ts, blob=b"v"
-        )
-    )
+    rep = vlob_create(alice, realm_id, blob=b"v", timestamp=vlob_ts)
     assert isinstance(rep, AC.vlob_create.RepOk), rep
     rep = alice.share(realm_id, bob.user_id, R.READER, timestamp=now())
     assert isinstance(rep, RS.RepRequireGreaterTimestamp), rep
@@ -488,25 +461,6 @@ def test_realm_unshare_revoked_user(alice: AuthenticatedClient, bob: Authenticat
 # --- realm_rename ---------------------------------------------------------------------------
 
 
-def rename(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    key_index: int,
-    initial: bool,
-    name: bytes = b"name",
-) -> object:
-    cert = p.RealmNameCertificate(
-        author=client.device_id,
-        timestamp=now(),
-        realm_id=realm_id,
-        key_index=key_index,
-        encrypted_name=name,
-    )
-    return client.send(
-        RN.Req(realm_name_certificate=client.sign(cert), initial_name_or_fail=initial)
-    )
-
-
 def test_realm_rename(alice: AuthenticatedClient, bob: AuthenticatedClient) -> None:
     realm_id = alice.new_realm()
     assert isinstance(rename(alice, realm_id, 1, True, b"first"), RN.RepOk)
@@ -523,29 +477,6 @@ def test_realm_rename(alice: AuthenticatedClient, bob: AuthenticatedClient) -> N
 
 
 # --- realm_self_promote_to_owner ----------------------------------------------------------
-
-
-def self_promote(
-    client: AuthenticatedClient, realm_id: p.VlobID, timestamp: p.DateTime | None = None
-) -> object:
-    cert = role_cert(client, realm_id, client.user_id, R.OWNER, timestamp)
-    return client.send(AC.realm_self_promote_to_owner.Req(realm_role_certificate=client.sign(cert)))
-
-
-def test_realm_self_promote_to_owner(alice: AuthenticatedClient, bob: AuthenticatedClient) -> None:
-    SP = AC.realm_self_promote_to_owner
-    owner = alice.create_user("owner")
-    realm_id = owner.new_realm()
-    assert isinstance(owner.share(realm_id, bob.user_id, R.MANAGER), RS.RepOk)
-    # an owner is still active
-    rep = self_promote(bob, realm_id)
-    assert isinstance(rep, SP.RepActiveOwnerAlreadyExists), rep
-    assert rep.last_realm_certificate_timestamp == last_realm_timestamp(bob, realm_id)
-    assert isinstance(alice.revoke(owner.user_id), AC.user_revoke.RepOk)
-    rep = self_promote(bob, realm_id)
-    assert isinstance(rep, SP.RepOk), rep
-    # bob now acts as an owner
-    assert isinstance(bob.rotate_key(realm_id, 2, [bob.user_id, owner.user_id]), RK.RepOk)
 
 
 def test_realm_self_promote_needs_highest_role(
@@ -592,21 +523,6 @@ def test_realm_self_promote_invalid_certificate(
 # --- realm_update_archiving -----------------------------------------------------------------
 
 
-def archive(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    configuration: p.RealmArchivingConfiguration,
-    timestamp: p.DateTime | None = None,
-) -> object:
-    cert = p.RealmArchivingCertificate(
-        author=client.device_id,
-        timestamp=timestamp or now(),
-        realm_id=realm_id,
-        configuration=configuration,
-    )
-    return client.send(AC.realm_update_archiving.Req(archiving_certificate=client.sign(cert)))
-
-
 def test_realm_update_archiving_deletion_planned(org: Org, alice: AuthenticatedClient) -> None:
     RA = AC.realm_update_archiving
     org.admin.patch_org(org.organization_id, realm_minimum_archiving_period_before_deletion=3600)
@@ -618,31 +534,5 @@ def test_realm_update_archiving_deletion_planned(org: Org, alice: AuthenticatedC
     ok = p.RealmArchivingConfiguration.deletion_planned(ts.add(seconds=3600))
     rep = archive(alice, realm_id, ok, ts)
     assert isinstance(rep, RA.RepOk), rep
-    rep = alice.send(
-        AC.vlob_create.Req(
-            realm_id=realm_id, vlob_id=p.VlobID.new(), key_index=1, timestamp=now(), blob=b"x"
-        )
-    )
+    rep = vlob_create(alice, realm_id, blob=b"x")
     assert isinstance(rep, AC.vlob_create.RepRealmArchived), rep
-
-
-def test_realm_update_archiving_errors(
-    alice: AuthenticatedClient, bob: AuthenticatedClient
-) -> None:
-    RA = AC.realm_update_archiving
-    realm_id = alice.new_realm()
-    assert isinstance(alice.share(realm_id, bob.user_id, R.MANAGER), RS.RepOk)
-    rep = archive(bob, realm_id, p.RealmArchivingConfiguration.ARCHIVED)
-    assert isinstance(rep, RA.RepAuthorNotAllowed), rep
-    rep = archive(alice, p.VlobID.new(), p.RealmArchivingConfiguration.ARCHIVED)
-    assert isinstance(rep, RA.RepRealmNotFound), rep
-    rep = alice.send(RA.Req(archiving_certificate=b"garbage"))
-    assert isinstance(rep, RA.RepInvalidCertificate), rep
-    rep = archive(
-        alice, realm_id, p.RealmArchivingConfiguration.ARCHIVED, now().subtract(seconds=3600)
-    )
-    assert isinstance(rep, RA.RepTimestampOutOfBallpark), rep
-    last = last_realm_timestamp(alice, realm_id)
-    rep = archive(alice, realm_id, p.RealmArchivingConfiguration.ARCHIVED, last)
-    assert isinstance(rep, RA.RepRequireGreaterTimestamp), rep
-    assert rep.strictly_greater_than == last

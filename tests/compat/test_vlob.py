@@ -7,6 +7,9 @@ from typing import Any
 import parsec._parsec as p
 import pytest
 from client import AC, AuthenticatedClient, now
+from data_plane import archive
+from data_plane import vlob_create as create
+from data_plane import vlob_update as update
 
 VC = AC.vlob_create
 VU = AC.vlob_update
@@ -14,48 +17,6 @@ VRB = AC.vlob_read_batch
 VRV = AC.vlob_read_versions
 VPC = AC.vlob_poll_changes
 R = p.RealmRole
-
-
-def create(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    vlob_id: p.VlobID | None = None,
-    *,
-    blob: bytes = b"v1",
-    key_index: int = 1,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    return client.send(
-        VC.Req(
-            realm_id=realm_id,
-            vlob_id=vlob_id or p.VlobID.new(),
-            key_index=key_index,
-            timestamp=timestamp or now(),
-            blob=blob,
-        )
-    )
-
-
-def update(
-    client: AuthenticatedClient,
-    realm_id: p.VlobID,
-    vlob_id: p.VlobID,
-    version: int,
-    *,
-    blob: bytes = b"vn",
-    key_index: int = 1,
-    timestamp: p.DateTime | None = None,
-) -> Any:
-    return client.send(
-        VU.Req(
-            realm_id=realm_id,
-            vlob_id=vlob_id,
-            key_index=key_index,
-            timestamp=timestamp or now(),
-            version=version,
-            blob=blob,
-        )
-    )
 
 
 def read(
@@ -307,24 +268,12 @@ def test_vlob_poll_changes_per_realm(alice: AuthenticatedClient, realm: p.VlobID
 def test_vlob_archived_realm(alice: AuthenticatedClient, realm: p.VlobID) -> None:
     vlob_id = p.VlobID.new()
     assert isinstance(create(alice, realm, vlob_id), VC.RepOk)
-    cert = p.RealmArchivingCertificate(
-        author=alice.device_id,
-        timestamp=now(),
-        realm_id=realm,
-        configuration=p.RealmArchivingConfiguration.ARCHIVED,
-    )
-    rep = alice.send(AC.realm_update_archiving.Req(archiving_certificate=alice.sign(cert)))
+    rep = archive(alice, realm, p.RealmArchivingConfiguration.ARCHIVED)
     assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
     assert isinstance(create(alice, realm), VC.RepRealmArchived)
     assert isinstance(update(alice, realm, vlob_id, 2), VU.RepRealmArchived)
     # still readable
     assert len(read(alice, realm, [vlob_id]).items) == 1
-    cert = p.RealmArchivingCertificate(
-        author=alice.device_id,
-        timestamp=now(),
-        realm_id=realm,
-        configuration=p.RealmArchivingConfiguration.AVAILABLE,
-    )
-    rep = alice.send(AC.realm_update_archiving.Req(archiving_certificate=alice.sign(cert)))
+    rep = archive(alice, realm, p.RealmArchivingConfiguration.AVAILABLE)
     assert isinstance(rep, AC.realm_update_archiving.RepOk), rep
     assert isinstance(update(alice, realm, vlob_id, 2), VU.RepOk)

@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 
+from parsec_server.commands.checks import load_author
 from parsec_server.commands.context import AuthenticatedClient, InvitedClient
-from parsec_server.commands.invite import load_author, load_invitation
+from parsec_server.commands.invite import load_invitation
 from parsec_server.commands.registry import AUTHENTICATED, INVITED, HandshakeError, handles
 from parsec_server.events import types as events
 from parsec_server.events.bus import publish
@@ -52,6 +53,36 @@ async def _event(
     )
 
 
+Found = tuple[invite_storage.Invitation, storage.Attempt] | dict[str, Any]
+
+
+def _usable(
+    inv: invite_storage.Invitation,
+    attempt: storage.Attempt,
+    side: storage.Side,
+    cancelled_status: str,
+) -> Found:
+    """The last checks before a side acts on its attempt: not cancelled (`cancelled_status`, with
+    who cancelled it and when), and joined by that side."""
+    if (cancelled := attempt.cancelled()) is not None:
+        return {"status": cancelled_status, **cancelled}
+    if not attempt.joined(side):
+        return {"status": "greeting_attempt_not_joined"}
+    return inv, attempt
+
+
+async def _cancel(
+    conn: asyncpg.Connection, org_id: str, found: Found, side: storage.Side, reason: str
+) -> dict[str, Any]:
+    """`invite_*_cancel_greeting_attempt` once the side's attempt is found (or refused)."""
+    if isinstance(found, dict):
+        return found
+    inv, attempt = found
+    await storage.cancel(conn, attempt, side, reason, now())
+    await _event(conn, org_id, "CANCELLED", inv, attempt)
+    return {"status": "ok"}
+
+
 # --- greeter side ---------------------------------------------------------------------------------
 
 
@@ -77,9 +108,9 @@ async def invite_greeter_start_greeting_attempt(
 
 
 async def _greeter_attempt(
-    conn: asyncpg.Connection, client: AuthenticatedClient, attempt_id: Any
-) -> tuple[invite_storage.Invitation, storage.Attempt] | dict[str, Any]:
-    """The greeter's attempt, its invitation locked; or the refusal (checks up to "joined")."""
+    conn: asyncpg.Connection, client: AuthenticatedClient, attempt_id: Any, cancelled_status: str
+) -> Found:
+    """The greeter's attempt, its invitation locked; or the refusal."""
     author = await load_author(conn, client)
     inv = await invite_storage.lock_by_greeting_attempt(conn, client.org.internal_id, attempt_id)
     if inv is None:
@@ -93,7 +124,7 @@ async def _greeter_attempt(
         return {"status": "greeting_attempt_not_found"}
     if not await invite_storage.is_greeter_allowed(conn, inv, author):
         return {"status": "author_not_allowed"}
-    return inv, attempt
+    return _usable(inv, attempt, storage.GREETER, cancelled_status)
 
 
 @handles(AUTHENTICATED, "invite_greeter_cancel_greeting_attempt")
@@ -101,17 +132,10 @@ async def invite_greeter_cancel_greeting_attempt(
     client: AuthenticatedClient, req: Any
 ) -> dict[str, Any]:
     async with client.backend.db.transaction() as conn:
-        found = await _greeter_attempt(conn, client, req.greeting_attempt)
-        if isinstance(found, dict):
-            return found
-        inv, attempt = found
-        if (cancelled := attempt.cancelled()) is not None:
-            return {"status": "greeting_attempt_already_cancelled", **cancelled}
-        if not attempt.joined(storage.GREETER):
-            return {"status": "greeting_attempt_not_joined"}
-        await storage.cancel(conn, attempt, storage.GREETER, req.reason, now())
-        await _event(conn, client.org.organization_id, "CANCELLED", inv, attempt)
-    return {"status": "ok"}
+        found = await _greeter_attempt(
+            conn, client, req.greeting_attempt, "greeting_attempt_already_cancelled"
+        )
+        return await _cancel(conn, client.org.organization_id, found, storage.GREETER, req.reason)
 
 
 @handles(AUTHENTICATED, "invite_greeter_step")
@@ -119,14 +143,12 @@ async def invite_greeter_step(client: AuthenticatedClient, req: Any) -> dict[str
     _check_revision(client)
     index, data = steps.greeter_step_data(req.greeter_step)
     async with client.backend.db.transaction() as conn:
-        found = await _greeter_attempt(conn, client, req.greeting_attempt)
+        found = await _greeter_attempt(
+            conn, client, req.greeting_attempt, "greeting_attempt_cancelled"
+        )
         if isinstance(found, dict):
             return found
         inv, attempt = found
-        if (cancelled := attempt.cancelled()) is not None:
-            return {"status": "greeting_attempt_cancelled", **cancelled}
-        if not attempt.joined(storage.GREETER):
-            return {"status": "greeting_attempt_not_joined"}
         outcome = await storage.step(conn, attempt, storage.GREETER, index, data)
         if isinstance(outcome, str):
             return {"status": outcome}
@@ -156,8 +178,9 @@ async def invite_claimer_start_greeting_attempt(client: InvitedClient, req: Any)
 
 
 async def _claimer_attempt(
-    conn: asyncpg.Connection, client: InvitedClient, attempt_id: Any
-) -> tuple[invite_storage.Invitation, storage.Attempt] | dict[str, Any]:
+    conn: asyncpg.Connection, client: InvitedClient, attempt_id: Any, cancelled_status: str
+) -> Found:
+    """The claimer's attempt, its invitation locked; or the refusal."""
     inv = await load_invitation(conn, client, for_update=True)
     attempt = await storage.get_attempt(conn, inv.internal_id, attempt_id)
     if attempt is None:
@@ -168,23 +191,16 @@ async def _claimer_attempt(
         return {"status": "greeter_revoked"}
     if not await invite_storage.is_greeter_allowed(conn, inv, greeter):
         return {"status": "greeter_not_allowed"}
-    return inv, attempt
+    return _usable(inv, attempt, storage.CLAIMER, cancelled_status)
 
 
 @handles(INVITED, "invite_claimer_cancel_greeting_attempt")
 async def invite_claimer_cancel_greeting_attempt(client: InvitedClient, req: Any) -> dict[str, Any]:
     async with client.backend.db.transaction() as conn:
-        found = await _claimer_attempt(conn, client, req.greeting_attempt)
-        if isinstance(found, dict):
-            return found
-        inv, attempt = found
-        if (cancelled := attempt.cancelled()) is not None:
-            return {"status": "greeting_attempt_already_cancelled", **cancelled}
-        if not attempt.joined(storage.CLAIMER):
-            return {"status": "greeting_attempt_not_joined"}
-        await storage.cancel(conn, attempt, storage.CLAIMER, req.reason, now())
-        await _event(conn, client.org.organization_id, "CANCELLED", inv, attempt)
-    return {"status": "ok"}
+        found = await _claimer_attempt(
+            conn, client, req.greeting_attempt, "greeting_attempt_already_cancelled"
+        )
+        return await _cancel(conn, client.org.organization_id, found, storage.CLAIMER, req.reason)
 
 
 @handles(INVITED, "invite_claimer_step")
@@ -192,14 +208,12 @@ async def invite_claimer_step(client: InvitedClient, req: Any) -> dict[str, Any]
     _check_revision(client)
     index, data = steps.claimer_step_data(req.claimer_step)
     async with client.backend.db.transaction() as conn:
-        found = await _claimer_attempt(conn, client, req.greeting_attempt)
+        found = await _claimer_attempt(
+            conn, client, req.greeting_attempt, "greeting_attempt_cancelled"
+        )
         if isinstance(found, dict):
             return found
         inv, attempt = found
-        if (cancelled := attempt.cancelled()) is not None:
-            return {"status": "greeting_attempt_cancelled", **cancelled}
-        if not attempt.joined(storage.CLAIMER):
-            return {"status": "greeting_attempt_not_joined"}
         outcome = await storage.step(conn, attempt, storage.CLAIMER, index, data)
         if outcome == storage.NOT_READY and index == 0:
             # The claimer waits for the greeter: tell the greeter's client this attempt is ready.

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from parsec_server import email
+from parsec_server.commands.checks import load_author
 from parsec_server.commands.context import AuthenticatedClient, InvitedClient
 from parsec_server.commands.registry import AUTHENTICATED, INVITED, HandshakeError, handles
 from parsec_server.events import types as events
@@ -35,20 +36,6 @@ from parsec_server.storage import shamir as shamir_storage
 
 # INVITATION events name their recipients; NOTIFY payloads must stay small, so long lists are split.
 _GREETERS_PER_EVENT = 100
-
-
-async def load_author(conn: asyncpg.Connection, client: AuthenticatedClient) -> storage.UserInfo:
-    """The author as the database sees it inside the transaction: revoked or expired meanwhile ->
-    abort."""
-    found = await storage.get_author(conn, client.device.user_internal_id)
-    if found is None:
-        raise HandshakeError(403)
-    author, org_expired = found
-    if org_expired:
-        raise HandshakeError(460)
-    if author.is_revoked:
-        raise HandshakeError(461)
-    return author
 
 
 async def publish_invitation_event(
@@ -150,6 +137,17 @@ async def _email_status(
     return await email.send(config.email, message)
 
 
+async def _created(
+    client: AuthenticatedClient, type_: str, token: bytes, mail: _Email | None
+) -> dict[str, Any]:
+    """The reply of invite_new_*, once the invitation is committed: its email leaves now."""
+    return {
+        "status": "ok",
+        "token": token,
+        "email_sent": await _email_status(client, type_, token, mail),
+    }
+
+
 @handles(AUTHENTICATED, "invite_new_user")
 async def invite_new_user(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     async with client.backend.db.transaction() as conn:
@@ -163,11 +161,7 @@ async def invite_new_user(client: AuthenticatedClient, req: Any) -> dict[str, An
             return {"status": "claimer_email_already_enrolled"}
         token = await _create(conn, client, storage.USER, claimer_email=req.claimer_email)
     mail = _Email(req.claimer_email, author) if req.send_email else None
-    return {
-        "status": "ok",
-        "token": token,
-        "email_sent": await _email_status(client, storage.USER, token, mail),
-    }
+    return await _created(client, storage.USER, token, mail)
 
 
 @handles(AUTHENTICATED, "invite_new_device")
@@ -182,11 +176,7 @@ async def invite_new_device(client: AuthenticatedClient, req: Any) -> dict[str, 
             claimer_user_id=author.user_id,
         )
     mail = _Email(author.human.email, None) if req.send_email else None
-    return {
-        "status": "ok",
-        "token": token,
-        "email_sent": await _email_status(client, storage.DEVICE, token, mail),
-    }
+    return await _created(client, storage.DEVICE, token, mail)
 
 
 @handles(AUTHENTICATED, "invite_new_shamir_recovery")
@@ -211,8 +201,7 @@ async def invite_new_shamir_recovery(client: AuthenticatedClient, req: Any) -> d
         )
     # The link is for the claimer (the official server mails it to the greeter instead).
     mail = _Email(claimer.human.email, author) if req.send_email else None
-    status = await _email_status(client, storage.SHAMIR_RECOVERY, token, mail)
-    return {"status": "ok", "token": token, "email_sent": status}
+    return await _created(client, storage.SHAMIR_RECOVERY, token, mail)
 
 
 # --- list, cancel, complete -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import secrets
 import uuid
 from typing import Any
 
+from parsec_server.commands.checks import INVALID_CERTIFICATE, OK, load_new_user_certificates
 from parsec_server.commands.context import AnonymousClient, AuthenticatedClient, Backend
 from parsec_server.commands.registry import (
     ANONYMOUS,
@@ -31,8 +32,6 @@ from parsec_server.protocol.ids import redacted_email
 from parsec_server.storage import organization as org_storage
 from parsec_server.storage import user as user_storage
 
-OK: dict[str, Any] = {"status": "ok"}
-INVALID_CERTIFICATE: dict[str, Any] = {"status": "invalid_certificate"}
 REDACTED_LABEL = "Unknown"  # label kept for a user certified without human handle
 
 
@@ -46,20 +45,10 @@ def _validate_bootstrap(
     reply."""
     root_key = req.root_verify_key
     try:
-        user = certs.verify_and_load(
-            certs.UserCertificate, req.user_certificate, root_key, expected_author=None
-        )
-        device = certs.verify_and_load(
-            certs.DeviceCertificate, req.device_certificate, root_key, expected_author=None
-        )
-        r_user = certs.verify_and_load(
-            certs.UserCertificate, req.redacted_user_certificate, root_key, expected_author=None
-        )
-        r_device = certs.verify_and_load(
-            certs.DeviceCertificate, req.redacted_device_certificate, root_key, expected_author=None
-        )
+        new = load_new_user_certificates(req, root_key, expected_author=None)
     except certs.InvalidCertificate:
         return INVALID_CERTIFICATE
+    user, device = new.user, new.device
     if (
         user.profile != "ADMIN"
         or user.timestamp != device.timestamp
@@ -69,9 +58,7 @@ def _validate_bootstrap(
     late = check_ballpark(user.timestamp, now)
     if late is not None:
         return late
-    if not certs.is_redacted(r_user) or not certs.redacted_compare(user, r_user):
-        return INVALID_CERTIFICATE
-    if not certs.is_redacted(r_device) or not certs.redacted_compare(device, r_device):
+    if not new.redacted_match():
         return INVALID_CERTIFICATE
     sequester_ts = sequester_key = None
     if req.sequester_authority_certificate is not None:

@@ -18,60 +18,33 @@ unshare, self-promotion), with the realm's last vlob too (§4.2).
 from __future__ import annotations
 
 import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
+from parsec_server.commands.checks import (
+    AUTHOR_NOT_ALLOWED,
+    INVALID_CERTIFICATE,
+    OK,
+    lock_common_as_author,
+    require_greater_timestamp,
+    verify_authored,
+)
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.commands.registry import AUTHENTICATED, handles
 from parsec_server.crypto import certificates as certs
-from parsec_server.crypto.ballpark import check_ballpark
 from parsec_server.events import types as event_types
 from parsec_server.protocol.codec import now as utc_now
 from parsec_server.storage import realm as realm_storage
 from parsec_server.storage import topics
 from parsec_server.storage.realm import ROLE_PRIORITY, RealmState
 
-C = TypeVar("C", bound=certs.Certificate)
-
-_OK: dict[str, Any] = {"status": "ok"}
-_INVALID_CERTIFICATE: dict[str, Any] = {"status": "invalid_certificate"}
-_AUTHOR_NOT_ALLOWED: dict[str, Any] = {"status": "author_not_allowed"}
 _REALM_NOT_FOUND: dict[str, Any] = {"status": "realm_not_found"}
 _REALM_DELETED: dict[str, Any] = {"status": "realm_deleted"}
 _OWNER_OR_MANAGER = frozenset({"OWNER", "MANAGER"})
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _validate(
-    cls: type[C], raw: bytes, client: AuthenticatedClient, now: datetime.datetime
-) -> C | dict[str, Any]:
-    """Signature by the requesting device, then ballpark: the certificate, or the reply."""
-    try:
-        cert = certs.verify_and_load(
-            cls, raw, client.device.verify_key, expected_author=client.device_id
-        )
-    except certs.InvalidCertificate:
-        return _INVALID_CERTIFICATE
-    late = check_ballpark(cert.timestamp, now)  # type: ignore[attr-defined]
-    if late is not None:
-        return late
-    return cert
-
-
-async def _lock_common(conn: asyncpg.Connection, client: AuthenticatedClient) -> topics.CommonLock:
-    lock = await topics.lock_common(
-        conn, client.org.internal_id, client.device.device_internal_id, write=False
-    )
-    if lock is None:
-        raise HandshakeError(404)
-    if lock.org_expired:
-        raise HandshakeError(460)
-    if lock.revoked:
-        raise HandshakeError(461)
-    return lock
 
 
 async def _lock_realm(
@@ -88,19 +61,17 @@ async def _lock_realm(
     if state.status == "DELETED":
         return _REALM_DELETED
     if state.author_role is None:
-        return _AUTHOR_NOT_ALLOWED
+        return AUTHOR_NOT_ALLOWED
     return state
 
 
-def _greater_than(*timestamps: datetime.datetime | None) -> datetime.datetime:
-    return max(ts for ts in timestamps if ts is not None)
-
-
 def _require_greater(
-    timestamp: datetime.datetime, last: datetime.datetime
+    timestamp: datetime.datetime, *lasts: datetime.datetime | None
 ) -> dict[str, Any] | None:
+    """require_greater_timestamp unless `timestamp` is after every known (not None) timestamp."""
+    last = max(ts for ts in lasts if ts is not None)
     if timestamp <= last:
-        return {"status": "require_greater_timestamp", "strictly_greater_than": last}
+        return require_greater_timestamp(last)
     return None
 
 
@@ -117,6 +88,26 @@ def _event(
     return topics.event_payloads([event])[0]
 
 
+def _certified(
+    client: AuthenticatedClient,
+    state: RealmState,
+    cert: Any,
+    raw: bytes,
+    event_user_id: Any,
+    *,
+    role_removed: bool = False,
+) -> realm_storage.RealmCertificate:
+    """What every realm certificate write stores besides its own rows (storage/realm.py)."""
+    return realm_storage.RealmCertificate(
+        org_internal_id=client.org.internal_id,
+        realm_internal_id=state.internal_id,
+        timestamp=cert.timestamp,
+        author_device_internal_id=client.device.device_internal_id,
+        certificate=raw,
+        event=_event(client, cert.timestamp, cert.realm_id, event_user_id, role_removed),
+    )
+
+
 def _with_lrct(status: str, state: RealmState) -> dict[str, Any]:
     return {"status": status, "last_realm_certificate_timestamp": state.last_timestamp}
 
@@ -126,14 +117,16 @@ def _with_lrct(status: str, state: RealmState) -> dict[str, Any]:
 
 @handles(AUTHENTICATED, "realm_create")
 async def realm_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
+    )
     if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
-        cert = _INVALID_CERTIFICATE
+        cert = INVALID_CERTIFICATE
     org = client.org
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if common.profile == "OUTSIDER":
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         if isinstance(cert, dict):
             return cert
         refusal = _require_greater(cert.timestamp, common.last_common)
@@ -153,19 +146,22 @@ async def realm_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             last = await realm_storage.last_timestamp(conn, org.internal_id, cert.realm_id)
             assert last is not None
             return {"status": "realm_already_exists", "last_realm_certificate_timestamp": last}
-    return _OK
+    return OK
 
 
 # --- realm_share / realm_unshare / realm_self_promote_to_owner ------------------------------
+# A role change must also come after the realm's last vlob (§4.2).
 
 
 @handles(AUTHENTICATED, "realm_share")
 async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
+    )
     if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is None):
-        cert = _INVALID_CERTIFICATE
+        cert = INVALID_CERTIFICATE
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
             return cert
         state = await _lock_realm(conn, client, cert.realm_id, cert.user_id)
@@ -182,7 +178,7 @@ async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
         else:
             allowed = state.author_role in _OWNER_OR_MANAGER
         if not allowed:
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         if state.recipient_profile == "OUTSIDER" and cert.role in _OWNER_OR_MANAGER:
             return {"status": "role_incompatible_with_outsider"}
         if state.recipient_role == cert.role:
@@ -191,35 +187,31 @@ async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
         if state.keys_bundle is None or req.key_index != state.key_index:
             return _with_lrct("bad_key_index", state)
         refusal = _require_greater(
-            cert.timestamp,
-            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+            cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
         if refusal is not None:
             return refusal
         assert state.recipient is not None
         await realm_storage.set_role(
             conn,
-            org_internal_id=client.org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(client, state, cert, req.realm_role_certificate, cert.user_id),
             user_internal_id=state.recipient,
             role=cert.role,
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
-            certificate=req.realm_role_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id),
             keys_bundle=state.keys_bundle,
             keys_bundle_access=req.recipient_keys_bundle_access,
         )
-    return _OK
+    return OK
 
 
 @handles(AUTHENTICATED, "realm_unshare")
 async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
+    )
     if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is not None):
-        cert = _INVALID_CERTIFICATE
+        cert = INVALID_CERTIFICATE
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
             return cert
         state = await _lock_realm(conn, client, cert.realm_id, cert.user_id)
@@ -235,36 +227,34 @@ async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]
             state.author_role == "OWNER"
             or (state.author_role == "MANAGER" and state.recipient_role not in _OWNER_OR_MANAGER)
         ):
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         refusal = _require_greater(
-            cert.timestamp,
-            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+            cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
         if refusal is not None:
             return refusal
         await realm_storage.set_role(
             conn,
-            org_internal_id=client.org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(
+                client, state, cert, req.realm_role_certificate, cert.user_id, role_removed=True
+            ),
             user_internal_id=state.recipient,
             role=None,
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
-            certificate=req.realm_role_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id, role_removed=True),
         )
-    return _OK
+    return OK
 
 
 @handles(AUTHENTICATED, "realm_self_promote_to_owner")
 async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     """Take ownership of a realm whose owners are all revoked: allowed to the non-revoked member(s)
     with the highest role."""
-    cert = _validate(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
+    )
     if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
-        cert = _INVALID_CERTIFICATE
+        cert = INVALID_CERTIFICATE
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if common.profile == "OUTSIDER":
             return {"status": "author_is_outsider"}
         if isinstance(cert, dict):
@@ -276,25 +266,19 @@ async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> 
             return _with_lrct("active_owner_already_exists", state)
         assert state.author_role is not None
         if ROLE_PRIORITY[state.author_role] < state.max_active_priority:
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         refusal = _require_greater(
-            cert.timestamp,
-            _greater_than(common.last_common, state.last_timestamp, state.last_vlob_timestamp),
+            cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
         if refusal is not None:
             return refusal
         await realm_storage.set_role(
             conn,
-            org_internal_id=client.org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(client, state, cert, req.realm_role_certificate, cert.user_id),
             user_internal_id=common.user_internal_id,
             role="OWNER",
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
-            certificate=req.realm_role_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, cert.user_id),
         )
-    return _OK
+    return OK
 
 
 # --- realm_rename / realm_update_archiving --------------------------------------------------
@@ -302,75 +286,65 @@ async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> 
 
 @handles(AUTHENTICATED, "realm_rename")
 async def realm_rename(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate(certs.RealmNameCertificate, req.realm_name_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmNameCertificate, req.realm_name_certificate, client, utc_now()
+    )
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
             return cert
         state = await _lock_realm(conn, client, cert.realm_id)
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         if cert.key_index != state.key_index:
             return _with_lrct("bad_key_index", state)
         if req.initial_name_or_fail and state.has_name:
             return _with_lrct("initial_name_already_exists", state)
-        refusal = _require_greater(
-            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
-        )
+        refusal = _require_greater(cert.timestamp, common.last_common, state.last_timestamp)
         if refusal is not None:
             return refusal
         await realm_storage.rename(
             conn,
-            org_internal_id=client.org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(client, state, cert, req.realm_name_certificate, client.user_id),
             key_index=cert.key_index,
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
-            certificate=req.realm_name_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
         )
-    return _OK
+    return OK
 
 
 @handles(AUTHENTICATED, "realm_update_archiving")
 async def realm_update_archiving(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     """ARCHIVED and DELETION_PLANNED make the realm read-only, AVAILABLE writable again; a deletion
     date must leave the organization's minimum archiving period."""
-    cert = _validate(certs.RealmArchivingCertificate, req.archiving_certificate, client, utc_now())
+    cert = verify_authored(
+        certs.RealmArchivingCertificate, req.archiving_certificate, client, utc_now()
+    )
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
             return cert
         state = await _lock_realm(conn, client, cert.realm_id)
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         configuration = cert.configuration["type"]
         deletion_date = cert.configuration.get("deletion_date")
         if deletion_date is not None and deletion_date < cert.timestamp + datetime.timedelta(
             seconds=state.minimum_archiving_period
         ):
             return {"status": "archiving_period_too_short"}
-        refusal = _require_greater(
-            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
-        )
+        refusal = _require_greater(cert.timestamp, common.last_common, state.last_timestamp)
         if refusal is not None:
             return refusal
         await realm_storage.update_archiving(
             conn,
-            org_internal_id=client.org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(client, state, cert, req.archiving_certificate, client.user_id),
             configuration=configuration,
             deletion_date=deletion_date,
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
-            certificate=req.archiving_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
         )
-    return _OK
+    return OK
 
 
 # --- realm_rotate_key / realm_get_keys_bundle -----------------------------------------------
@@ -381,12 +355,12 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
     """A new key for the realm: index current + 1 (the first rotation gives 1), an access for every
     user whose current role is not None (revoked ones included), and for every active sequester
     service of a sequestered organization."""
-    cert = _validate(
+    cert = verify_authored(
         certs.RealmKeyRotationCertificate, req.realm_key_rotation_certificate, client, utc_now()
     )
     org = client.org
     async with client.backend.db.transaction() as conn:
-        common = await _lock_common(conn, client)
+        common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
             return cert
         # lock order (storage/topics.py): common, sequester, then realm topics
@@ -399,12 +373,10 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return _AUTHOR_NOT_ALLOWED
+            return AUTHOR_NOT_ALLOWED
         if cert.key_index != state.key_index + 1:
             return _with_lrct("bad_key_index", state)
-        refusal = _require_greater(
-            cert.timestamp, _greater_than(common.last_common, state.last_timestamp)
-        )
+        refusal = _require_greater(cert.timestamp, common.last_common, state.last_timestamp)
         if refusal is not None:
             return refusal
         participants = await realm_storage.participants(conn, state.internal_id)
@@ -426,11 +398,8 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
             sequester_accesses = {services[sid]: access for sid, access in per_service.items()}
         await realm_storage.rotate_key(
             conn,
-            org_internal_id=org.internal_id,
-            realm_internal_id=state.internal_id,
+            _certified(client, state, cert, req.realm_key_rotation_certificate, client.user_id),
             key_index=cert.key_index,
-            timestamp=cert.timestamp,
-            author_device_internal_id=client.device.device_internal_id,
             key_canary=cert.key_canary,
             keys_bundle=req.keys_bundle,
             accesses={
@@ -438,10 +407,8 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
                 for uid, access in req.per_participant_keys_bundle_access.items()
             },
             sequester_accesses=sequester_accesses,
-            certificate=req.realm_key_rotation_certificate,
-            event=_event(client, cert.timestamp, cert.realm_id, client.user_id),
         )
-    return _OK
+    return OK
 
 
 @handles(AUTHENTICATED, "realm_get_keys_bundle")
@@ -460,11 +427,11 @@ async def realm_get_keys_bundle(client: AuthenticatedClient, req: Any) -> dict[s
             req.key_index,
         )
     if row["realm"] is None or not row["member"]:
-        return _AUTHOR_NOT_ALLOWED
+        return AUTHOR_NOT_ALLOWED
     if row["status"] == "DELETED":
         return _REALM_DELETED
     if row["role"] is None:
-        return _AUTHOR_NOT_ALLOWED
+        return AUTHOR_NOT_ALLOWED
     if row["keys_bundle_id"] is None:
         return {"status": "bad_key_index"}
     if row["access"] is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from parsec_server.commands.checks import require_greater_timestamp
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.invite import greeters_of, publish_invitation_event
 from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
@@ -42,7 +43,7 @@ async def _lock(conn: Any, client: AuthenticatedClient) -> tuple[topics.CommonLo
 
 def _require_greater(timestamp: datetime.datetime, topic: storage.Topics) -> dict[str, Any] | None:
     if timestamp <= topic.last:
-        return {"status": "require_greater_timestamp", "strictly_greater_than": topic.last}
+        return require_greater_timestamp(topic.last)
     return None
 
 
@@ -138,8 +139,7 @@ async def shamir_recovery_setup(client: AuthenticatedClient, req: Any) -> dict[s
             )
         except storage.RevealTokenAlreadyUsed:
             # No status says "reveal token already used" (a client bug or a replay: tokens are
-            # random):
-            # the closest is a conflict with an existing setup.
+            # random): the closest is a conflict with an existing setup.
             return {
                 "status": "shamir_recovery_already_exists",
                 "last_shamir_certificate_timestamp": topic.last_shamir or topic.last_common,

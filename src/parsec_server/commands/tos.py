@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from parsec_server.commands.checks import load_author
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import TOS, HandshakeError, handles
+from parsec_server.commands.registry import TOS, handles
 from parsec_server.events.bus import new_event, publish
 from parsec_server.storage import tos as storage
-from parsec_server.storage.invite import get_author
 
 
 @handles(TOS, "tos_get")
@@ -30,14 +30,7 @@ async def tos_get(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
 @handles(TOS, "tos_accept")
 async def tos_accept(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     async with client.backend.db.transaction() as conn:
-        found = await get_author(conn, client.device.user_internal_id)
-        if found is None:
-            raise HandshakeError(403)
-        author, org_expired = found
-        if org_expired:
-            raise HandshakeError(460)
-        if author.is_revoked:
-            raise HandshakeError(461)
+        author = await load_author(conn, client)
         tos = await storage.get(conn, client.org.internal_id, for_share=True)
         if tos is None:
             return {"status": "no_tos"}
@@ -59,7 +52,6 @@ async def tos_accept(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             )
     if changed:
         # The event reaches this process's cache a moment after the commit: the client's very next
-        # request
-        # must not be refused with 463 meanwhile.
+        # request must not be refused with 463 meanwhile.
         client.backend.auth.forget_user(client.org.organization_id, author.user_id.hex)
     return {"status": "ok"}

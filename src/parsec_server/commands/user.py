@@ -13,41 +13,44 @@ the realms of the revoked user).
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
+from parsec_server.commands.checks import (
+    AUTHOR_NOT_ALLOWED,
+    INVALID_CERTIFICATE,
+    OK,
+    load_new_user_certificates,
+    lock_common_as_author,
+    require_greater_timestamp,
+    verify_authored,
+)
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.organization import INVALID_CERTIFICATE, OK, stored_human
-from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.commands.organization import stored_human
+from parsec_server.commands.registry import AUTHENTICATED, handles
 from parsec_server.crypto import certificates as certs
 from parsec_server.crypto.ballpark import check_ballpark
 from parsec_server.events import types as event_types
+from parsec_server.events.bus import Event
 from parsec_server.protocol.codec import now as utc_now
 from parsec_server.storage import topics
 from parsec_server.storage import user as user_storage
 
-AUTHOR_NOT_ALLOWED: dict[str, Any] = {"status": "author_not_allowed"}
+T = TypeVar("T")
 
 
-def require_greater_timestamp(ts: datetime.datetime) -> dict[str, Any]:
-    return {"status": "require_greater_timestamp", "strictly_greater_than": ts}
-
-
-async def lock_common_as_author(
-    conn: asyncpg.Connection, client: AuthenticatedClient, *, write: bool
-) -> topics.CommonLock:
-    """Lock the common topic and re-check the author (protocol.md §4.1 step 1)."""
-    lock = await topics.lock_common(
-        conn, client.org.internal_id, client.device.device_internal_id, write=write
-    )
-    if lock is None:
-        raise HandshakeError(404)
-    if lock.org_expired:
-        raise HandshakeError(460)
-    if lock.revoked:
-        raise HandshakeError(461)
-    return lock
+async def _lock_as_admin(
+    conn: asyncpg.Connection, client: AuthenticatedClient, checked: T | dict[str, Any]
+) -> tuple[topics.CommonLock, T] | dict[str, Any]:
+    """Common topic FOR UPDATE, the author an ADMIN, then the outcome of the certificate checks
+    `checked` (author_not_allowed comes first): the lock and what was checked, or the reply."""
+    lock = await lock_common_as_author(conn, client, write=True)
+    if lock.profile != "ADMIN":
+        return AUTHOR_NOT_ALLOWED
+    if isinstance(checked, dict):
+        return checked
+    return lock, checked
 
 
 # --- user_create ----------------------------------------------------------------------------------
@@ -56,34 +59,17 @@ async def lock_common_as_author(
 def _validate_user_create(
     client: AuthenticatedClient, req: Any, now: datetime.datetime
 ) -> user_storage.NewUser | dict[str, Any]:
-    key, author = client.device.verify_key, client.device.device_id
     try:
-        device = certs.verify_and_load(
-            certs.DeviceCertificate, req.device_certificate, key, expected_author=author
-        )
-        user = certs.verify_and_load(
-            certs.UserCertificate, req.user_certificate, key, expected_author=author
-        )
-        r_user = certs.verify_and_load(
-            certs.UserCertificate, req.redacted_user_certificate, key, expected_author=author
-        )
-        r_device = certs.verify_and_load(
-            certs.DeviceCertificate, req.redacted_device_certificate, key, expected_author=author
-        )
+        new = load_new_user_certificates(req, client.device.verify_key, client.device.device_id)
     except certs.InvalidCertificate:
         return INVALID_CERTIFICATE
+    user, device = new.user, new.device
     if user.timestamp != device.timestamp:
         return INVALID_CERTIFICATE
     late = check_ballpark(user.timestamp, now)
     if late is not None:
         return late
-    if (
-        user.user_id != device.user_id
-        or not certs.is_redacted(r_user)
-        or not certs.is_redacted(r_device)
-        or not certs.redacted_compare(user, r_user)
-        or not certs.redacted_compare(device, r_device)
-    ):
+    if user.user_id != device.user_id or not new.redacted_match():
         return INVALID_CERTIFICATE
     email, label = stored_human(user)
     return user_storage.NewUser(
@@ -108,15 +94,14 @@ def _validate_user_create(
 async def user_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     validated = _validate_user_create(client, req, utc_now())
     async with client.backend.db.transaction() as conn:
-        lock = await lock_common_as_author(conn, client, write=True)
-        if lock.profile != "ADMIN":
-            return AUTHOR_NOT_ALLOWED
-        if isinstance(validated, dict):
-            return validated
-        if validated.timestamp <= lock.last_common:
+        locked = await _lock_as_admin(conn, client, validated)
+        if isinstance(locked, dict):
+            return locked
+        lock, new_user = locked
+        if new_user.timestamp <= lock.last_common:
             return require_greater_timestamp(lock.last_common)
-        events = [event_types.common_certificate(client.org.organization_id, validated.timestamp)]
-        refused = await user_storage.create_user(conn, client.org.internal_id, validated, events)
+        events = [event_types.common_certificate(client.org.organization_id, new_user.timestamp)]
+        refused = await user_storage.create_user(conn, client.org.internal_id, new_user, events)
     return OK if refused is None else {"status": refused}
 
 
@@ -181,36 +166,34 @@ def _validate_admin_certificate(
 ) -> certs.C | dict[str, Any]:
     """Revoked-user / user-update certificate: signed by the author device, in the ballpark, about
     another user (self-revocation or self-update: invalid_certificate)."""
-    try:
-        cert = certs.verify_and_load(
-            cls, raw, client.device.verify_key, expected_author=client.device.device_id
-        )
-    except certs.InvalidCertificate:
-        return INVALID_CERTIFICATE
-    late = check_ballpark(cert.timestamp, now)  # type: ignore[attr-defined]
-    if late is not None:
-        return late
-    if cert.user_id == client.device.user_id:  # type: ignore[attr-defined]
+    cert = verify_authored(cls, raw, client, now)
+    if not isinstance(cert, dict) and cert.user_id == client.device.user_id:  # type: ignore[attr-defined]
         return INVALID_CERTIFICATE
     return cert
 
 
+def _user_changed_events(
+    client: AuthenticatedClient, timestamp: datetime.datetime, kind: str, user_id: Any
+) -> list[Event]:
+    """COMMON_CERTIFICATE, and the internal event `kind` about the changed user (each process drops
+    it from its handshake cache)."""
+    org_id = client.org.organization_id
+    return [
+        event_types.common_certificate(org_id, timestamp),
+        event_types.internal(org_id, kind, user_id),
+    ]
+
+
 @handles(AUTHENTICATED, "user_revoke")
 async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate_admin_certificate(
+    checked = _validate_admin_certificate(
         client, certs.RevokedUserCertificate, req.revoked_user_certificate, utc_now()
     )
-    org_id = client.org.organization_id
     async with client.backend.db.transaction() as conn:
-        lock = await lock_common_as_author(conn, client, write=True)
-        if lock.profile != "ADMIN":
-            return AUTHOR_NOT_ALLOWED
-        if isinstance(cert, dict):
-            return cert
-        events = [
-            event_types.common_certificate(org_id, cert.timestamp),
-            event_types.internal(org_id, "USER_REVOKED_OR_FROZEN", cert.user_id),
-        ]
+        locked = await _lock_as_admin(conn, client, checked)
+        if isinstance(locked, dict):
+            return locked
+        lock, cert = locked
         outcome = await user_storage.revoke_user(
             conn,
             client.org.internal_id,
@@ -219,7 +202,7 @@ async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             lock.last_common,
             client.device.device_internal_id,
             req.revoked_user_certificate,
-            events,
+            _user_changed_events(client, cert.timestamp, "USER_REVOKED_OR_FROZEN", cert.user_id),
         )
     if outcome.done:
         return OK
@@ -235,20 +218,14 @@ async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
 
 @handles(AUTHENTICATED, "user_update")
 async def user_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = _validate_admin_certificate(
+    checked = _validate_admin_certificate(
         client, certs.UserUpdateCertificate, req.user_update_certificate, utc_now()
     )
-    org_id = client.org.organization_id
     async with client.backend.db.transaction() as conn:
-        lock = await lock_common_as_author(conn, client, write=True)
-        if lock.profile != "ADMIN":
-            return AUTHOR_NOT_ALLOWED
-        if isinstance(cert, dict):
-            return cert
-        events = [
-            event_types.common_certificate(org_id, cert.timestamp),
-            event_types.internal(org_id, "USER_UPDATED", cert.user_id),
-        ]
+        locked = await _lock_as_admin(conn, client, checked)
+        if isinstance(locked, dict):
+            return locked
+        lock, cert = locked
         refused = await user_storage.update_user(
             conn,
             client.org.internal_id,
@@ -258,7 +235,7 @@ async def user_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             cert.timestamp > lock.last_common,
             client.device.device_internal_id,
             req.user_update_certificate,
-            events,
+            _user_changed_events(client, cert.timestamp, "USER_UPDATED", cert.user_id),
         )
     if refused is None:
         return OK

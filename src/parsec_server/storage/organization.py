@@ -2,8 +2,8 @@
 
 A created organization has its `topic_common` row from the start (at the epoch): bootstrap locks it
 like any other common-topic writer. Re-creating an organization that is not bootstrapped yet
-replaces its token and settings (observed-reference.md §4, quirk 2); a bootstrapped one is never touched
-again by creation.
+replaces its token and settings (observed-reference.md §4, quirk 2); a bootstrapped one is never
+touched again by creation.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def initial_settings(config: ServerConfig) -> OrganizationSettings:
 # --- creation -------------------------------------------------------------------------------------
 
 # $1 organization_id, $2 bootstrap_token, $3 outsider allowed, $4 active users limit, $5 archiving
-# period,
-# $6 tos urls (JSON text or NULL), $7 now
+# period, $6 tos urls (JSON text or NULL), $7 now
 _Q_CREATE = """
 WITH upserted AS (
     INSERT INTO organization (
@@ -172,8 +171,8 @@ async def get(conn: asyncpg.Connection, organization_id: str) -> dict[str, Any] 
     return doc
 
 
-# Each setting is (flag, value): a setting with flag FALSE is left unchanged. $1 organization_id, $2
-# now.
+# Each setting is (flag, value): a setting with flag FALSE is left unchanged. $1 organization_id,
+# $2 now.
 _Q_UPDATE = """
 UPDATE organization SET
     is_expired = CASE WHEN $3 THEN $4 ELSE is_expired END,
@@ -267,10 +266,9 @@ class BootstrapData:
     sequester_verify_key_der: bytes | None
 
 
-# $1 org, $2 ts, $3 root key, $4 user_id, $5 email, $6 label, $7 device_id, $8 device_label, $9
-# purpose,
-# $10 verify key, $11 user cert, $12 redacted user cert, $13 device cert, $14 redacted device cert,
-# $15 sequester authority cert, $16 its timestamp, $17 sequester verify key der
+# $1 org, $2 ts, $3 root key, $4 user_id, $5 email, $6 label, $7 device_id, $8 device_label,
+# $9 purpose, $10 verify key, $11 user cert, $12 redacted user cert, $13 device cert, $14 redacted
+# device cert, $15 sequester authority cert, $16 its timestamp, $17 sequester verify key der
 _Q_BOOTSTRAP = """
 WITH new_human AS (
     INSERT INTO human (organization, email, label) VALUES ($1, $5, $6)
@@ -363,8 +361,7 @@ async def usage(conn: asyncpg.Connection, org_internal_id: int) -> tuple[int, in
 
 
 # Statistics as of `$2` (NULL: now), for one organization ($1) or all of them ($1 NULL). A user
-# counts
-# if created by then, is revoked if revoked by then, with the profile he had then.
+# counts if created by then, is revoked if revoked by then, with the profile he had then.
 _Q_STATS = """
 WITH orgs AS (
     SELECT id, organization_id FROM organization

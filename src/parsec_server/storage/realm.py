@@ -27,6 +27,7 @@ from parsec_server.storage.topics import NOTIFY_CHANNEL
 
 __all__ = [
     "INT4_MAX",
+    "RealmCertificate",
     "RealmState",
     "create",
     "get_keys_bundle",
@@ -221,154 +222,123 @@ async def state(
 
 # --- writes ---------------------------------------------------------------------------------------
 
-# $1 realm, $2 user, $3 role (NULL: unshare), $4 timestamp, $5 author device, $6 keys bundle
-# (NULL: no access), $7 keys bundle access, $8 org, $9 certificate, $10 channel, $11 event
-_Q_SET_ROLE = """
-WITH new_role AS (
+
+@dataclass(frozen=True, slots=True)
+class RealmCertificate:
+    """What every realm certificate write stores besides its own rows: the certificate itself (in
+    `certificate`), the realm topic bump to its timestamp and the REALM_CERTIFICATE event."""
+
+    org_internal_id: int
+    realm_internal_id: int
+    timestamp: datetime.datetime
+    author_device_internal_id: int
+    certificate: bytes
+    event: str
+
+
+def _certificate_write(kind: str, own_rows: str) -> str:
+    """One realm certificate write: the command's own rows (CTEs, their parameters from $8), then
+    what every one of them does. $1 realm, $2 timestamp, $3 author device, $4 org, $5 certificate,
+    $6 channel, $7 event (`_write` passes them)."""
+    return f"""
+WITH {own_rows},
+topic AS (
+    UPDATE topic_realm SET last_timestamp = $2 WHERE realm = $1
+),
+new_certificate AS (
+    INSERT INTO certificate (organization, topic, realm, certified_on, kind, certificate)
+    VALUES ($4, 'realm', $1, $2, '{kind}', $5)
+)
+SELECT pg_notify($6, $7)
+"""
+
+
+async def _write(
+    conn: asyncpg.Connection, query: str, c: RealmCertificate, *own_args: object
+) -> None:
+    await conn.execute(
+        query,
+        c.realm_internal_id,
+        c.timestamp,
+        c.author_device_internal_id,
+        c.org_internal_id,
+        c.certificate,
+        NOTIFY_CHANNEL,
+        c.event,
+        *own_args,
+    )
+
+
+# $8 user, $9 role (NULL: unshare), $10 keys bundle (NULL: no access), $11 keys bundle access
+_Q_SET_ROLE = _certificate_write(
+    "realm_role_certificate",
+    """new_role AS (
     INSERT INTO realm_user_role (realm, user_, role, certified_on, certified_by)
-    VALUES ($1, $2, $3, $4, $5)
+    VALUES ($1, $8, $9, $2, $3)
     RETURNING id
 ),
 member AS (
     INSERT INTO realm_member (realm, user_, role, role_certified_on)
-    VALUES ($1, $2, $3, $4)
+    VALUES ($1, $8, $9, $2)
     ON CONFLICT (realm, user_) DO UPDATE
     SET role = EXCLUDED.role, role_certified_on = EXCLUDED.role_certified_on
 ),
 access AS (
     INSERT INTO realm_keys_bundle_access (realm_keys_bundle, user_, access, from_sharing)
-    SELECT $6, $2, $7, new_role.id FROM new_role WHERE $6::bigint IS NOT NULL
-),
-topic AS (
-    UPDATE topic_realm SET last_timestamp = $4 WHERE realm = $1
-),
-new_certificate AS (
-    INSERT INTO certificate (organization, topic, realm, certified_on, kind, certificate)
-    VALUES ($8, 'realm', $1, $4, 'realm_role_certificate', $9)
+    SELECT $10, $8, $11, new_role.id FROM new_role WHERE $10::bigint IS NOT NULL
+)""",
 )
-SELECT pg_notify($10, $11)
-"""
 
 
 async def set_role(
     conn: asyncpg.Connection,
+    c: RealmCertificate,
     *,
-    org_internal_id: int,
-    realm_internal_id: int,
     user_internal_id: int,
     role: str | None,
-    timestamp: datetime.datetime,
-    author_device_internal_id: int,
-    certificate: bytes,
-    event: str,
     keys_bundle: int | None = None,
     keys_bundle_access: bytes | None = None,
 ) -> None:
     """A role certificate (share, unshare, self-promotion); with a keys bundle access for a
     sharing."""
-    await conn.execute(
-        _Q_SET_ROLE,
-        realm_internal_id,
-        user_internal_id,
-        role,
-        timestamp,
-        author_device_internal_id,
-        keys_bundle,
-        keys_bundle_access,
-        org_internal_id,
-        certificate,
-        NOTIFY_CHANNEL,
-        event,
-    )
+    await _write(conn, _Q_SET_ROLE, c, user_internal_id, role, keys_bundle, keys_bundle_access)
 
 
-# $1 realm, $2 key index, $3 timestamp, $4 author device, $5 org, $6 certificate, $7 channel,
-# $8 event
-_Q_RENAME = """
-WITH new_name AS (
-    INSERT INTO realm_name (realm, key_index, certified_on, certified_by) VALUES ($1, $2, $3, $4)
-),
-topic AS (
-    UPDATE topic_realm SET last_timestamp = $3 WHERE realm = $1
-),
-new_certificate AS (
-    INSERT INTO certificate (organization, topic, realm, certified_on, kind, certificate)
-    VALUES ($5, 'realm', $1, $3, 'realm_name_certificate', $6)
+# $8 key index
+_Q_RENAME = _certificate_write(
+    "realm_name_certificate",
+    """new_name AS (
+    INSERT INTO realm_name (realm, key_index, certified_on, certified_by) VALUES ($1, $8, $2, $3)
+)""",
 )
-SELECT pg_notify($7, $8)
-"""
 
 
-async def rename(
-    conn: asyncpg.Connection,
-    *,
-    org_internal_id: int,
-    realm_internal_id: int,
-    key_index: int,
-    timestamp: datetime.datetime,
-    author_device_internal_id: int,
-    certificate: bytes,
-    event: str,
-) -> None:
-    await conn.execute(
-        _Q_RENAME,
-        realm_internal_id,
-        key_index,
-        timestamp,
-        author_device_internal_id,
-        org_internal_id,
-        certificate,
-        NOTIFY_CHANNEL,
-        event,
-    )
+async def rename(conn: asyncpg.Connection, c: RealmCertificate, *, key_index: int) -> None:
+    await _write(conn, _Q_RENAME, c, key_index)
 
 
-# $1 realm, $2 configuration, $3 deletion date, $4 timestamp, $5 author device, $6 org,
-# $7 certificate, $8 channel, $9 event
-_Q_UPDATE_ARCHIVING = """
-WITH new_archiving AS (
+# $8 configuration, $9 deletion date
+_Q_UPDATE_ARCHIVING = _certificate_write(
+    "realm_archiving_certificate",
+    """new_archiving AS (
     INSERT INTO realm_archiving (realm, configuration, deletion_date, certified_on, certified_by)
-    VALUES ($1, $2, $3, $4, $5)
+    VALUES ($1, $8, $9, $2, $3)
 ),
 realm_status AS (
-    UPDATE realm SET status = $2, deletion_date = $3 WHERE id = $1
-),
-topic AS (
-    UPDATE topic_realm SET last_timestamp = $4 WHERE realm = $1
-),
-new_certificate AS (
-    INSERT INTO certificate (organization, topic, realm, certified_on, kind, certificate)
-    VALUES ($6, 'realm', $1, $4, 'realm_archiving_certificate', $7)
+    UPDATE realm SET status = $8, deletion_date = $9 WHERE id = $1
+)""",
 )
-SELECT pg_notify($8, $9)
-"""
 
 
 async def update_archiving(
     conn: asyncpg.Connection,
+    c: RealmCertificate,
     *,
-    org_internal_id: int,
-    realm_internal_id: int,
     configuration: str,
     deletion_date: datetime.datetime | None,
-    timestamp: datetime.datetime,
-    author_device_internal_id: int,
-    certificate: bytes,
-    event: str,
 ) -> None:
     """AVAILABLE, ARCHIVED or DELETION_PLANNED (the realm status follows the configuration)."""
-    await conn.execute(
-        _Q_UPDATE_ARCHIVING,
-        realm_internal_id,
-        configuration,
-        deletion_date,
-        timestamp,
-        author_device_internal_id,
-        org_internal_id,
-        certificate,
-        NOTIFY_CHANNEL,
-        event,
-    )
+    await _write(conn, _Q_UPDATE_ARCHIVING, c, configuration, deletion_date)
 
 
 _Q_PARTICIPANTS = """
@@ -399,74 +369,56 @@ async def active_sequester_services(
     }
 
 
-# $1 realm, $2 key index, $3 timestamp, $4 author device, $5 key canary, $6 keys bundle, $7 user
-# internal ids, $8 their accesses, $9 sequester service internal ids, $10 their accesses, $11 org,
-# $12 certificate, $13 channel, $14 event
-_Q_ROTATE_KEY = """
-WITH new_bundle AS (
+# $8 key index, $9 key canary, $10 keys bundle, $11 user internal ids, $12 their accesses,
+# $13 sequester service internal ids, $14 their accesses
+_Q_ROTATE_KEY = _certificate_write(
+    "realm_key_rotation_certificate",
+    """new_bundle AS (
     INSERT INTO realm_keys_bundle (
         realm, key_index, certified_on, certified_by, key_canary, keys_bundle
     )
-    VALUES ($1, $2, $3, $4, $5, $6)
+    VALUES ($1, $8, $2, $3, $9, $10)
     RETURNING id
 ),
 realm_key AS (
-    UPDATE realm SET key_index = $2 WHERE id = $1
+    UPDATE realm SET key_index = $8 WHERE id = $1
 ),
 accesses AS (
     INSERT INTO realm_keys_bundle_access (realm_keys_bundle, user_, access)
     SELECT new_bundle.id, a.user_, a.access
-    FROM new_bundle, unnest($7::bigint[], $8::bytea[]) AS a(user_, access)
+    FROM new_bundle, unnest($11::bigint[], $12::bytea[]) AS a(user_, access)
 ),
 sequester_accesses AS (
     INSERT INTO realm_sequester_keys_bundle_access (realm_keys_bundle, sequester_service, access)
     SELECT new_bundle.id, a.service, a.access
-    FROM new_bundle, unnest($9::bigint[], $10::bytea[]) AS a(service, access)
-),
-topic AS (
-    UPDATE topic_realm SET last_timestamp = $3 WHERE realm = $1
-),
-new_certificate AS (
-    INSERT INTO certificate (organization, topic, realm, certified_on, kind, certificate)
-    VALUES ($11, 'realm', $1, $3, 'realm_key_rotation_certificate', $12)
+    FROM new_bundle, unnest($13::bigint[], $14::bytea[]) AS a(service, access)
+)""",
 )
-SELECT pg_notify($13, $14)
-"""
 
 
 async def rotate_key(
     conn: asyncpg.Connection,
+    c: RealmCertificate,
     *,
-    org_internal_id: int,
-    realm_internal_id: int,
     key_index: int,
-    timestamp: datetime.datetime,
-    author_device_internal_id: int,
     key_canary: bytes,
     keys_bundle: bytes,
     accesses: dict[int, bytes],
     sequester_accesses: dict[int, bytes],
-    certificate: bytes,
-    event: str,
 ) -> None:
     """A new keys bundle (the realm's key index becomes `key_index`) with each participant's
     access."""
-    await conn.execute(
+    await _write(
+        conn,
         _Q_ROTATE_KEY,
-        realm_internal_id,
+        c,
         key_index,
-        timestamp,
-        author_device_internal_id,
         key_canary,
         keys_bundle,
         list(accesses),
         list(accesses.values()),
         list(sequester_accesses),
         list(sequester_accesses.values()),
-        org_internal_id,
-        certificate,
-        NOTIFY_CHANNEL,
-        event,
     )
 
 

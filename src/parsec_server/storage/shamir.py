@@ -2,7 +2,8 @@
 
 A user has at most one active (not deleted) setup. The signed certificates live in `certificate`
 (topic `shamir_recovery`): the brief and the deletion certificate are readable by the setup's owner
-and its recipients, each share certificate only by its recipient.
+and its recipients, each share certificate only by its recipient (certificate_get reads them:
+storage/certificate.py).
 
 Writers take, in this order: topic_common FOR SHARE, then the organization's shamir write lock (a
 transaction advisory lock: the topic_shamir_recovery row only exists once a first certificate does).
@@ -256,34 +257,3 @@ async def reveal(
     if row is None or row["deleted_on"] is not None or bytes(row["reveal_token"]) != reveal_token:
         return None
     return bytes(row["ciphered_data"])
-
-
-# --- certificate_get ------------------------------------------------------------------------------
-
-_Q_CERTIFICATES_FOR_USER = """
-SELECT c.certificate
-FROM certificate c
-JOIN shamir_recovery_setup s ON s.id = c.shamir_recovery_setup
-WHERE c.organization = $1
-    AND c.topic = 'shamir_recovery'
-    AND c.realm IS NULL
-    AND ($3::TIMESTAMPTZ IS NULL OR c.certified_on > $3)
-    AND CASE
-        WHEN c.kind = 'shamir_recovery_share_certificate' THEN c.shamir_recipient = $2
-        ELSE s.user_ = $2 OR EXISTS (
-            SELECT 1 FROM shamir_recovery_share sh WHERE sh.setup = s.id AND sh.recipient = $2
-        )
-    END
-ORDER BY c.certified_on, c.priority, c.id
-"""
-
-
-async def certificates_for_user(
-    conn: asyncpg.Connection, org_internal_id: int, user_internal_id: int, after: datetime | None
-) -> list[bytes]:
-    """The shamir_recovery topic of `certificate_get` (protocol.md §4.9): certificates strictly
-    after `after` (None: all) the user may read, ordered by (timestamp, priority): briefs and
-    deletions of
-    setups the user owns or is a recipient of, and the share certificates addressed to the user."""
-    rows = await conn.fetch(_Q_CERTIFICATES_FOR_USER, org_internal_id, user_internal_id, after)
-    return [bytes(r["certificate"]) for r in rows]

@@ -2,9 +2,9 @@
 
 Every writer here holds the organization's common topic FOR UPDATE (storage.topics.lock_common)
 before its statement runs, so the writers of one organization are serialised: the checks below
-(existing ids, email taken, active users limit) cannot race with another creation. Each function is one statement: its
-checks, and its writes gated on those checks (nothing is written when a check fails), the topic
-bump and the NOTIFY of its events.
+(existing ids, email taken, active users limit) cannot race with another creation. Each function
+is one statement: its checks, and its writes gated on those checks (nothing is written when a
+check fails), the topic bump and the NOTIFY of its events.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ class NewUser:
     redacted_device_certificate: bytes
 
 
-# $1 org, $2 ts, $3 author device, $4 user_id, $5 email, $6 label, $7 profile, $8 device_id, $9
-# device label,
-# $10 purpose, $11 verify key, $12..$15 certificates, $16 notify channel, $17 event payloads
+# $1 org, $2 ts, $3 author device, $4 user_id, $5 email, $6 label, $7 profile, $8 device_id,
+# $9 device label, $10 purpose, $11 verify key, $12..$15 certificates, $16 notify channel,
+# $17 event payloads
 _Q_CREATE_USER = """
 WITH checks AS (
     SELECT
@@ -293,9 +293,8 @@ async def revoke_user(
 
 # --- user_update ----------------------------------------------------------------------------------
 
-# $1 org, $2 target user_id, $3 new profile, $4 ts, $5 causality ok, $6 author device, $7
-# certificate,
-# $8 channel, $9 payloads
+# $1 org, $2 target user_id, $3 new profile, $4 ts, $5 causality ok, $6 author device,
+# $7 certificate, $8 channel, $9 payloads
 _Q_UPDATE_USER = """
 WITH target AS (
     SELECT id, revoked_on IS NOT NULL AS revoked, current_profile FROM user_

@@ -11,6 +11,7 @@ Ed25519, zstd, msgpack through our codec) the way the official client does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import secrets
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import nacl.signing
@@ -28,7 +30,7 @@ import zstandard
 from parsec_server.asgi.app import ParsecApp
 from parsec_server.config import ServerConfig
 from parsec_server.crypto.tokens import generate_authenticated_token
-from parsec_server.protocol.codec import now, packb
+from parsec_server.protocol.codec import now, packb, unpackb
 from parsec_server.protocol.ids import HumanHandle
 from parsec_server.protocol.registry import decode_rep
 
@@ -84,6 +86,26 @@ def device_cert(
         "device_label": label,
         "verify_key": verify_key,
         "algorithm": "ED25519",
+    }
+
+
+def device_certs(
+    key: nacl.signing.SigningKey,
+    author: uuid.UUID | None,
+    ts: datetime.datetime,
+    user_id: uuid.UUID,
+    device_id: uuid.UUID,
+    label: str | None,
+    verify_key: bytes,
+) -> dict[str, bytes]:
+    """The two certificates of device_create (full and redacted), signed by `key`."""
+    return {
+        "device_certificate": sign(
+            key, device_cert(author, ts, user_id, device_id, label, verify_key)
+        ),
+        "redacted_device_certificate": sign(
+            key, device_cert(author, ts, user_id, device_id, None, verify_key)
+        ),
     }
 
 
@@ -254,11 +276,8 @@ class Device:
         vk = bytes(key.verify_key)
         rep = await self.rpc(
             "device_create",
-            device_certificate=self.sign(
-                device_cert(self.device_id, ts, self.user_id, device_id, label, vk)
-            ),
-            redacted_device_certificate=self.sign(
-                device_cert(self.device_id, ts, self.user_id, device_id, None, vk)
+            **device_certs(
+                self.signing_key, self.device_id, ts, self.user_id, device_id, label, vk
             ),
         )
         assert rep == {"status": "ok"}, rep
@@ -296,6 +315,14 @@ class Device:
         return rep
 
 
+def bootstrap_token_from_url(url: str) -> bytes | None:
+    """The bootstrap token in an administration API `bootstrap_url` (None: spontaneous)."""
+    p = parse_qs(urlsplit(url).query)["p"][0]
+    value = unpackb(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+    assert value is None or isinstance(value, bytes)
+    return value
+
+
 @dataclass
 class Org:
     server: Server
@@ -326,14 +353,7 @@ class Server:
             "POST", "/organizations", json={"organization_id": organization_id, **settings}
         )
         assert r.status_code == 200, r.text
-        import base64
-        from urllib.parse import parse_qs, urlsplit
-
-        from parsec_server.protocol.codec import unpackb
-
-        p = parse_qs(urlsplit(r.json()["bootstrap_url"]).query)["p"][0]
-        token = unpackb(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
-        return organization_id, token
+        return organization_id, bootstrap_token_from_url(r.json()["bootstrap_url"])
 
     async def anonymous(self, organization_id: str, cmd: str, **fields: Any) -> dict[str, Any]:
         r = await self.http.post(
@@ -400,8 +420,8 @@ async def running_server(db_url: str, **config: Any) -> AsyncIterator[Server]:
         await app.shutdown()
 
 
-# --- fixtures (import them into a test module: `from core_helpers import org, server  # noqa:
-# F401`) ----
+# --- fixtures ------------------------------------------------------------------------------------
+# Import them into a test module: from core_helpers import org, server (with noqa F401).
 
 
 @pytest.fixture

@@ -10,20 +10,25 @@ on.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import nacl.public
 import nacl.signing
 import pytest
-import zstandard
+from core_helpers import (
+    bootstrap_token_from_url,
+    device_certs,
+    revoked_user_cert,
+    sign,
+    user_cert,
+    user_update_cert,
+)
 
 from parsec_server.asgi.app import ParsecApp
 from parsec_server.config import EmailConfig, ServerConfig
@@ -34,12 +39,6 @@ from parsec_server.protocol.ids import HumanHandle
 ADMIN_TOKEN = "s3cr3t-admin-token"
 SERVER_ADDR = "parsec3://parsec.example.com:6777?no_ssl=true"
 MSGPACK = "application/msgpack"
-
-
-def sign(key: nacl.signing.SigningKey, content: dict[str, Any]) -> bytes:
-    """A signed certificate: signature || 0x00 || zstd(msgpack(content))."""
-    serialized = b"\x00" + zstandard.ZstdCompressor().compress(packb(content))
-    return key.sign(serialized).signature + serialized
 
 
 @dataclass
@@ -67,6 +66,14 @@ class Identity:
     def sign(self, content: dict[str, Any]) -> bytes:
         return sign(self.signing_key, {"author": self.device_id, **content})
 
+    def device_certs(
+        self, ts: datetime, device_id: uuid.UUID, label: str | None, verify_key: bytes
+    ) -> dict[str, bytes]:
+        """device_create's certificates for a new device of this user, signed by this device."""
+        return device_certs(
+            self.signing_key, self.device_id, ts, self.user_id, device_id, label, verify_key
+        )
+
 
 def new_identity(
     org_id: str, name: str, profile: str, user_id: uuid.UUID | None = None
@@ -88,37 +95,27 @@ def user_certificates(
 ) -> dict[str, bytes]:
     """user_certificate, device_certificate and their redacted versions for `new`, signed by
     `author` (or the root key at bootstrap)."""
-
-    def signed(content: dict[str, Any]) -> bytes:
-        if author is None:
-            assert root is not None
-            return sign(root, {"author": None, **content})
-        return author.sign(content)
-
-    user = {
-        "type": "user_certificate",
-        "timestamp": ts,
-        "user_id": new.user_id,
-        "human_handle": new.human,
-        "public_key": bytes(new.private_key.public_key),
-        "algorithm": "X25519_XSALSA20_POLY1305",
-        "profile": new.profile,
-    }
-    device = {
-        "type": "device_certificate",
-        "purpose": "STANDARD",
-        "timestamp": ts,
-        "user_id": new.user_id,
-        "device_id": new.device_id,
-        "device_label": f"{new.label}'s laptop",
-        "verify_key": bytes(new.signing_key.verify_key),
-        "algorithm": "ED25519",
-    }
+    key = root if author is None else author.signing_key
+    author_id = None if author is None else author.device_id
+    assert key is not None
+    public_key = bytes(new.private_key.public_key)
+    device = device_certs(
+        key,
+        author_id,
+        ts,
+        new.user_id,
+        new.device_id,
+        f"{new.label}'s laptop",
+        bytes(new.signing_key.verify_key),
+    )
     return {
-        "user_certificate": signed(user),
-        "redacted_user_certificate": signed({**user, "human_handle": None}),
-        "device_certificate": signed(device),
-        "redacted_device_certificate": signed({**device, "device_label": None}),
+        "user_certificate": sign(
+            key, user_cert(author_id, ts, new.user_id, new.human, public_key, new.profile)
+        ),
+        "redacted_user_certificate": sign(
+            key, user_cert(author_id, ts, new.user_id, None, public_key, new.profile)
+        ),
+        **device,
     }
 
 
@@ -253,51 +250,36 @@ class Org:
 
     async def create_device(self, of: Identity) -> Identity:
         new = replace(of, device_id=uuid.uuid4(), signing_key=nacl.signing.SigningKey.generate())
-        ts = self.ts()
-        device = {
-            "type": "device_certificate",
-            "purpose": "STANDARD",
-            "timestamp": ts,
-            "user_id": of.user_id,
-            "device_id": new.device_id,
-            "device_label": "second device",
-            "verify_key": bytes(new.signing_key.verify_key),
-            "algorithm": "ED25519",
-        }
         rep = await self.auth(
             of,
             "device_create",
-            device_certificate=of.sign(device),
-            redacted_device_certificate=of.sign({**device, "device_label": None}),
+            **of.device_certs(
+                self.ts(), new.device_id, "second device", bytes(new.signing_key.verify_key)
+            ),
         )
         assert rep == {"status": "ok"}, rep
         return new
 
+    async def invite_user(self, email: str = "zack@example.com") -> bytes:
+        """The token of a new user invitation by alice (no email sent)."""
+        rep = await self.auth(self.alice, "invite_new_user", claimer_email=email, send_email=False)
+        assert rep["status"] == "ok", rep
+        token: bytes = rep["token"]
+        return token
+
     async def revoke(self, who: Identity) -> None:
-        cert = self.alice.sign(
-            {"type": "revoked_user_certificate", "timestamp": self.ts(), "user_id": who.user_id}
-        )
+        alice = self.alice
+        cert = sign(alice.signing_key, revoked_user_cert(alice.device_id, self.ts(), who.user_id))
         rep = await self.auth(self.alice, "user_revoke", revoked_user_certificate=cert)
         assert rep == {"status": "ok"}, rep
 
     async def set_profile(self, who: Identity, profile: str) -> None:
-        cert = self.alice.sign(
-            {
-                "type": "user_update_certificate",
-                "timestamp": self.ts(),
-                "user_id": who.user_id,
-                "new_profile": profile,
-            }
+        alice = self.alice
+        cert = sign(
+            alice.signing_key, user_update_cert(alice.device_id, self.ts(), who.user_id, profile)
         )
         rep = await self.auth(self.alice, "user_update", user_update_certificate=cert)
         assert rep == {"status": "ok"}, rep
-
-
-def bootstrap_token_from_url(url: str) -> bytes | None:
-    p = parse_qs(urlsplit(url).query)["p"][0]
-    value = unpackb(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
-    assert value is None or isinstance(value, bytes)
-    return value
 
 
 async def bootstrap_org(server: Server, **settings: Any) -> Org:

@@ -180,11 +180,7 @@ async def run_greeting(
 
 
 async def test_complete_user_greeting(org: Org) -> None:
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="zack@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("zack@example.com")
     info = await org.invited(token, "invite_info")
     assert info["type"] == "USER" and info["administrators"][0]["user_id"] == org.alice.user_id
 
@@ -244,22 +240,10 @@ async def test_complete_device_greeting(org: Org) -> None:
     assert received["verify_key"] == bytes(new_key.verify_key)
     assert confirmation == {"device_id": new_device_id}
 
-    ts = org.ts()
-    device = {
-        "type": "device_certificate",
-        "purpose": "STANDARD",
-        "timestamp": ts,
-        "user_id": bob.user_id,
-        "device_id": new_device_id,
-        "device_label": received["label"],
-        "verify_key": received["verify_key"],
-        "algorithm": "ED25519",
-    }
     rep = await org.auth(
         bob,
         "device_create",
-        device_certificate=bob.sign(device),
-        redacted_device_certificate=bob.sign({**device, "device_label": None}),
+        **bob.device_certs(org.ts(), new_device_id, received["label"], received["verify_key"]),
     )
     assert rep == {"status": "ok"}
     assert await org.auth(bob, "invite_complete", token=token) == {"status": "ok"}
@@ -273,21 +257,15 @@ async def test_complete_device_greeting(org: Org) -> None:
 # --- attempts -------------------------------------------------------------------------------------
 
 
-async def new_user_invitation(org: Org, email: str = "zack@example.com") -> bytes:
-    rep = await org.auth(org.alice, "invite_new_user", claimer_email=email, send_email=False)
-    token: bytes = rep["token"]
-    return token
-
-
 async def test_greeter_joins_first_then_claimer(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     g = await org.auth(org.alice, "invite_greeter_start_greeting_attempt", token=token)
     c = await org.invited(token, "invite_claimer_start_greeting_attempt", greeter=org.alice.user_id)
     assert g["greeting_attempt"] == c["greeting_attempt"]
 
 
 async def test_restarting_cancels_the_joined_attempt(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     first = (await org.auth(org.alice, "invite_greeter_start_greeting_attempt", token=token))[
         "greeting_attempt"
     ]
@@ -318,7 +296,7 @@ async def test_restarting_cancels_the_joined_attempt(org: Org) -> None:
 
 
 async def test_cancellation_reasons(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = (await org.auth(org.alice, "invite_greeter_start_greeting_attempt", token=token))[
         "greeting_attempt"
     ]
@@ -366,7 +344,7 @@ async def test_cancellation_reasons(org: Org) -> None:
 
 
 async def test_greeter_cancel(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = (
         await org.invited(token, "invite_claimer_start_greeting_attempt", greeter=org.alice.user_id)
     )["greeting_attempt"]
@@ -408,7 +386,7 @@ async def test_greeter_cancel(org: Org) -> None:
 
 async def test_several_greeters(org: Org) -> None:
     adam = await org.create_user("adam", "ADMIN")
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     with_alice = (
         await org.invited(token, "invite_claimer_start_greeting_attempt", greeter=org.alice.user_id)
     )["greeting_attempt"]
@@ -458,7 +436,7 @@ async def joined_attempt(org: Org, token: bytes, greeter: Identity | None = None
 
 
 async def test_step_order_and_retries(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = await joined_attempt(org, token)
     key_c, key_g = os.urandom(32), os.urandom(32)
     # Nothing done yet: step 1 is too advanced for both.
@@ -496,7 +474,7 @@ async def test_step_order_and_retries(org: Org) -> None:
 
 
 async def test_greeting_events(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = await joined_attempt(org, token)
     assert await c_step(org, token, attempt, 0, bytes(32)) == {"status": "not_ready"}
     ready = await org.server.wait_event(lambda e: e["type"] == "GREETING_ATTEMPT_READY")
@@ -508,7 +486,7 @@ async def test_greeting_events(org: Org) -> None:
 
 
 async def test_steps_need_api_5_2(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     server = org.server
     # Starting an attempt is fine with any 5.x client...
     rep = await server.rpc(
@@ -556,7 +534,7 @@ async def test_claimer_chooses_a_valid_greeter(org: Org) -> None:
     bob = await org.create_user("bob")
     eve = await org.create_user("eve", "ADMIN")
     await org.revoke(eve)
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
 
     async def start(greeter: uuid.UUID) -> dict[str, Any]:
         return await org.invited(token, "invite_claimer_start_greeting_attempt", greeter=greeter)
@@ -583,7 +561,7 @@ async def test_claimer_chooses_a_valid_greeter(org: Org) -> None:
 
 async def test_greeter_losing_rights_mid_greeting(org: Org) -> None:
     adam = await org.create_user("adam", "ADMIN")
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = await joined_attempt(org, token, adam)
     await org.set_profile(adam, "STANDARD")
     assert await g_step(org, adam, attempt, 0, bytes(32)) == {"status": "author_not_allowed"}
@@ -599,7 +577,7 @@ async def test_greeter_losing_rights_mid_greeting(org: Org) -> None:
 
 
 async def test_cancelled_invitation_stops_greeting(org: Org) -> None:
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     attempt = await joined_attempt(org, token)
     assert await org.auth(org.alice, "invite_cancel", token=token) == {"status": "ok"}
     assert await g_step(org, org.alice, attempt, 0, bytes(32)) == {"status": "invitation_cancelled"}
@@ -630,8 +608,8 @@ async def test_cancelled_invitation_stops_greeting(org: Org) -> None:
 
 
 async def test_attempt_of_another_invitation_is_not_found(org: Org) -> None:
-    token1 = await new_user_invitation(org, "one@example.com")
-    token2 = await new_user_invitation(org, "two@example.com")
+    token1 = await org.invite_user("one@example.com")
+    token2 = await org.invite_user("two@example.com")
     attempt1 = await joined_attempt(org, token1)
     assert await c_step(org, token2, attempt1, 0, bytes(32)) == {
         "status": "greeting_attempt_not_found"
@@ -643,7 +621,7 @@ async def test_attempt_of_another_invitation_is_not_found(org: Org) -> None:
 
 async def test_racing_greeters_and_steps_never_fail(org: Org) -> None:
     adam = await org.create_user("adam", "ADMIN")
-    token = await new_user_invitation(org)
+    token = await org.invite_user()
     # Two greeters and the claimer all starting at once, repeatedly.
     calls = []
     for _ in range(4):

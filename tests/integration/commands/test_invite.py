@@ -120,18 +120,10 @@ async def test_invite_new_device_for_any_user(org: Org) -> None:
 
 async def test_invite_list_shows_what_each_user_may_greet(org: Org) -> None:
     bob = await org.create_user("bob")
-    u1 = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="u1@example.com", send_email=False
-        )
-    )["token"]
+    u1 = await org.invite_user("u1@example.com")
     d_alice = (await org.auth(org.alice, "invite_new_device", send_email=False))["token"]
     d_bob = (await org.auth(bob, "invite_new_device", send_email=False))["token"]
-    u2 = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="u2@example.com", send_email=False
-        )
-    )["token"]
+    u2 = await org.invite_user("u2@example.com")
     assert (await org.auth(org.alice, "invite_cancel", token=u2))["status"] == "ok"
 
     alice_list = (await org.auth(org.alice, "invite_list"))["invitations"]
@@ -156,11 +148,7 @@ async def test_invite_list_shows_what_each_user_may_greet(org: Org) -> None:
 
 async def test_invite_list_follows_current_profile(org: Org) -> None:
     bob = await org.create_user("bob")
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("z@example.com")
     assert (await org.auth(bob, "invite_list"))["invitations"] == []
     await org.set_profile(bob, "ADMIN")
     assert [i["token"] for i in (await org.auth(bob, "invite_list"))["invitations"]] == [token]
@@ -170,11 +158,7 @@ async def test_invite_list_follows_current_profile(org: Org) -> None:
 
 
 async def test_cancel_then_complete(org: Org) -> None:
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("z@example.com")
     assert await org.auth(org.alice, "invite_cancel", token=uuid.uuid4().bytes) == {
         "status": "invitation_not_found"
     }
@@ -194,11 +178,7 @@ async def test_cancel_then_complete(org: Org) -> None:
 
 
 async def test_complete_then_cancel(org: Org) -> None:
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("z@example.com")
     assert await org.auth(org.alice, "invite_complete", token=uuid.uuid4().bytes) == {
         "status": "invitation_not_found"
     }
@@ -215,11 +195,7 @@ async def test_complete_then_cancel(org: Org) -> None:
 async def test_who_may_cancel_or_complete(org: Org) -> None:
     bob = await org.create_user("bob")
     carol = await org.create_user("carol")
-    user_token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    user_token = await org.invite_user("z@example.com")
     device_token = (await org.auth(bob, "invite_new_device", send_email=False))["token"]
     # A standard user is neither greeter nor claimer of a user invitation, nor of bob's device.
     for cmd in ("invite_cancel", "invite_complete"):
@@ -237,11 +213,7 @@ async def test_who_may_cancel_or_complete(org: Org) -> None:
 
 
 async def test_user_invitation_claimer_may_end_it_with_his_email(org: Org) -> None:
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="zack@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("zack@example.com")
     zack = await org.create_user("zack")  # created outside the invitation: same email
     assert await org.auth(zack, "invite_complete", token=token) == {"status": "ok"}
 
@@ -250,11 +222,7 @@ async def test_user_invitation_claimer_may_end_it_with_his_email(org: Org) -> No
 
 
 async def test_invited_handshake(org: Org) -> None:
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("z@example.com")
     server = org.server
     body = packb({"cmd": "invite_info"})
 
@@ -282,11 +250,7 @@ async def test_invite_info_user(org: Org) -> None:
     bob = await org.create_user("bob", "STANDARD")
     revoked_admin = await org.create_user("eve", "ADMIN")
     await org.revoke(revoked_admin)
-    token = (
-        await org.auth(
-            org.alice, "invite_new_user", claimer_email="z@example.com", send_email=False
-        )
-    )["token"]
+    token = await org.invite_user("z@example.com")
     rep = await org.invited(token, "invite_info")
     assert rep["status"] == "ok" and rep["type"] == "USER"
     assert rep["claimer_email"] == "z@example.com"

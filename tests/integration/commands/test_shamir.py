@@ -21,6 +21,7 @@ from invite_support import (  # noqa: F401 (fixtures)
 )
 
 from parsec_server.protocol.codec import now
+from parsec_server.storage import certificate as certificate_storage
 from parsec_server.storage import shamir as shamir_storage
 
 
@@ -158,12 +159,10 @@ async def test_setup_and_certificates(org: Org, people: tuple[Identity, ...]) ->
     # The storage function certificate_get relies on gives the same view.
     async with org.server.backend.db.connection() as conn:
         users = await shamir_storage.find_users(conn, await _org_internal_id(org), [bob.user_id])
-        assert (
-            await shamir_storage.certificates_for_user(
-                conn, await _org_internal_id(org), users[bob.user_id].internal_id, None
-            )
-            == bob_certs
+        found = await certificate_storage.get(
+            conn, await _org_internal_id(org), users[bob.user_id].internal_id, None, None, None, {}
         )
+        assert found.shamir_recovery == bob_certs
 
 
 def _content(cert: bytes) -> bytes:
@@ -443,9 +442,7 @@ async def test_recovery_invitation_and_reveal(org: Org, people: tuple[Identity, 
         "ciphered_data": b"ciphered-device-keys",
     }
     # Not for other invitation types.
-    user_token = (
-        await org.auth(alice, "invite_new_user", claimer_email="z@example.com", send_email=False)
-    )["token"]
+    user_token = await org.invite_user("z@example.com")
     assert await org.invited(
         user_token, "invite_shamir_recovery_reveal", reveal_token=reveal_token
     ) == {"status": "bad_invitation_type"}
