@@ -89,7 +89,9 @@ def _run_as_user() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise EmbeddedPostgresError("running as root and no unprivileged user (postgres, nobody) to run PostgreSQL")
+    raise EmbeddedPostgresError(
+        "running as root and no unprivileged user (postgres, nobody) to run PostgreSQL"
+    )
 
 
 def _set_pdeathsig() -> None:  # runs in the child, after setuid
@@ -192,14 +194,24 @@ class EmbeddedPostgres:
         }
         if self.fast_unsafe:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
-        args = [str(self.bindir / "postgres"), "-D", str(self.pgdata), "-p", str(self.tcp_port or 5432)]
+        args = [
+            str(self.bindir / "postgres"),
+            "-D",
+            str(self.pgdata),
+            "-p",
+            str(self.tcp_port or 5432),
+        ]
         for k, v in settings.items():
             args += ["-c", f"{k}={v}"]
         log = self.log_file or (self.data_dir / "postgresql.log")
         with open(log, "ab") as logf:
             self._chown(log)
             self._proc = subprocess.Popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, env=self._env(), cwd="/",
+                args,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                cwd="/",
                 **self._popen_kwargs(),  # type: ignore[arg-type]
             )
         self._wait_ready(timeout, log)
@@ -209,18 +221,33 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._chown(self.pgdata)
         os.chmod(self.pgdata, 0o700)
-        args = [str(self.bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-                "-E", "UTF8", "--locale=C.UTF-8"]
+        args = [
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.pgdata),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]
         if self.fast_unsafe:
             args.append("--no-sync")
-        res = subprocess.run(args, capture_output=True, env=self._env(), cwd="/", **self._popen_kwargs())  # type: ignore[call-overload]
+        res = subprocess.run(
+            args, capture_output=True, env=self._env(), cwd="/", **self._popen_kwargs()
+        )  # type: ignore[call-overload]
         if res.returncode != 0:
-            raise EmbeddedPostgresError(f"initdb failed: {res.stderr.decode(errors='replace').strip()[-500:]}")
+            raise EmbeddedPostgresError(
+                f"initdb failed: {res.stderr.decode(errors='replace').strip()[-500:]}"
+            )
         self.created_cluster = True
 
     def _check_version(self) -> None:
         have = (self.pgdata / "PG_VERSION").read_text().strip()
-        out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True)
+        out = subprocess.run(
+            [str(self.bindir / "postgres"), "--version"], capture_output=True, text=True
+        )
         m = re.search(r"(\d+)(?:\.\d+)?", out.stdout)
         if m and m.group(1) != have:
             raise EmbeddedPostgresError(
@@ -231,8 +258,22 @@ class EmbeddedPostgres:
     def _psql(self, sql: str, database: str = "postgres") -> str:
         psql = self.bindir / "psql"
         res = subprocess.run(
-            [str(psql), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", self.url_for(database), "-c", sql],
-            capture_output=True, text=True, env=self._env(),
+            [
+                str(psql),
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                self.url_for(database),
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            env=self._env(),
         )
         if res.returncode != 0:
             raise EmbeddedPostgresError(f"psql failed: {res.stderr.strip()}")
@@ -244,15 +285,20 @@ class EmbeddedPostgres:
         while True:
             if self._proc.poll() is not None:
                 tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-                raise EmbeddedPostgresError(f"PostgreSQL exited at start (code {self._proc.returncode}): {tail.strip()}")
+                raise EmbeddedPostgresError(
+                    f"PostgreSQL exited at start (code {self._proc.returncode}): {tail.strip()}"
+                )
             res = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-q", "-d", self.url_for("postgres")], env=self._env()
+                [str(self.bindir / "pg_isready"), "-q", "-d", self.url_for("postgres")],
+                env=self._env(),
             )
             if res.returncode == 0:
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise EmbeddedPostgresError(f"PostgreSQL did not become ready within {timeout:.0f}s (log: {log})")
+                raise EmbeddedPostgresError(
+                    f"PostgreSQL did not become ready within {timeout:.0f}s (log: {log})"
+                )
             time.sleep(0.05)
 
     def _ensure_database(self) -> None:

@@ -54,7 +54,9 @@ class _Stream:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX)
         self.lagging = False
 
-    def go_live(self, realms: set[uuid.UUID], missed: list[Event] | None, replay: bool) -> list[bytes]:
+    def go_live(
+        self, realms: set[uuid.UUID], missed: list[Event] | None, replay: bool
+    ) -> list[bytes]:
         """Start delivering. `missed`: the events cached after the client's `Last-Event-ID` (None: that id
         is unknown), when `replay`. Returns the frames to send right after the organization config; must
         run without awaiting anything (no event may slip between the replay and the live queue)."""
@@ -66,7 +68,11 @@ class _Stream:
                 frames.append(_MISSED)
             else:
                 heard = {ev["id"] for ev in pending}  # delivered below, through the queue
-                mine = [ev for ev in missed if ev["id"] not in heard and ev["type"] not in INTERNAL and self.wants(ev)]
+                mine = [
+                    ev
+                    for ev in missed
+                    if ev["id"] not in heard and ev["type"] not in INTERNAL and self.wants(ev)
+                ]
                 if len(mine) > _REPLAY_MAX:
                     frames.append(_MISSED)
                 else:
@@ -147,7 +153,12 @@ def organization_config_frame(client: AuthenticatedClient) -> bytes:
 
 
 async def handle_events(
-    backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str, shutting_down: asyncio.Event
+    backend: Backend,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    org_id: str,
+    shutting_down: asyncio.Event,
 ) -> None:
     try:
         revision = parse_api_version(scope)
@@ -156,7 +167,9 @@ async def handle_events(
         if header(scope, b"accept") != b"text/event-stream":
             raise HandshakeError(406)
         auth = tokens.parse_authorization(header(scope, b"authorization"))
-        client = await backend.auth.authenticated_client(backend, org_id, auth, revision, AUTHENTICATED)
+        client = await backend.auth.authenticated_client(
+            backend, org_id, auth, revision, AUTHENTICATED
+        )
     except HandshakeError as exc:
         return await send_handshake_error(send, exc.status)
     except tokens.TokenError:
@@ -177,13 +190,21 @@ async def handle_events(
         if stream.pending is not None:
             stream.pending.clear()
         async with backend.db.connection() as conn:
-            realms = await auth_storage.user_realms(conn, client.org.internal_id, client.device.user_internal_id)
+            realms = await auth_storage.user_realms(
+                conn, client.org.internal_id, client.device.user_internal_id
+            )
         raw_last_id = header(scope, b"last-event-id")
         last_id = _parse_event_id(raw_last_id)
         missed = backend.events.events_after(last_id, org_id) if last_id is not None else None
         replay = stream.go_live(realms, missed, replay=last_id is not None)
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        await send({"type": "http.response.body", "body": organization_config_frame(client), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": organization_config_frame(client),
+                "more_body": True,
+            }
+        )
         for frame in replay:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await _pump(backend, receive, send, stream, shutting_down)
@@ -203,7 +224,9 @@ def _parse_event_id(raw: bytes | None) -> str | None:
         return None
 
 
-async def _pump(backend: Backend, receive: Receive, send: Send, stream: _Stream, shutting_down: asyncio.Event) -> None:
+async def _pump(
+    backend: Backend, receive: Receive, send: Send, stream: _Stream, shutting_down: asyncio.Event
+) -> None:
     keepalive = backend.config.sse_keepalive
     if keepalive is not None and keepalive <= 0:
         keepalive = None
@@ -213,7 +236,9 @@ async def _pump(backend: Backend, receive: Receive, send: Send, stream: _Stream,
         while True:
             getter = asyncio.ensure_future(stream.queue.get())
             done, _ = await asyncio.wait(
-                {getter, disconnected, stopping}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                {getter, disconnected, stopping},
+                timeout=keepalive,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if getter not in done:
                 getter.cancel()

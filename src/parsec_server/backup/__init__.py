@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def _libpq_args(url: str) -> tuple[str, dict[str, str]]:
 async def _schema_version(url: str) -> str | None:
     try:
         conn = await asyncpg.connect(url, timeout=10)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         raise BackupError(f"cannot connect to the database: {exc}") from exc
     try:
         from parsec_server.storage.migrations import engine
@@ -131,7 +131,10 @@ def _run(
 
 
 async def create_backup(
-    db_url: str, blockstore: BlockstoreConfig | None, output: Path, progress: Progress = lambda _m: None
+    db_url: str,
+    blockstore: BlockstoreConfig | None,
+    output: Path,
+    progress: Progress = lambda _m: None,
 ) -> BackupResult:
     output = output.absolute()
     if output.exists():
@@ -158,17 +161,30 @@ async def _create_backup(
     dump = tmp / "database.dump"
     progress("database: dumping")
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_size, args=(dump, "database", progress, stop), daemon=True)
+    watcher = threading.Thread(
+        target=_watch_size, args=(dump, "database", progress, stop), daemon=True
+    )
     watcher.start()
     try:
         await asyncio.to_thread(
-            _run, [_bin("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump)],
-            "pg_dump", BackupError, db_url,
+            _run,
+            [
+                _bin("pg_dump"),
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                "--file",
+                str(dump),
+            ],
+            "pg_dump",
+            BackupError,
+            db_url,
         )
     finally:
         stop.set()
-    listing = await asyncio.to_thread(_run, [_bin("pg_restore"), "--list", str(dump)], "pg_restore --list",
-                                      BackupError)
+    listing = await asyncio.to_thread(
+        _run, [_bin("pg_restore"), "--list", str(dump)], "pg_restore --list", BackupError
+    )
     toc_entries = sum(1 for ln in listing.stdout.splitlines() if ln and not ln.startswith(";"))
     progress(f"database: {dump.stat().st_size / 1e6:.1f} MB, {toc_entries} entries, verified")
 
@@ -176,22 +192,34 @@ async def _create_backup(
     included = blockstore is not None and blockstore.kind != "POSTGRESQL"
     if included:
         assert blockstore is not None
-        blocks_count, blocks_bytes = await _backup_blocks(db_url, blockstore, tmp / "blocks",
-                                                          tmp / BLOCKS_MANIFEST, progress)
+        blocks_count, blocks_bytes = await _backup_blocks(
+            db_url, blockstore, tmp / "blocks", tmp / BLOCKS_MANIFEST, progress
+        )
 
     metadata = {
         "format": FORMAT,
         "parsec_server_version": __version__,
         "schema_version": schema_version,
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
         "duration_seconds": round(time.monotonic() - started, 3),
-        "database": {"file": "database.dump", "bytes": dump.stat().st_size, "sha256": _sha256(dump),
-                     "toc_entries": toc_entries},
+        "database": {
+            "file": "database.dump",
+            "bytes": dump.stat().st_size,
+            "sha256": _sha256(dump),
+            "toc_entries": toc_entries,
+        },
         # None: the database only (the backup `migrate` takes: migrations do not touch the blocks)
-        "blockstore": {"kind": blockstore.kind if blockstore else None,
-                       "blocks": blocks_count, "bytes": blocks_bytes, "included": included,
-                       **({"manifest": {"file": BLOCKS_MANIFEST, "sha256": _sha256(tmp / BLOCKS_MANIFEST)}}
-                          if included else {})},
+        "blockstore": {
+            "kind": blockstore.kind if blockstore else None,
+            "blocks": blocks_count,
+            "bytes": blocks_bytes,
+            "included": included,
+            **(
+                {"manifest": {"file": BLOCKS_MANIFEST, "sha256": _sha256(tmp / BLOCKS_MANIFEST)}}
+                if included
+                else {}
+            ),
+        },
     }
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     _fsync_tree(tmp)
@@ -243,7 +271,9 @@ async def _backup_blocks(
                 try:
                     data = await store.read(org_id, block_id)
                 except BlockstoreUnavailable as exc:
-                    raise BackupError(f"blockstore: cannot read block {org_id}/{block_id}: {exc}") from exc
+                    raise BackupError(
+                        f"blockstore: cannot read block {org_id}/{block_id}: {exc}"
+                    ) from exc
                 d = dest / org_id
                 d.mkdir(parents=True, exist_ok=True)
                 (d / str(block_id)).write_bytes(data)
@@ -281,7 +311,11 @@ def verify_backup(path: Path) -> dict[str, Any]:
         included = bool(bs["included"])
         if included:
             manifest = path / _plain_name(bs["manifest"]["file"])
-            manifest_sha, blocks, size = str(bs["manifest"]["sha256"]), int(bs["blocks"]), int(bs["bytes"])
+            manifest_sha, blocks, size = (
+                str(bs["manifest"]["sha256"]),
+                int(bs["blocks"]),
+                int(bs["bytes"]),
+            )
     except (KeyError, TypeError, ValueError) as exc:
         raise RestoreError(f"{meta_path} is corrupted: missing or invalid {exc}") from None
     if not dump.is_file():
@@ -300,7 +334,9 @@ def _plain_name(name: Any) -> str:
     return name
 
 
-def _verify_blocks(blocks_dir: Path, manifest: Path, manifest_sha: str, count: int, size: int) -> None:
+def _verify_blocks(
+    blocks_dir: Path, manifest: Path, manifest_sha: str, count: int, size: int
+) -> None:
     if not manifest.is_file():
         raise RestoreError(f"backup incomplete: {manifest.name} is missing")
     if _sha256(manifest) != manifest_sha:
@@ -309,12 +345,17 @@ def _verify_blocks(blocks_dir: Path, manifest: Path, manifest_sha: str, count: i
     for line in manifest.read_text().splitlines():
         digest, _, name = line.partition("  ")
         expected[name] = digest
-    files = {p.relative_to(blocks_dir).as_posix(): p for p in blocks_dir.rglob("*") if p.is_file()} \
-        if blocks_dir.is_dir() else {}
+    files = (
+        {p.relative_to(blocks_dir).as_posix(): p for p in blocks_dir.rglob("*") if p.is_file()}
+        if blocks_dir.is_dir()
+        else {}
+    )
     missing = sorted(set(expected) - set(files))
     if missing or len(expected) != count:
-        raise RestoreError(f"backup incomplete: {len(missing) or count - len(expected)} block file(s) missing "
-                           f"(first: blocks/{missing[0] if missing else '?'})")
+        raise RestoreError(
+            f"backup incomplete: {len(missing) or count - len(expected)} block file(s) missing "
+            f"(first: blocks/{missing[0] if missing else '?'})"
+        )
     extra = sorted(set(files) - set(expected))
     if extra:
         raise RestoreError(f"backup corrupted: unexpected file blocks/{extra[0]}")
@@ -361,27 +402,38 @@ $$
 
 
 async def restore_backup(
-    db_url: str, blockstore: BlockstoreConfig | None, path: Path, force: bool = False,
+    db_url: str,
+    blockstore: BlockstoreConfig | None,
+    path: Path,
+    force: bool = False,
     progress: Progress = lambda _m: None,
 ) -> dict[str, Any]:
     meta = verify_backup(path)
     progress("backup verified")
     bs = meta["blockstore"]
     if bs["included"] and (blockstore is None or blockstore.kind == "POSTGRESQL"):
-        raise RestoreError("the backup holds blockstore objects: give the --blockstore to restore them into")
+        raise RestoreError(
+            "the backup holds blockstore objects: give the --blockstore to restore them into"
+        )
     try:
         conn = await asyncpg.connect(db_url, timeout=10)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         raise RestoreError(f"cannot connect to the database: {exc}") from exc
     try:
         empty = await _database_is_empty(conn)
     finally:
         await conn.close()
     if not empty and not force:
-        raise RestoreError("the target database is not empty: restore into a new database, "
-                           "or pass --force to replace its content")
-    report: dict[str, Any] = {"database": "restored", "schema_version": meta.get("schema_version"),
-                              "blocks": 0, "created_at": meta.get("created_at")}
+        raise RestoreError(
+            "the target database is not empty: restore into a new database, "
+            "or pass --force to replace its content"
+        )
+    report: dict[str, Any] = {
+        "database": "restored",
+        "schema_version": meta.get("schema_version"),
+        "blocks": 0,
+        "created_at": meta.get("created_at"),
+    }
     if bs["included"]:  # objects first: a failure below leaves only unreferenced objects behind
         assert blockstore is not None
         report["blocks"] = await _restore_blocks(db_url, blockstore, path / "blocks", progress)
@@ -394,14 +446,26 @@ async def restore_backup(
             await conn.close()
     progress("database: restoring")
     await asyncio.to_thread(
-        _run, [_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-               str(path / meta["database"]["file"])], "pg_restore", RestoreError, db_url,
+        _run,
+        [
+            _bin("pg_restore"),
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            str(path / meta["database"]["file"]),
+        ],
+        "pg_restore",
+        RestoreError,
+        db_url,
     )
     progress("database: restored")
     return report
 
 
-async def _restore_blocks(db_url: str, config: BlockstoreConfig, src: Path, progress: Progress) -> int:
+async def _restore_blocks(
+    db_url: str, config: BlockstoreConfig, src: Path, progress: Progress
+) -> int:
     from parsec_server.blockstore.base import BlockstoreUnavailable
 
     db, store = await _open_blockstore(db_url, config)

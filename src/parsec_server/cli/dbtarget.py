@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from parsec_server.exit_codes import Exit
 from parsec_server.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, default_data_dir
+from parsec_server.exit_codes import Exit
 
 
 @dataclass

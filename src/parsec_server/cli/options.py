@@ -20,7 +20,11 @@ class DbUrl(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         v = str(value)
         if not re.match(r"^postgres(ql)?://", v):
-            self.fail(f"{v!r} is not a PostgreSQL URL (expected postgresql://user:password@host:port/database)", param, ctx)
+            self.fail(
+                f"{v!r} is not a PostgreSQL URL (expected postgresql://user:password@host:port/database)",
+                param,
+                ctx,
+            )
         return v
 
 
@@ -45,7 +49,9 @@ def _parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
     for v in values:
         m = re.match(r"^(RAID[015]):(\d+):(.+)$", v, re.IGNORECASE)
         if not m:
-            raise ValueError(f"{v!r}: with several blockstores each must be RAID0|RAID1|RAID5:<node>:<config>")
+            raise ValueError(
+                f"{v!r}: with several blockstores each must be RAID0|RAID1|RAID5:<node>:<config>"
+            )
         if mode is not None and m.group(1).upper() != mode:
             raise ValueError("all blockstores must use the same RAID mode")
         mode = m.group(1).upper()
@@ -93,20 +99,34 @@ def _parse_single_blockstore(value: str) -> BlockstoreConfig:
                 endpoint = f"https://{endpoint}"
             endpoint = endpoint or None
         else:
-            raise ValueError("S3 blockstore must be s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> "
-                             "(escape ':' in the endpoint as '\\:')")
+            raise ValueError(
+                "S3 blockstore must be s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> "
+                "(escape ':' in the endpoint as '\\:')"
+            )
         if not bucket:
             raise ValueError("S3 blockstore needs a bucket name")
-        return BlockstoreConfig("S3", s3_endpoint=endpoint, s3_region=region, s3_bucket=bucket,
-                                s3_key=key, s3_secret=secret)
+        return BlockstoreConfig(
+            "S3",
+            s3_endpoint=endpoint,
+            s3_region=region,
+            s3_bucket=bucket,
+            s3_key=key,
+            s3_secret=secret,
+        )
     if value.upper() == "MOCKED":
         raise ValueError("MOCKED is not supported: use POSTGRESQL (the default) or S3")
-    raise ValueError(f"unknown blockstore {value.split(':', 1)[0]!r} (expected POSTGRESQL or s3:...)")
+    raise ValueError(
+        f"unknown blockstore {value.split(':', 1)[0]!r} (expected POSTGRESQL or s3:...)"
+    )
 
 
 def db_option(required: bool = False) -> Callable[[F], F]:
     return click.option(
-        "--db", envvar="PARSEC_DB", type=DbUrl(), required=required, show_envvar=True,
+        "--db",
+        envvar="PARSEC_DB",
+        type=DbUrl(),
+        required=required,
+        show_envvar=True,
         help="PostgreSQL URL (postgresql://user:password@host:port/database)."
         + ("" if required else " Without it, the embedded PostgreSQL under --data-dir is used."),
     )
@@ -114,7 +134,9 @@ def db_option(required: bool = False) -> Callable[[F], F]:
 
 def data_dir_option() -> Callable[[F], F]:
     return click.option(
-        "--data-dir", envvar="PARSEC_DATA_DIR", type=click.Path(file_okay=False, path_type=Path),
+        "--data-dir",
+        envvar="PARSEC_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
         show_envvar=True,
         help="Where the embedded PostgreSQL keeps its data when --db is not given "
         "[default: /var/lib/parsec-server as root, else ~/.local/share/parsec-server].",
@@ -122,10 +144,24 @@ def data_dir_option() -> Callable[[F], F]:
 
 
 def log_options(f: F) -> F:
-    f = click.option("--log-format", "-f", envvar="PARSEC_LOG_FORMAT", show_envvar=True, show_default=True,
-                     type=click.Choice(["console", "json"], case_sensitive=False), default="console",
-                     help="Log lines as readable text or as JSON objects (one per line, on stderr).")(f)
-    f = click.option("--log-level", "-l", envvar="PARSEC_LOG_LEVEL", show_envvar=True, show_default=True,
-                     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-                     default="info", help="Minimum level of the log lines.")(f)
+    f = click.option(
+        "--log-format",
+        "-f",
+        envvar="PARSEC_LOG_FORMAT",
+        show_envvar=True,
+        show_default=True,
+        type=click.Choice(["console", "json"], case_sensitive=False),
+        default="console",
+        help="Log lines as readable text or as JSON objects (one per line, on stderr).",
+    )(f)
+    f = click.option(
+        "--log-level",
+        "-l",
+        envvar="PARSEC_LOG_LEVEL",
+        show_envvar=True,
+        show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+        default="info",
+        help="Minimum level of the log lines.",
+    )(f)
     return f

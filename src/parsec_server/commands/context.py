@@ -1,10 +1,15 @@
-"""What a handler receives: the server's shared services and who is asking."""
+"""What a handler receives: the server's shared services and who is asking.
+
+`Organization` and `AuthenticatedDevice` are storage records (storage/records.py), re-exported here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from parsec_server.storage.records import AuthenticatedDevice, Organization
 
 if TYPE_CHECKING:
     from parsec_server.blockstore.base import Blockstore
@@ -23,34 +28,6 @@ class Backend:
     blockstore: Blockstore
     events: EventBus
     auth: AuthCache
-
-
-@dataclass(slots=True, frozen=True)
-class Organization:
-    internal_id: int
-    organization_id: str
-    is_bootstrapped: bool
-    is_expired: bool
-    bootstrap_token: bytes | None
-    user_profile_outsider_allowed: bool
-    active_users_limit: int | None
-    minimum_archiving_period: int
-    tos_updated_on: Any  # datetime | None
-    is_sequestered: bool
-
-
-@dataclass(slots=True, frozen=True)
-class AuthenticatedDevice:
-    org: Organization
-    device_internal_id: int
-    device_id: UUID
-    user_internal_id: int
-    user_id: UUID
-    profile: str  # ADMIN | STANDARD | OUTSIDER (current)
-    verify_key: bytes
-    revoked: bool
-    frozen: bool
-    tos_accepted_on: Any  # datetime | None
 
 
 @dataclass(slots=True)
@@ -83,3 +60,13 @@ class AuthenticatedClient:
     @property
     def user_id(self) -> UUID:
         return self.device.user_id
+
+
+__all__ = [
+    "AnonymousClient",
+    "AuthenticatedClient",
+    "AuthenticatedDevice",
+    "Backend",
+    "InvitedClient",
+    "Organization",
+]

@@ -15,15 +15,11 @@ import json
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from parsec_server.log import get_logger
-
-if TYPE_CHECKING:
-    from parsec_server.storage.auth import AuthCache
-    from parsec_server.storage.db import Database
 
 log = get_logger("parsec_server.events")
 
@@ -36,6 +32,22 @@ Event = dict[str, Any]
 Subscriber = Callable[[Event], None]
 
 
+class Database(Protocol):
+    """What the bus needs of storage.db.Database (events sit below storage: no import)."""
+
+    url: str
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class EventListener(Protocol):
+    """Told of every event, e.g. the authentication cache (asgi/auth.py) that drops stale entries."""
+
+    def on_event(self, event: Event) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 def new_event(org: str, type_: str, **fields: Any) -> Event:
     return {"id": uuid.uuid4().hex, "org": org, "type": type_, **fields}
 
@@ -46,7 +58,7 @@ async def publish(conn: asyncpg.Connection, event: Event) -> None:
 
 
 class EventBus:
-    def __init__(self, db: Database, auth: AuthCache | None = None) -> None:
+    def __init__(self, db: Database, auth: EventListener | None = None) -> None:
         self.db = db
         self.auth = auth
         self._subscribers: dict[str, set[Subscriber]] = {}
@@ -70,7 +82,7 @@ class EventBus:
         if conn is not None and not conn.is_closed():
             try:
                 await asyncio.wait_for(conn.close(), 5)
-            except (asyncio.TimeoutError, OSError, asyncpg.PostgresError):
+            except (TimeoutError, OSError, asyncpg.PostgresError):
                 conn.terminate()
 
     async def _connect(self) -> None:
@@ -95,7 +107,7 @@ class EventBus:
                 if self.auth is not None:
                     self.auth.clear()
                 self._recent.clear()
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.error("event_listener_reconnect_failed", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -120,10 +132,14 @@ class EventBus:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._barriers[marker] = future
         try:
-            await self.db.fetchval(_Q_NOTIFY, CHANNEL, json.dumps({"id": marker, "org": "", "type": BARRIER}))
+            await self.db.fetchval(
+                _Q_NOTIFY, CHANNEL, json.dumps({"id": marker, "org": "", "type": BARRIER})
+            )
             await asyncio.wait_for(future, timeout)
-        except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("event_barrier_timeout")  # degrade to the race the barrier closes, never fail
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning(
+                "event_barrier_timeout"
+            )  # degrade to the race the barrier closes, never fail
         finally:
             self._barriers.pop(marker, None)
 

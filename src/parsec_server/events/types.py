@@ -29,10 +29,16 @@ from parsec_server.protocol.codec import datetime_from_us, datetime_to_us
 
 VLOB_BLOB_MAX = 4096  # blobs of this size or more are not inlined in VLOB events
 
-INTERNAL = frozenset({
-    "USER_REVOKED_OR_FROZEN", "USER_UNFROZEN", "USER_UPDATED",
-    "ORGANIZATION_EXPIRED", "ORGANIZATION_TOS_UPDATED", "ORGANIZATION_UPDATED",
-})
+INTERNAL = frozenset(
+    {
+        "USER_REVOKED_OR_FROZEN",
+        "USER_UNFROZEN",
+        "USER_UPDATED",
+        "ORGANIZATION_EXPIRED",
+        "ORGANIZATION_TOS_UPDATED",
+        "ORGANIZATION_UPDATED",
+    }
+)
 
 
 def _us(dt: datetime) -> int:
@@ -52,26 +58,54 @@ def sequester_certificate(org: str, timestamp: datetime) -> Event:
 
 
 def realm_certificate(
-    org: str, timestamp: datetime, realm_id: uuid.UUID, user_id: uuid.UUID | None = None, role_removed: bool = False
+    org: str,
+    timestamp: datetime,
+    realm_id: uuid.UUID,
+    user_id: uuid.UUID | None = None,
+    role_removed: bool = False,
 ) -> Event:
-    return new_event(org, "REALM_CERTIFICATE", timestamp=_us(timestamp), realm_id=realm_id.hex,
-                     user_id=user_id.hex if user_id else None, role_removed=role_removed)
+    return new_event(
+        org,
+        "REALM_CERTIFICATE",
+        timestamp=_us(timestamp),
+        realm_id=realm_id.hex,
+        user_id=user_id.hex if user_id else None,
+        role_removed=role_removed,
+    )
 
 
 def vlob(
-    org: str, realm_id: uuid.UUID, vlob_id: uuid.UUID, author: uuid.UUID, timestamp: datetime, version: int,
-    blob: bytes, last_common_certificate_timestamp: datetime, last_realm_certificate_timestamp: datetime,
+    org: str,
+    realm_id: uuid.UUID,
+    vlob_id: uuid.UUID,
+    author: uuid.UUID,
+    timestamp: datetime,
+    version: int,
+    blob: bytes,
+    last_common_certificate_timestamp: datetime,
+    last_realm_certificate_timestamp: datetime,
 ) -> Event:
     return new_event(
-        org, "VLOB", realm_id=realm_id.hex, vlob_id=vlob_id.hex, author=author.hex, timestamp=_us(timestamp),
-        version=version, blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+        org,
+        "VLOB",
+        realm_id=realm_id.hex,
+        vlob_id=vlob_id.hex,
+        author=author.hex,
+        timestamp=_us(timestamp),
+        version=version,
+        blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
         last_common_certificate_timestamp=_us(last_common_certificate_timestamp),
         last_realm_certificate_timestamp=_us(last_realm_certificate_timestamp),
     )
 
 
 def vlob_payload_head(
-    org: str, realm_id: uuid.UUID, vlob_id: uuid.UUID, author: uuid.UUID, timestamp: datetime, version: int,
+    org: str,
+    realm_id: uuid.UUID,
+    vlob_id: uuid.UUID,
+    author: uuid.UUID,
+    timestamp: datetime,
+    version: int,
     blob: bytes,
 ) -> str:
     """The NOTIFY payload of a VLOB event, but for its two topic timestamps, known only inside the writing
@@ -80,8 +114,14 @@ def vlob_payload_head(
         $head || <common topic µs> || ',"last_realm_certificate_timestamp":' || <realm topic µs> || '}'
     """
     event = new_event(
-        org, "VLOB", realm_id=realm_id.hex, vlob_id=vlob_id.hex, author=author.hex, timestamp=_us(timestamp),
-        version=version, blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+        org,
+        "VLOB",
+        realm_id=realm_id.hex,
+        vlob_id=vlob_id.hex,
+        author=author.hex,
+        timestamp=_us(timestamp),
+        version=version,
+        blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
     )
     return json.dumps(event, separators=(",", ":"))[:-1] + ',"last_common_certificate_timestamp":'
 
@@ -96,16 +136,34 @@ def vlob_payload_sql(head: str, common_ts: str, realm_ts: str) -> str:
 
 
 def invitation(
-    org: str, token: bytes, status: str, *, greeters: list[uuid.UUID] | None = None, to_admins: bool = False
+    org: str,
+    token: bytes,
+    status: str,
+    *,
+    greeters: list[uuid.UUID] | None = None,
+    to_admins: bool = False,
 ) -> Event:
-    return new_event(org, "INVITATION", token=token.hex(), invitation_status=status,
-                     greeters=[g.hex for g in greeters] if greeters is not None else None, to_admins=to_admins)
+    return new_event(
+        org,
+        "INVITATION",
+        token=token.hex(),
+        invitation_status=status,
+        greeters=[g.hex for g in greeters] if greeters is not None else None,
+        to_admins=to_admins,
+    )
 
 
-def greeting_attempt(org: str, kind: str, token: bytes, attempt: uuid.UUID, greeter: uuid.UUID) -> Event:
+def greeting_attempt(
+    org: str, kind: str, token: bytes, attempt: uuid.UUID, greeter: uuid.UUID
+) -> Event:
     assert kind in ("READY", "JOINED", "CANCELLED")
-    return new_event(org, f"GREETING_ATTEMPT_{kind}", token=token.hex(), greeting_attempt=attempt.hex,
-                     greeter=greeter.hex)
+    return new_event(
+        org,
+        f"GREETING_ATTEMPT_{kind}",
+        token=token.hex(),
+        greeting_attempt=attempt.hex,
+        greeter=greeter.hex,
+    )
 
 
 def internal(org: str, type_: str, user_id: uuid.UUID | None = None) -> Event:
@@ -126,16 +184,28 @@ def to_api_event(event: Event) -> dict[str, Any]:
         rep["realm_id"] = uuid.UUID(event["realm_id"])
     elif t == "VLOB":
         rep.update(
-            realm_id=uuid.UUID(event["realm_id"]), vlob_id=uuid.UUID(event["vlob_id"]),
-            author=uuid.UUID(event["author"]), timestamp=datetime_from_us(event["timestamp"]),
-            version=event["version"], blob=base64.b64decode(event["blob"]) if event["blob"] is not None else None,
-            last_common_certificate_timestamp=datetime_from_us(event["last_common_certificate_timestamp"]),
-            last_realm_certificate_timestamp=datetime_from_us(event["last_realm_certificate_timestamp"]),
+            realm_id=uuid.UUID(event["realm_id"]),
+            vlob_id=uuid.UUID(event["vlob_id"]),
+            author=uuid.UUID(event["author"]),
+            timestamp=datetime_from_us(event["timestamp"]),
+            version=event["version"],
+            blob=base64.b64decode(event["blob"]) if event["blob"] is not None else None,
+            last_common_certificate_timestamp=datetime_from_us(
+                event["last_common_certificate_timestamp"]
+            ),
+            last_realm_certificate_timestamp=datetime_from_us(
+                event["last_realm_certificate_timestamp"]
+            ),
         )
     elif t == "INVITATION":
-        rep.update(token=bytes.fromhex(event["token"]), invitation_status=event["invitation_status"])
+        rep.update(
+            token=bytes.fromhex(event["token"]), invitation_status=event["invitation_status"]
+        )
     elif t.startswith("GREETING_ATTEMPT_"):
-        rep.update(token=bytes.fromhex(event["token"]), greeting_attempt=uuid.UUID(event["greeting_attempt"]))
+        rep.update(
+            token=bytes.fromhex(event["token"]),
+            greeting_attempt=uuid.UUID(event["greeting_attempt"]),
+        )
     else:
         raise ValueError(f"not a public event: {t}")
     return rep

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from parsec_server.commands.context import Organization
 from parsec_server.storage.auth import _ORG_COLUMNS, organization_from_row
+from parsec_server.storage.records import Organization
 
 if TYPE_CHECKING:
     from parsec_server.config import ServerConfig

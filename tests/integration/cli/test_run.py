@@ -18,10 +18,14 @@ from parsec_server.embedded_pg import free_tcp_port
 EXE = [sys.executable, "-m", "parsec_server.cli.main"]
 
 
-def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
     full_env.update(env or {})
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [*EXE, *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
 
 
 def test_version() -> None:
@@ -58,8 +62,15 @@ def test_invalid_value_from_environment_is_rejected() -> None:
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     port = free_tcp_port()
-    res = _run("run", "--db", f"postgresql://postgres@127.0.0.1:{port}/nope", "--administration-token", "t",
-               "--port", str(free_tcp_port()))
+    res = _run(
+        "run",
+        "--db",
+        f"postgresql://postgres@127.0.0.1:{port}/nope",
+        "--administration-token",
+        "t",
+        "--port",
+        str(free_tcp_port()),
+    )
     assert res.returncode == 6, res.stderr
     assert "cannot connect to the database" in res.stderr
     assert "Traceback" not in res.stderr
@@ -74,7 +85,10 @@ def _start_embedded(data_dir: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
     return subprocess.Popen(
         [*EXE, "run", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -86,7 +100,9 @@ def _wait_listening(proc: subprocess.Popen[str], timeout: float = 60) -> list[st
         line = proc.stdout.readline()
         if not line:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+                raise AssertionError(
+                    f"server exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+                )
             continue
         lines.append(line.rstrip())
         if line.startswith("press Ctrl-C"):
@@ -114,8 +130,11 @@ def test_embedded_default_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         assert health.json()["database"] == "ok"
 
         # Write something through the administration API, to find it again after a restart.
-        r = httpx.post(f"http://127.0.0.1:{port}/administration/organizations",
-                       headers={"Authorization": f"Bearer {token}"}, json={"organization_id": "KeepMe"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/administration/organizations",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"organization_id": "KeepMe"},
+        )
         assert r.status_code == 200, r.text
 
         pg_pids = _postgres_children(proc.pid)
@@ -129,8 +148,10 @@ def test_embedded_default_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         proc = _start_embedded(data_dir, port)
         lines = _wait_listening(proc)
         assert f"administration token: {token}" in lines
-        r = httpx.get(f"http://127.0.0.1:{port}/administration/organizations/KeepMe",
-                      headers={"Authorization": f"Bearer {token}"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/administration/organizations/KeepMe",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200, r.text
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
