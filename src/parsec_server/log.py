@@ -6,6 +6,7 @@ Never log tokens, keys or blobs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -17,11 +18,21 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 }
 
 
+# one encoder for every line (json.dumps with options builds a new one per call)
+_encode_json = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _prefix = ""
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # strftime once per second, not per line
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
         doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._prefix}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -31,12 +42,19 @@ class JsonFormatter(logging.Formatter):
                 doc[k] = v
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return _encode_json(doc)
 
 
 class ConsoleFormatter(logging.Formatter):
+    _second = -1
+    _ts = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%H:%M:%S", time.localtime(record.created))
+        second = int(record.created)
+        if second != self._second:
+            self._ts = time.strftime("%H:%M:%S", time.localtime(second))
+            self._second = second
+        ts = self._ts
         extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
         line = f"{ts} [{record.levelname.lower():<7}] {record.getMessage()}" + (f" {extras}" if extras else "")
         if record.exc_info:
@@ -74,14 +92,85 @@ class StructLogger:
     def exception(self, event: str, **fields: Any) -> None:
         self._log(logging.ERROR, event, exc_info=True, **fields)
 
+    def rpc(self, org: str | None, family: str, cmd: str, status: str, started: float) -> None:
+        """The per-request line (`rpc`, INFO): built directly, without `Logger.log`'s caller lookup
+        (a stack walk) and keyword plumbing, since it runs for every request. The caller checks the
+        level."""
+        logger = self._logger
+        record = logging.LogRecord(logger.name, logging.INFO, "", 0, "rpc", None, None)
+        fields = record.__dict__
+        fields["org"] = org
+        fields["family"] = family
+        fields["cmd"] = cmd
+        fields["status"] = status
+        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        logger.handle(record)
+
+
+class StepBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines logged during one event loop step together, at the end of that step: one
+    write system call per step instead of one per line (the server logs a line per request, and
+    many requests complete in one step under load). WARNING and above, lines logged outside an
+    event loop, and `flush()` (called by `logging.shutdown` at exit) write at once."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a write is scheduled on
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        if record.levelno >= logging.WARNING:
+            self._write_pending()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_pending()
+            return
+        if self._loop is not loop:
+            self._loop = loop
+            loop.call_soon(self._end_of_step)
+
+    def _end_of_step(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._loop = None
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data = "\n".join(self._pending) + "\n"
+        self._pending.clear()
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except Exception:  # like logging's handleError: never let logging break the caller
+            if logging.raiseExceptions:
+                sys.stderr.write("--- logging error: cannot write log lines\n")
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+            super().flush()
+
 
 def get_logger(name: str) -> StructLogger:
     return StructLogger(logging.getLogger(name))
 
 
 def configure(level: str = "info", fmt: str = "console") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StepBatchingHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    # Every line would otherwise look up its thread and process names, which no formatter shows.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

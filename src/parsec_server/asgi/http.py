@@ -31,8 +31,16 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> bytes:
-    length = header(scope, b"content-length")
+_NO_LENGTH = object()
+
+
+async def read_body(
+    scope: Scope, receive: Receive, limit: int = MAX_BODY, length: Any = _NO_LENGTH
+) -> bytes:
+    """The request body (BodyTooLarge beyond `limit`). `length`: the Content-Length header's value
+    when the caller has it already (None: no such header)."""
+    if length is _NO_LENGTH:
+        length = header(scope, b"content-length")
     if length is not None:
         try:
             declared = int(length)
@@ -40,10 +48,17 @@ async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> by
             raise BodyTooLarge() from None
         if declared > limit or declared < 0:
             raise BodyTooLarge()
+    msg = await receive()
+    if not msg.get("more_body", False):  # the whole body at once: the usual case
+        if msg["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        body: bytes = msg.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge()
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        msg = await receive()
         if msg["type"] == "http.disconnect":
             raise ClientDisconnected()
         chunk = msg.get("body", b"")
@@ -54,7 +69,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY) -> by
             chunks.append(chunk)
         if not msg.get("more_body", False):
             break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        msg = await receive()
+    return b"".join(chunks)
 
 
 async def send_response(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:

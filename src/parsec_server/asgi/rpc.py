@@ -8,7 +8,8 @@ Content-Type (415) → Authorization syntax (401) → body size (413) → authen
 
 from __future__ import annotations
 
-import time
+from logging import INFO
+from time import perf_counter
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,14 @@ from parsec_server.commands.context import (
     Backend,
     InvitedClient,
 )
-from parsec_server.commands.registry import HandshakeError
+from parsec_server.commands.registry import (
+    ANONYMOUS,
+    AUTHENTICATED,
+    HANDLERS,
+    INVITED,
+    TOS,
+    HandshakeError,
+)
 from parsec_server.crypto import tokens
 from parsec_server.log import get_logger
 from parsec_server.protocol import codec
@@ -70,15 +78,27 @@ class ApiVersionError(Exception):
 
 def parse_api_version(scope: Scope) -> int:
     """Returns the client's revision; only the major version must match (5.x)."""
-    raw = header(scope, b"api-version")
+    return api_revision(header(scope, b"api-version"))
+
+
+_REVISIONS: dict[bytes, int] = {}
+
+
+def api_revision(raw: bytes | None) -> int:
+    """The revision of an `Api-Version` header value (ApiVersionError unless 5.x)."""
     if raw is None:
         raise ApiVersionError()
-    major, sep, revision = raw.partition(b".")
-    if not sep or not major.isdigit() or not revision.isdigit() or len(major) > 10 or len(revision) > 10:
+    revision = _REVISIONS.get(raw)
+    if revision is not None:
+        return revision
+    major, sep, rev = raw.partition(b".")
+    if not sep or not major.isdigit() or not rev.isdigit() or len(major) > 10 or len(rev) > 10:
         raise ApiVersionError()
-    if int(major) != API_MAJOR or int(revision) > 0xFFFFFFFF:
+    if int(major) != API_MAJOR or int(rev) > 0xFFFFFFFF:
         raise ApiVersionError()
-    return int(revision)
+    if len(_REVISIONS) < 64:
+        _REVISIONS[bytes(raw)] = int(rev)
+    return int(rev)
 
 
 async def send_handshake_error(send: Send, status: int) -> None:
@@ -91,54 +111,63 @@ async def send_handshake_error(send: Send, status: int) -> None:
     await send_json(send, status, {"detail": DETAILS[status]}, hdrs)
 
 
-async def _send_rep(send: Send, body: bytes) -> None:
-    await send_response(send, 200, body, (_API_HEADER, _CT_MSGPACK))
-
-
 async def handle_rpc(
     backend: Backend, scope: Scope, receive: Receive, send: Send, family: str, org_id: str | None
 ) -> None:
-    started = time.perf_counter()
+    started = perf_counter()
+    # the first value of each header (dict() keeps the last one it sees)
+    headers = dict(reversed(scope["headers"]))
     try:
-        revision = parse_api_version(scope)
+        revision = api_revision(headers.get(b"api-version"))
         if org_id is not None and not is_valid_organization_id(org_id):
             raise HandshakeError(404)
-        if header(scope, b"content-type") != _MSGPACK:
+        if headers.get(b"content-type") != _MSGPACK:
             raise HandshakeError(415)
         client: Any
-        if family in (registry.AUTHENTICATED, registry.TOS):
+        if family == AUTHENTICATED or family == TOS:
             assert org_id is not None
-            auth = tokens.parse_authorization(header(scope, b"authorization"))  # 401
-            body = await read_body(scope, receive)
+            auth = tokens.parse_authorization(headers.get(b"authorization"))  # 401
+            body = await read_body(scope, receive, length=headers.get(b"content-length"))
             client = await backend.auth.authenticated_client(backend, org_id, auth, revision, family)
-        elif family == registry.INVITED:
+        elif family == INVITED:
             assert org_id is not None
-            token = tokens.parse_invitation_authorization(header(scope, b"authorization"))  # 401
-            body = await read_body(scope, receive)
+            token = tokens.parse_invitation_authorization(headers.get(b"authorization"))  # 401
+            body = await read_body(scope, receive, length=headers.get(b"content-length"))
             client = await backend.auth.invited_client(backend, org_id, token, revision)
-        elif family == registry.ANONYMOUS:
+        elif family == ANONYMOUS:
             assert org_id is not None
-            body = await read_body(scope, receive)
+            body = await read_body(scope, receive, length=headers.get(b"content-length"))
             client = await backend.auth.anonymous_client(backend, org_id, revision, create_spontaneous=True)
         else:
-            body = await read_body(scope, receive)
+            body = await read_body(scope, receive, length=headers.get(b"content-length"))
             client = AnonymousClient(backend, "", None, revision)
         try:
             req = decode_req(family, body)
         except codec.DecodeError:
             raise HandshakeError(415) from None
         cmd = req.CMD
-        handler = registry.HANDLERS.get((family, cmd))
+        handler = HANDLERS.get((family, cmd))
         if handler is None:
             rep: dict[str, Any] = {"status": "not_implemented", "reason": f"{cmd} is not supported by this server"}
         else:
-            rep = await _call_with_retries(handler, client, req)
+            try:
+                rep = await handler(client, req)
+            except _RETRYABLE:
+                rep = await _call_with_retries(handler, client, req, attempts=4)
             if backend.config.validate_replies:
                 validate_rep(family, cmd, rep)
-        await _send_rep(send, encode_rep(rep))
-        if log.isEnabledFor(20):
-            log.info("rpc", org=org_id, family=family, cmd=cmd, status=rep["status"],
-                     ms=round((time.perf_counter() - started) * 1000, 2))
+            if cmd in _CHANGES_AUTHENTICATION and rep["status"] == "ok":
+                # The change reaches this process's handshake cache with its event, a moment after
+                # the commit: the reply waits for it, so that the very next request of the user
+                # concerned (revoked, profile changed) gets the new outcome here.
+                await backend.events.barrier()
+        payload = encode_rep(rep)
+        length = (b"content-length", str(len(payload)).encode())
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [length, _API_HEADER, _CT_MSGPACK]})
+        await send({"type": "http.response.body", "body": payload})
+        if log.isEnabledFor(INFO):
+            log.rpc(org_id, family, cmd, rep["status"], started)
     except HandshakeError as exc:
         await send_handshake_error(send, exc.status)
         log.info("rpc_refused", org=org_id, family=family, http_status=exc.status)
@@ -153,16 +182,21 @@ async def handle_rpc(
         return
 
 
+# Commands whose success changes a user's handshake outcome (their events drop the user from the
+# AuthCache; tos_accept drops it itself).
+_CHANGES_AUTHENTICATION = frozenset({"user_revoke", "user_update"})
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
-async def _call_with_retries(handler: registry.Handler, client: Any, req: Any) -> dict[str, Any]:
+async def _call_with_retries(
+    handler: registry.Handler, client: Any, req: Any, attempts: int = 5
+) -> dict[str, Any]:
     """Conflicts between concurrent transactions are retried as a whole (the handler is idempotent until commit)."""
-    for attempt in range(5):
+    for attempt in range(attempts):
         try:
             return await handler(client, req)
         except _RETRYABLE:
-            if attempt == 4:
+            if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 

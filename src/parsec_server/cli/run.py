@@ -160,6 +160,68 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop()
 
 
+class _OneWriteTransport:
+    """A transport proxy sending a response's head and body in one write.
+
+    uvicorn writes the status line and headers as soon as the application sends
+    `http.response.start`, then the body in a second write: two send() system calls and two TCP
+    segments per response. Here the head waits for what comes next within the same event loop
+    step (the body, for our replies: the application sends both without pausing) and both go out
+    together (`writelines`: one writev). A head with nothing after it in that step (streams, HEAD
+    requests) goes out at the end of the step (`call_soon`)."""
+
+    __slots__ = ("_transport", "_head", "_loop")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+        elif data[-4:] == b"\r\n\r\n" and data[:5] == b"HTTP/":
+            self._head = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self._transport.is_closing():
+                self._transport.write(head)
+
+    def writelines(self, chunks: Any) -> None:
+        self._flush()
+        self._transport.writelines(chunks)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _one_write_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, writing each response in one go (`_OneWriteTransport`)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(_OneWriteTransport(transport))  # type: ignore[arg-type]
+
+    return OneWriteHttpToolsProtocol
+
+
 def _serve(config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float) -> int:
     try:
         import uvloop
@@ -209,7 +271,12 @@ async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool,
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=config.host, port=config.port, lifespan="on", log_config=None, access_log=False,
-            server_header=False, timeout_graceful_shutdown=graceful, http="httptools", loop="none",
+            server_header=False, timeout_graceful_shutdown=graceful, http=_one_write_protocol(),
+            loop="none",
+            # Per-request work nobody uses: our own log line replaces the access log; a Date
+            # header is not part of the protocol; the client address is not used (so
+            # X-Forwarded-For needs no parsing).
+            date_header=False, proxy_headers=False,
         )
     )
     original = server.handle_exit

@@ -126,10 +126,8 @@ async def vlob_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     return await _write(client, req, req.version, update=True)
 
 
-def _read_refusal(rows: list[Any]) -> dict[str, Any] | None:
-    row = rows[0] if rows else None
+def _read_refusal(row: Any) -> dict[str, Any] | None:
     _check_author(row)
-    assert row is not None
     if row["realm"] is None:
         return _REALM_NOT_FOUND
     if row["status"] == "DELETED":
@@ -139,16 +137,15 @@ def _read_refusal(rows: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def _read_reply(rows: list[Any]) -> dict[str, Any]:
-    refusal = _read_refusal(rows)
+def _read_reply(row: Any) -> dict[str, Any]:
+    refusal = _read_refusal(row)
     if refusal is not None:
         return refusal
-    first = rows[0]
     return {
         "status": "ok",
-        "items": vlob_storage.items_of(rows),
-        "needed_common_certificate_timestamp": first["common_ts"],
-        "needed_realm_certificate_timestamp": first["realm_ts"],
+        "items": vlob_storage.items_of(row),
+        "needed_common_certificate_timestamp": row["common_ts"],
+        "needed_realm_certificate_timestamp": row["realm_ts"],
     }
 
 
@@ -157,7 +154,7 @@ async def vlob_read_batch(client: AuthenticatedClient, req: Any) -> dict[str, An
     if len(req.vlobs) > READ_ITEMS_LIMIT:
         return _TOO_MANY_ELEMENTS
     async with client.backend.db.connection() as conn:
-        rows = await vlob_storage.read_batch(
+        row = await vlob_storage.read_batch(
             conn,
             client.org.internal_id,
             client.device.user_internal_id,
@@ -165,7 +162,7 @@ async def vlob_read_batch(client: AuthenticatedClient, req: Any) -> dict[str, An
             req.vlobs,
             req.at,
         )
-    return _read_reply(rows)
+    return _read_reply(row)
 
 
 @handles(AUTHENTICATED, "vlob_read_versions")
@@ -173,10 +170,10 @@ async def vlob_read_versions(client: AuthenticatedClient, req: Any) -> dict[str,
     if len(req.items) > READ_ITEMS_LIMIT:
         return _TOO_MANY_ELEMENTS
     async with client.backend.db.connection() as conn:
-        rows = await vlob_storage.read_versions(
+        row = await vlob_storage.read_versions(
             conn, client.org.internal_id, client.device.user_internal_id, req.realm_id, req.items
         )
-    return _read_reply(rows)
+    return _read_reply(row)
 
 
 @handles(AUTHENTICATED, "vlob_poll_changes")
@@ -193,10 +190,11 @@ async def vlob_poll_changes(client: AuthenticatedClient, req: Any) -> dict[str, 
             req.realm_id,
             req.last_checkpoint,
         )
-    refusal = _read_refusal(rows)
+    row = rows[0] if rows else None
+    refusal = _read_refusal(row)
     if refusal is not None:
         return refusal
-    row = rows[0]
+    assert row is not None
     if row["vlob_ids"] is None:
         return {"status": "ok", "changes": [], "current_checkpoint": req.last_checkpoint}
     return {

@@ -128,9 +128,22 @@ def parse_authenticated_token(token: str) -> AuthenticatedToken:
     return AuthenticatedToken(device_id, seconds, signed, signature)
 
 
+_PARSED: dict[bytes | str, AuthenticatedToken] = {}
+_PARSED_MAX = 4096
+
+
 def parse_authorization(raw: bytes | str | None) -> AuthenticatedToken:
-    """`Authorization` header value of /authenticated routes -> token (TokenError = 401)."""
-    return parse_authenticated_token(_bearer(raw))
+    """`Authorization` header value of /authenticated routes -> token (TokenError = 401).
+
+    Parsed tokens are cached by header value: a client sends the very same header for every request
+    within one second (the token is immutable; only well-formed ones are cached)."""
+    token = _PARSED.get(raw) if raw is not None else None
+    if token is None:
+        token = parse_authenticated_token(_bearer(raw))
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[raw] = token  # type: ignore[index]
+    return token
 
 
 def parse_account_token(token: str) -> AccountToken:

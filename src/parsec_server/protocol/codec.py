@@ -24,6 +24,9 @@ __all__ = [
     "datetime_from_us",
     "datetime_to_us",
     "declared_map_size",
+    "ext_datetime",
+    "ext_uuid",
+    "from_ext",
     "now",
     "packb",
     "unpackb",
@@ -88,6 +91,24 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 _tuple_new = tuple.__new__  # ExtType(...) re-validates its fields in Python: skip it
 _pack_i64 = _I64.pack
+
+
+def ext_uuid(raw: bytes) -> msgpack.ExtType:
+    """The wire value of an id given as its 16 bytes (PostgreSQL's `uuid_send`): packs as is."""
+    return _tuple_new(_ExtType, (2, raw))
+
+
+def ext_datetime(raw: bytes) -> msgpack.ExtType:
+    """The wire value of a DateTime given as the 8 big-endian bytes of its microseconds since the
+    epoch (PostgreSQL's `int8send`): packs as is."""
+    return _tuple_new(_ExtType, (1, raw))
+
+
+def from_ext(value: Any) -> Any:
+    """An `ext_uuid` / `ext_datetime` value back to UUID / datetime (anything else unchanged)."""
+    if value.__class__ is _ExtType:
+        return _ext_hook(value[0], value[1])
+    return value
 
 
 def _default(obj: Any) -> Any:

@@ -15,7 +15,8 @@
   right type, no extra field. Meant for tests and debug runs.
 
 Reply values: UUID, datetime (aware), bytes, int, str, bool, None, float (ballpark offsets), list or
-tuple, dict, `HumanHandle` (a tuple).
+tuple, dict, `HumanHandle` (a tuple); on hot paths also ids and datetimes already in their wire form
+(`codec.ext_uuid` / `codec.ext_datetime`) and `Flat` lists (packed without being walked).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from msgpack import ExtType
+
 from parsec_server.protocol._runtime import Req, as_str
-from parsec_server.protocol.codec import DecodeError, declared_map_size, packb, unpackb
+from parsec_server.protocol.codec import DecodeError, declared_map_size, from_ext, packb, unpackb
 from parsec_server.protocol.generated import FAMILIES
 from parsec_server.protocol.schema import (
     NestedType,
@@ -37,6 +40,7 @@ from parsec_server.protocol.schema import (
 
 __all__ = [
     "DecodeError",
+    "Flat",
     "RepValidationError",
     "Req",
     "decode_req",
@@ -103,8 +107,17 @@ def encode_rep(rep: Mapping[str, Any]) -> bytes:
     return packb(out)
 
 
+class Flat(list):  # type: ignore[type-arg]
+    """A reply list whose elements hold no dict (scalars, ext values, flat tuples): `encode_rep`
+    packs it without looking inside (hot replies with many items, e.g. vlob_read_batch)."""
+
+    __slots__ = ()
+
+
 def _ordered(value: Any) -> Any:
     cls = value.__class__
+    if cls is Flat:
+        return value
     if cls is dict:
         keys = list(value)
         if not all(k.__class__ is str for k in keys):
@@ -151,6 +164,7 @@ def validate_rep(family: str, cmd: str, rep: Mapping[str, Any]) -> None:
         raise RepValidationError(f"{cmd}: status {status!r} is not in the schema")
     spec = by_status[status]
     nested = _nested(family, cmd)
+    rep = _from_wire(rep)
     path = f"{cmd}.{status}"
     try:
         if isinstance(spec, str):  # unit: the union is flattened into the reply
@@ -175,6 +189,20 @@ def validate_rep(family: str, cmd: str, rep: Mapping[str, Any]) -> None:
         raise
     except SchemaError as exc:
         raise RepValidationError(str(exc)) from None
+
+
+def _from_wire(value: Any) -> Any:
+    """Ext values (codec.ext_uuid / ext_datetime) back to the values the schema check expects."""
+    cls = value.__class__
+    if cls is ExtType:
+        return from_ext(value)
+    if cls is dict:
+        return {k: _from_wire(v) for k, v in value.items()}
+    if cls is list or cls is Flat:
+        return [_from_wire(v) for v in value]
+    if cls is tuple:
+        return tuple(_from_wire(v) for v in value)
+    return value
 
 
 def rep_statuses(family: str, cmd: str) -> tuple[str, ...]:

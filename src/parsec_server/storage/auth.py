@@ -80,18 +80,23 @@ async def user_realms(conn: asyncpg.Connection, org_internal_id: int, user_inter
 class AuthCache:
     def __init__(self, max_entries: int = 100_000) -> None:
         self._devices: dict[tuple[str, uuid.UUID], AuthenticatedDevice] = {}
+        # The client object of the last request of each cached device (constant references only).
+        self._clients: dict[tuple[str, uuid.UUID], AuthenticatedClient] = {}
         self._max = max_entries
 
     def clear(self) -> None:
         self._devices.clear()
+        self._clients.clear()
 
     def forget_organization(self, org_id: str) -> None:
         for key in [k for k in self._devices if k[0] == org_id]:
             del self._devices[key]
+            self._clients.pop(key, None)
 
     def forget_user(self, org_id: str, user_hex: str) -> None:
         for key in [k for k, v in self._devices.items() if k[0] == org_id and v.user_id.hex == user_hex]:
             del self._devices[key]
+            self._clients.pop(key, None)
 
     def on_event(self, event: Event) -> None:
         t = event["type"]
@@ -126,13 +131,15 @@ class AuthCache:
         )
         if len(self._devices) >= self._max:
             self._devices.clear()
+            self._clients.clear()
         self._devices[(org_id, device_id)] = device
         return device
 
     async def authenticated_client(
         self, backend: Backend, org_id: str, auth: Any, revision: int, family: str
     ) -> AuthenticatedClient:
-        device = self._devices.get((org_id, auth.device_id))
+        key = (org_id, auth.device_id)
+        device = self._devices.get(key)
         if device is None:
             device = await self._load_device(backend, org_id, auth.device_id)
         org = device.org
@@ -150,7 +157,15 @@ class AuthCache:
             raise HandshakeError(403)
         if not auth.in_ballpark(now()):
             raise HandshakeError(498)
-        return AuthenticatedClient(backend, org, device, revision)
+        client = self._clients.get(key)
+        if (
+            client is None
+            or client.device is not device
+            or client.backend is not backend
+            or client.api_revision != revision
+        ):
+            client = self._clients[key] = AuthenticatedClient(backend, org, device, revision)
+        return client
 
     async def anonymous_client(
         self, backend: Backend, org_id: str, revision: int, create_spontaneous: bool

@@ -1,21 +1,37 @@
 """The PostgreSQL connection pool and transaction helpers.
 
-asyncpg prepares and caches every statement per connection (statement_cache_size), so a handler's queries
-are prepared once per pooled connection. Foreign errors are translated here: connection problems become
-`DatabaseUnavailable`.
+asyncpg prepares and caches every statement per connection (statement_cache_size), so a handler's
+queries are prepared once per pooled connection. Foreign errors are translated here: connection
+problems become `DatabaseUnavailable`.
+
+The pool is our own (`Pool`), not asyncpg's: every request takes a connection, and asyncpg's pool
+spends a database round trip per release on resetting the session (`RESET ALL; UNLISTEN *; CLOSE
+ALL; pg_advisory_unlock_all()`), plus a task (`asyncio.shield`) and two timers. Our connections
+carry no session state to reset (no session-level SET, LISTEN, cursor or advisory lock: the event
+listener has its own connection, transaction-level locks end with their transaction), so a
+connection goes back to the pool as is; one left inside a transaction, or interrupted mid-query
+(cancellation, timeout, broken connection), is closed instead of reused.
+
+Session settings travel in the startup packet (no extra round trip): UTC, and `plan_cache_mode =
+force_generic_plan` (docs/dev/performance.md: every hot statement is a few index lookups whose
+generic plan is the best one, and the default `auto` mode plans some of them again at every
+execution, e.g. vlob_read_batch at 3x the cost).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import collections
+import functools
 from typing import Any
 
 import asyncpg
 
 Connection = asyncpg.Connection
 Record = asyncpg.Record
+
+SERVER_SETTINGS = {"timezone": "UTC", "plan_cache_mode": "force_generic_plan"}
+STATEMENT_CACHE_SIZE = 1024
 
 
 class DatabaseUnavailable(Exception):
@@ -27,64 +43,287 @@ def describe_connect_error(exc: BaseException) -> str:
     return f"cannot connect to the database: {text}"
 
 
+_CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
+
+
 async def connect(url: str, timeout: float = 10.0) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=timeout)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except _CONNECT_ERRORS as exc:
         raise DatabaseUnavailable(describe_connect_error(exc)) from exc
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute("SET TIME ZONE 'UTC'")
+# Exceptions after which a connection may be mid-query or broken: it is closed, not reused.
+_BROKEN = (
+    asyncio.CancelledError,
+    TimeoutError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+class Pool:
+    """A LIFO pool of plain asyncpg connections, `min_size` opened at start, up to `max_size`.
+
+    `acquire()` is an async context manager (like asyncpg's); `fetch`, `fetchrow`, `fetchval` and
+    `execute` run one statement on a pooled connection."""
+
+    def __init__(
+        self, url: str, min_size: int, max_size: int, connect_timeout: float = 10.0
+    ) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._idle: list[asyncpg.Connection] = []
+        self._all: set[asyncpg.Connection] = set()
+        self._opening = 0
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection]] = collections.deque()
+        self._closing = False
+
+    async def start(self) -> None:
+        conns = await asyncio.gather(
+            *(self._connect() for _ in range(self.min_size)), return_exceptions=True
+        )
+        for conn in conns:
+            if isinstance(conn, BaseException):
+                self.terminate()
+                raise conn
+            self._idle.append(conn)
+
+    async def _connect(self) -> asyncpg.Connection:
+        self._opening += 1
+        try:
+            conn = await asyncpg.connect(
+                self.url,
+                timeout=self._connect_timeout,
+                statement_cache_size=STATEMENT_CACHE_SIZE,
+                server_settings=SERVER_SETTINGS,
+            )
+        finally:
+            self._opening -= 1
+        self._all.add(conn)
+        return conn
+
+    # --- taking and giving back -------------------------------------------------------------
+    async def get(self, timeout: float | None = None) -> asyncpg.Connection:  # noqa: ASYNC109
+        if self._closing:
+            raise asyncpg.InterfaceError("pool is closing")
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._discard(conn)
+        if len(self._all) + self._opening < self.max_size:
+            return await self._connect()
+        fut: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            if timeout is None:
+                return await fut
+            async with asyncio.timeout(timeout):
+                return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():  # handed over while we gave up: pass it on
+                self.put(fut.result())
+            else:
+                fut.cancel()
+            raise
+
+    def put(self, conn: asyncpg.Connection, exc: BaseException | None = None) -> None:
+        """Give a connection back; `exc`: what interrupted its user, if anything."""
+        if (
+            (exc is not None and isinstance(exc, _BROKEN))
+            or conn.is_closed()
+            or conn.is_in_transaction()
+        ):
+            conn.terminate()
+            self._discard(conn)
+            return
+        if self._closing:
+            self._discard(conn)
+            asyncio.get_running_loop().create_task(_close_quietly(conn))
+            return
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: asyncpg.Connection) -> None:
+        self._all.discard(conn)
+        # a waiter can now open a connection of its own
+        waiters = self._waiters
+        while waiters and not self._closing:
+            fut = waiters.popleft()
+            if not fut.done():
+                task = asyncio.get_running_loop().create_task(self._connect())
+                task.add_done_callback(functools.partial(_hand_over, self, fut))
+                return
+
+    def acquire(self, timeout: float | None = None) -> _Acquire:
+        return _Acquire(self, timeout)
+
+    # --- one statement ----------------------------------------------------------------------
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with _Acquire(self, None) as conn:
+            return await conn.fetch(query, *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with _Acquire(self, None) as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with _Acquire(self, None) as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with _Acquire(self, None) as conn:
+            return await conn.execute(query, *args)  # type: ignore[no-any-return]
+
+    # --- shutdown ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close the idle connections now, the others when given back."""
+        self._closing = True
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(asyncpg.InterfaceError("pool is closing"))
+        self._waiters.clear()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._all.discard(conn)
+        await asyncio.gather(*(_close_quietly(conn) for conn in idle))
+
+    def terminate(self) -> None:
+        self._closing = True
+        for conn in list(self._all) + self._idle:
+            conn.terminate()
+        self._all.clear()
+        self._idle.clear()
+
+
+def _hand_over(
+    pool: Pool, fut: asyncio.Future[asyncpg.Connection], task: asyncio.Task[asyncpg.Connection]
+) -> None:
+    if task.cancelled():
+        if not fut.done():
+            fut.cancel()
+        return
+    exc = task.exception()
+    if exc is not None:
+        if not fut.done():
+            fut.set_exception(exc)
+        return
+    conn = task.result()
+    if fut.done():
+        pool.put(conn)
+    else:
+        fut.set_result(conn)
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 5)
+    except (Exception, asyncio.CancelledError):
+        conn.terminate()
+
+
+class _Acquire:
+    """`async with pool.acquire() as conn:` (a class, not a generator: it runs on every request)."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: Pool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._conn = conn = await self._pool.get(self._timeout)
+        return conn
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.put(conn, exc)
+
+
+class _Transaction:
+    """`async with db.transaction() as conn:` a pooled connection inside a transaction, committed
+    on success."""
+
+    __slots__ = ("_conn", "_pool", "_tx")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+        self._tx: Any = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        conn = await self._pool.get()
+        tx = conn.transaction()
+        try:
+            await tx.__aenter__()
+        except BaseException as exc:
+            self._pool.put(conn, exc)
+            raise
+        self._conn, self._tx = conn, tx
+        return conn
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        conn, tx = self._conn, self._tx
+        self._conn = self._tx = None
+        assert conn is not None
+        try:
+            await tx.__aexit__(exc_type, exc, tb)
+        except BaseException as end_exc:
+            self._pool.put(conn, end_exc)
+            raise
+        self._pool.put(conn, exc)
 
 
 class Database:
     """A pool of connections to one database."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: Pool, url: str) -> None:
         self.pool = pool
         self.url = url
 
     @classmethod
     async def open(cls, url: str, min_size: int = 2, max_size: int = 10) -> Database:
+        pool = Pool(url, min_size, max_size)
         try:
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=min_size,
-                max_size=max_size,
-                statement_cache_size=1024,
-                max_inactive_connection_lifetime=300,
-                init=_init_connection,
-                timeout=10,
-            )
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            await pool.start()
+        except _CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(describe_connect_error(exc)) from exc
-        assert pool is not None
         return cls(pool, url)
 
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.pool.close(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.pool.terminate()
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn:
-            yield conn
+    def connection(self) -> _Acquire:
+        """`async with db.connection() as conn:` a pooled connection (no transaction)."""
+        return _Acquire(self.pool, None)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.pool)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.pool.acquire() as conn:
-            return await conn.fetchval(query, *args)
+        return await self.pool.fetchval(query, *args)
 
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(2):
                 return bool(await self.fetchval("SELECT 1") == 1)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
+
+
+__all__ = ["Connection", "Database", "DatabaseUnavailable", "Pool", "Record", "connect"]

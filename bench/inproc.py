@@ -1,0 +1,262 @@
+"""Our application's own CPU cost per request, without an HTTP server or a load generator.
+
+    .venv/bin/python bench/inproc.py [--workloads block_read,vlob_read_batch] [--requests 3000] \
+        [--profile] [--log-level info --log-format json] [--src OTHER_TREE]
+
+Starts a throwaway PostgreSQL cluster (or uses --db-url: a server URL whose `postgres` database
+can CREATE DATABASE), builds the ParsecApp in this process (tests/integration/commands/core_helpers:
+real signed certificates), creates an organization, a realm, 100 vlobs and 10 blocks, then calls
+the ASGI application directly (scope, receive and send made here) from 16 concurrent tasks and
+prints requests/s and this process's CPU time per request: the app, asyncpg and the event loop,
+but not uvicorn nor the client (bench/run.py measures those). Replies are not schema-checked
+(as in production). `--profile` adds a cProfile table of each workload (its overhead inflates
+the figures: read it for proportions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# --src DIR: the server code of another source tree (before/after figures); read before any import
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]) if "--src" in sys.argv else REPO
+sys.path.insert(0, str(REPO / "tests" / "integration" / "commands"))
+sys.path.insert(0, str(SRC.absolute() / "src"))
+
+import uvloop  # noqa: E402
+from core_helpers import running_server  # noqa: E402
+from test_realm import new_realm  # noqa: E402
+
+from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E402
+from parsec_server.log import configure  # noqa: E402
+from parsec_server.protocol.codec import now, packb  # noqa: E402
+
+WORKLOADS = (
+    "ping",
+    "organization_info",
+    "certificate_get",
+    "block_read",
+    "block_create",
+    "vlob_read_batch",
+    "vlob_read_batch_100",
+    "vlob_create",
+    "vlob_update",
+)
+CONCURRENCY = 16
+
+
+class Data:
+    def __init__(self, realm: uuid.UUID, vlobs: list[uuid.UUID], blocks: list[uuid.UUID]) -> None:
+        self.realm = realm
+        self.vlobs = vlobs
+        self.versions = dict.fromkeys(vlobs, 1)
+        self.blocks = blocks
+
+    def body(self, workload: str, i: int) -> bytes:
+        realm = self.realm
+        if workload == "ping":
+            return packb({"cmd": "ping", "ping": "bench"})
+        if workload == "organization_info":
+            return packb({"cmd": "organization_info"})
+        if workload == "certificate_get":
+            return packb(
+                {
+                    "cmd": "certificate_get",
+                    "common_after": None,
+                    "sequester_after": None,
+                    "shamir_recovery_after": None,
+                    "realm_after": {},
+                }
+            )
+        if workload == "block_read":
+            return packb({"cmd": "block_read", "realm_id": realm, "block_id": self.blocks[i % 10]})
+        if workload == "block_create":
+            return packb(
+                {
+                    "cmd": "block_create",
+                    "realm_id": realm,
+                    "block_id": uuid.uuid4(),
+                    "key_index": 1,
+                    "block": os.urandom(4096),
+                }
+            )
+        if workload.startswith("vlob_read_batch"):
+            count = 100 if workload.endswith("_100") else 10
+            vlobs = self.vlobs[:count]
+            return packb({"cmd": "vlob_read_batch", "realm_id": realm, "vlobs": vlobs, "at": None})
+        blob = os.urandom(512)
+        if workload == "vlob_create":
+            return packb(
+                {
+                    "cmd": "vlob_create",
+                    "realm_id": realm,
+                    "vlob_id": uuid.uuid4(),
+                    "key_index": 1,
+                    "timestamp": now(),
+                    "blob": blob,
+                }
+            )
+        if workload == "vlob_update":
+            vlob_id = self.vlobs[i % CONCURRENCY]
+            self.versions[vlob_id] += 1
+            return packb(
+                {
+                    "cmd": "vlob_update",
+                    "realm_id": realm,
+                    "vlob_id": vlob_id,
+                    "key_index": 1,
+                    "timestamp": now(),
+                    "version": self.versions[vlob_id],
+                    "blob": blob,
+                }
+            )
+        raise SystemExit(f"unknown workload {workload}")
+
+
+async def measure(db_url: str, workloads: list[str], requests: int, profile: bool) -> None:
+    async with running_server(db_url) as server:
+        object.__setattr__(server.app.config, "validate_replies", False)
+        org = await server.bootstrap_org()
+        alice = org.alice
+        realm = await new_realm(alice)
+        vlobs, blocks = [], []
+        for _ in range(100):
+            vlob_id = uuid.uuid4()
+            rep = await alice.rpc(
+                "vlob_create",
+                realm_id=realm,
+                vlob_id=vlob_id,
+                key_index=1,
+                timestamp=now(),
+                blob=b"x" * 512,
+            )
+            assert rep["status"] == "ok", rep
+            vlobs.append(vlob_id)
+        for _ in range(10):
+            block_id = uuid.uuid4()
+            rep = await alice.rpc(
+                "block_create", realm_id=realm, block_id=block_id, key_index=1, block=b"y" * 4096
+            )
+            assert rep["status"] == "ok", rep
+            blocks.append(block_id)
+        data = Data(realm, vlobs, blocks)
+        app = server.app
+        base_headers = [(k.lower().encode(), v.encode()) for k, v in alice.headers().items()]
+        path = f"/authenticated/{org.organization_id}"
+
+        async def one(body: bytes, failures: list[Any]) -> None:
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": path,
+                "query_string": b"",
+                "headers": [*base_headers, (b"content-length", str(len(body)).encode())],
+            }
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            sent: list[dict[str, Any]] = []
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            if sent[0]["status"] != 200 or b"\xa6status\xa2ok" not in sent[1]["body"][:16]:
+                failures.append(sent)
+
+        for workload in workloads:
+            bodies = [data.body(workload, i) for i in range(requests + 20 * CONCURRENCY)]
+            chunks = [bodies[k::CONCURRENCY] for k in range(CONCURRENCY)]
+            failures: list[Any] = []
+
+            async def worker(chunk: list[bytes], failures: list[Any] = failures) -> None:
+                for body in chunk:
+                    await one(body, failures)
+
+            await asyncio.gather(*(worker(c[:20]) for c in chunks))  # warm-up
+            chunks = [c[20:] for c in chunks]
+            count = sum(len(c) for c in chunks)
+            profiler = cProfile.Profile() if profile else None
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if profiler:
+                profiler.enable()
+            await asyncio.gather(*(worker(c) for c in chunks))
+            if profiler:
+                profiler.disable()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            print(
+                f"{workload:22} {count / wall:8.0f} req/s  app CPU {1e6 * cpu / count:5.0f} us/req"
+                + (f"  FAILED {len(failures)}: {failures[0]!r:.200}" if failures else ""),
+                flush=True,
+            )
+            if profiler:
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--db-url", help="postgresql://user@host:port (default: a throwaway cluster)")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--log-level", help="configure logging as the server does (default: none)")
+    ap.add_argument("--log-format", default="console")
+    ap.add_argument("--src", help="take the server code from this source tree's src/")
+    args = ap.parse_args()
+    if args.log_level:
+        configure(args.log_level, args.log_format)
+    work = Path(tempfile.mkdtemp(prefix="parsec-inproc-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    pg = None
+    try:
+        if args.db_url:
+            server_url = args.db_url.rstrip("/")
+        else:
+            pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
+            pg.start()
+            server_url = pg.url.rsplit("/", 1)[0]
+        name = f"inproc_{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["psql", "-q", "-d", f"{server_url}/postgres", "-c", f"CREATE DATABASE {name}"],
+            check=True,
+        )
+        db_url = f"{server_url}/{name}"
+        subprocess.run(
+            [
+                str(REPO / ".venv" / "bin" / "parsec-server"),
+                "migrate",
+                "--db",
+                db_url,
+                "--no-backup",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        uvloop.run(measure(db_url, args.workloads.split(","), args.requests, args.profile))
+        if pg is None:
+            subprocess.run(
+                ["psql", "-q", "-d", f"{server_url}/postgres", "-c", f"DROP DATABASE {name}"],
+                check=True,
+            )
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
