@@ -11,6 +11,7 @@ from typing import Any
 
 from parsec_server import __version__
 from parsec_server.asgi import admin, rpc, sse
+from parsec_server.asgi.auth import AuthCache
 from parsec_server.asgi.http import Receive, Scope, Send, send_html, send_json, send_response
 from parsec_server.blockstore import build_blockstore
 from parsec_server.commands import registry
@@ -18,7 +19,6 @@ from parsec_server.commands.context import Backend
 from parsec_server.config import ServerConfig
 from parsec_server.events.bus import EventBus
 from parsec_server.log import get_logger
-from parsec_server.storage.auth import AuthCache
 from parsec_server.storage.db import Database
 
 log = get_logger("parsec_server.asgi")

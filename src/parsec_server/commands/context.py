@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from parsec_server.storage.records import AuthenticatedDevice, Organization
@@ -15,8 +15,27 @@ if TYPE_CHECKING:
     from parsec_server.blockstore.base import Blockstore
     from parsec_server.config import ServerConfig
     from parsec_server.events.bus import EventBus
-    from parsec_server.storage.auth import AuthCache
     from parsec_server.storage.db import Database
+
+
+class AuthCache(Protocol):
+    """The handshake cache (asgi/auth.py), as handlers see it: they may drop stale entries."""
+
+    def forget_user(self, org_id: str, user_hex: str) -> None: ...
+
+    def forget_organization(self, org_id: str) -> None: ...
+
+    async def authenticated_client(
+        self, backend: Backend, org_id: str, auth: Any, revision: int, family: str
+    ) -> AuthenticatedClient: ...
+
+    async def invited_client(
+        self, backend: Backend, org_id: str, token: bytes, revision: int
+    ) -> InvitedClient: ...
+
+    async def anonymous_client(
+        self, backend: Backend, org_id: str, revision: int, create_spontaneous: bool
+    ) -> AnonymousClient: ...
 
 
 @dataclass(slots=True)
