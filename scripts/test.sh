@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite:
 #   1. unit + integration tests (pytest, real PostgreSQL started by the test setup, real S3 server on loopback);
-#   2. compatibility tests: the official client library (parsec-cloud 3.9.3, Python 3.12 venv) against our server.
+#   2. compatibility tests: the official client library (parsec-cloud 3.9.3, Python 3.12 venv) against our server;
+#   3. lint: ruff check and ruff format --check.
 # Extra arguments go to the first pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,7 @@ cd "$(dirname "$0")/.."
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 ./scripts/compat.sh ours || status=$?
+.venv/bin/ruff check src tests bench tools || status=$?
+.venv/bin/ruff format --check --quiet src tests bench tools || status=$?
 if [ "$status" -eq 0 ]; then echo "test.sh: all test suites passed"; else echo "test.sh: FAILED (status $status)"; fi
 exit "$status"

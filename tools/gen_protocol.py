@@ -1,5 +1,4 @@
 #!/usr/bin/env python3
-# ruff: noqa: E501
 """Generate the protocol command modules and the certificate decoders from the JSON5 schemas.
 
     .venv/bin/python tools/gen_protocol.py [--schema DIR] [--check]

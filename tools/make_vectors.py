@@ -1,5 +1,4 @@
 #!/usr/bin/env python3
-# ruff: noqa: E501
 # mypy: ignore-errors
 """Golden vectors from the official library (parsec-cloud 3.9.3), for the protocol/crypto unit tests.
 

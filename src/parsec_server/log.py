@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "color_message",  # uvicorn adds a coloured duplicate of the message
+    "message",
+    "asctime",
+    "color_message",  # uvicorn adds a coloured duplicate of the message
 }
 
 
@@ -56,7 +58,9 @@ class ConsoleFormatter(logging.Formatter):
             self._second = second
         ts = self._ts
         extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
-        line = f"{ts} [{record.levelname.lower():<7}] {record.getMessage()}" + (f" {extras}" if extras else "")
+        line = f"{ts} [{record.levelname.lower():<7}] {record.getMessage()}" + (
+            f" {extras}" if extras else ""
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -70,7 +74,7 @@ class StructLogger:
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+    def isEnabledFor(self, level: int) -> bool:
         return self._logger.isEnabledFor(level)
 
     def _log(self, level: int, event: str, exc_info: Any = None, **fields: Any) -> None:

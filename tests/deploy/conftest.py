@@ -145,8 +145,6 @@ def create_bucket(endpoint: str, env_files: dict[str, str]) -> None:
         s3.create_bucket(Bucket=env_files["S3_BUCKET"])
 
 
-
-
 @pytest.fixture
 def container_env(tmp_path: Path, generated_env: Path) -> ContainerEnv:
     """Environment of a container of compose service `service`, adapted to this machine.

@@ -29,7 +29,9 @@ LANDING = """<!doctype html>
 <p>This is a <a href="https://parsec.cloud">Parsec</a> server (parsec-server {version}, API 5.5).
 Use a Parsec client to connect to it.</p></body></html>
 """
-NOT_FOUND = "<!doctype html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
+NOT_FOUND = (
+    "<!doctype html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
+)
 
 
 class ParsecApp:
@@ -102,34 +104,46 @@ class ParsecApp:
             if head == "authenticated" and n >= 2:
                 if n == 2:
                     if method == "POST":
-                        return await rpc.handle_rpc(backend, scope, receive, send, registry.AUTHENTICATED, parts[1])
+                        return await rpc.handle_rpc(
+                            backend, scope, receive, send, registry.AUTHENTICATED, parts[1]
+                        )
                 elif n == 3 and parts[2] == "tos":
                     if method == "POST":
-                        return await rpc.handle_rpc(backend, scope, receive, send, registry.TOS, parts[1])
+                        return await rpc.handle_rpc(
+                            backend, scope, receive, send, registry.TOS, parts[1]
+                        )
                 elif n == 3 and parts[2] == "events":
                     if method == "GET":
-                        return await sse.handle_events(backend, scope, receive, send, parts[1], self.shutting_down)
+                        return await sse.handle_events(
+                            backend, scope, receive, send, parts[1], self.shutting_down
+                        )
                 else:
                     return await send_html(send, 404, NOT_FOUND)
                 return await _method_not_allowed(send)
             if head == "anonymous" and n == 2:
                 if method == "POST":
-                    return await rpc.handle_rpc(backend, scope, receive, send, registry.ANONYMOUS, parts[1])
+                    return await rpc.handle_rpc(
+                        backend, scope, receive, send, registry.ANONYMOUS, parts[1]
+                    )
                 if method == "GET":
                     return await rpc.handle_anonymous_probe(backend, scope, send, parts[1])
                 return await _method_not_allowed(send)
             if head == "invited" and n == 2:
                 if method == "POST":
-                    return await rpc.handle_rpc(backend, scope, receive, send, registry.INVITED, parts[1])
+                    return await rpc.handle_rpc(
+                        backend, scope, receive, send, registry.INVITED, parts[1]
+                    )
                 return await _method_not_allowed(send)
             if path == "/anonymous_server":
                 if method == "POST":
-                    return await rpc.handle_rpc(backend, scope, receive, send, registry.ANONYMOUS_SERVER, None)
+                    return await rpc.handle_rpc(
+                        backend, scope, receive, send, registry.ANONYMOUS_SERVER, None
+                    )
                 return await _method_not_allowed(send)
             if head == "administration":
                 return await admin.handle_admin(backend, scope, receive, send, parts[1:])
             if head == "redirect" and method == "GET":
-                return await _redirect(backend, scope, send, path[len("/redirect"):])
+                return await _redirect(backend, scope, send, path[len("/redirect") :])
             if path == "/" and method in ("GET", "HEAD"):
                 return await send_html(send, 200, LANDING.format(version=__version__))
             if path in ("/health", "/healthz") and method in ("GET", "HEAD"):
@@ -139,7 +153,9 @@ class ParsecApp:
             log.exception("unhandled_error", path=path, method=method)
             # The response may have started already; uvicorn then closes the connection.
             try:
-                await send_response(send, 500, b"Internal Server Error", [(b"content-type", b"text/plain")])
+                await send_response(
+                    send, 500, b"Internal Server Error", [(b"content-type", b"text/plain")]
+                )
             except Exception:
                 pass
 
@@ -150,8 +166,11 @@ async def _method_not_allowed(send: Send) -> None:
 
 async def _health(backend: Backend, send: Send) -> None:
     db_ok = await backend.db.ping()
-    doc: dict[str, Any] = {"status": "ok" if db_ok else "unavailable", "database": "ok" if db_ok else "unreachable",
-                           "version": __version__}
+    doc: dict[str, Any] = {
+        "status": "ok" if db_ok else "unavailable",
+        "database": "ok" if db_ok else "unreachable",
+        "version": __version__,
+    }
     await send_json(send, 200 if db_ok else 503, doc)
 
 

@@ -73,16 +73,22 @@ async def read_body(
     return b"".join(chunks)
 
 
-async def send_response(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def send_response(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     hdrs = [(b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, doc: Any, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(
+    send: Send, status: int, doc: Any, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps(doc, separators=(",", ":")).encode()
     await send_response(send, status, body, [(b"content-type", b"application/json"), *headers])
 
 
 async def send_html(send: Send, status: int, html: str) -> None:
-    await send_response(send, status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")])
+    await send_response(
+        send, status, html.encode(), [(b"content-type", b"text/html; charset=utf-8")]
+    )

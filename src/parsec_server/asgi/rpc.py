@@ -1,4 +1,4 @@
-"""The RPC routes: handshake, authentication, decoding and dispatch (protocol.md §1.2–§1.7).
+"""The RPC routes: handshake, authentication, decoding and dispatch (protocol.md §1.2-§1.7).
 
 Order of checks (observed on the official server): Api-Version (422) → organization id syntax (404) →
 Content-Type (415) → Authorization syntax (401) → body size (413) → authentication against the database
@@ -128,7 +128,9 @@ async def handle_rpc(
             assert org_id is not None
             auth = tokens.parse_authorization(headers.get(b"authorization"))  # 401
             body = await read_body(scope, receive, length=headers.get(b"content-length"))
-            client = await backend.auth.authenticated_client(backend, org_id, auth, revision, family)
+            client = await backend.auth.authenticated_client(
+                backend, org_id, auth, revision, family
+            )
         elif family == INVITED:
             assert org_id is not None
             token = tokens.parse_invitation_authorization(headers.get(b"authorization"))  # 401
@@ -137,7 +139,9 @@ async def handle_rpc(
         elif family == ANONYMOUS:
             assert org_id is not None
             body = await read_body(scope, receive, length=headers.get(b"content-length"))
-            client = await backend.auth.anonymous_client(backend, org_id, revision, create_spontaneous=True)
+            client = await backend.auth.anonymous_client(
+                backend, org_id, revision, create_spontaneous=True
+            )
         else:
             body = await read_body(scope, receive, length=headers.get(b"content-length"))
             client = AnonymousClient(backend, "", None, revision)
@@ -148,7 +152,10 @@ async def handle_rpc(
         cmd = req.CMD
         handler = HANDLERS.get((family, cmd))
         if handler is None:
-            rep: dict[str, Any] = {"status": "not_implemented", "reason": f"{cmd} is not supported by this server"}
+            rep: dict[str, Any] = {
+                "status": "not_implemented",
+                "reason": f"{cmd} is not supported by this server",
+            }
         else:
             try:
                 rep = await handler(client, req)
@@ -163,8 +170,13 @@ async def handle_rpc(
                 await backend.events.barrier()
         payload = encode_rep(rep)
         length = (b"content-length", str(len(payload)).encode())
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [length, _API_HEADER, _CT_MSGPACK]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [length, _API_HEADER, _CT_MSGPACK],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
         if log.isEnabledFor(INFO):
             log.rpc(org_id, family, cmd, rep["status"], started)

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,13 @@ def _libpq_args(url: str) -> tuple[str, dict[str, str]]:
 async def _schema_version(url: str) -> str | None:
     try:
         conn = await asyncpg.connect(url, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         raise BackupError(f"cannot connect to the database: {exc}") from exc
     try:
         from parsec_server.storage.migrations import engine
@@ -417,7 +423,13 @@ async def restore_backup(
         )
     try:
         conn = await asyncpg.connect(db_url, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         raise RestoreError(f"cannot connect to the database: {exc}") from exc
     try:
         empty = await _database_is_empty(conn)

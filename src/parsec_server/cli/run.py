@@ -13,10 +13,16 @@ from typing import Any
 import click
 
 from parsec_server.cli.dbtarget import database_target, fail
-from parsec_server.exit_codes import Exit
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
-from parsec_server.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SSE_KEEPALIVE, EmailConfig, ServerConfig
+from parsec_server.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SSE_KEEPALIVE,
+    EmailConfig,
+    ServerConfig,
+)
 from parsec_server.embedded_pg import default_data_dir
+from parsec_server.exit_codes import Exit
 from parsec_server.log import configure as configure_logging
 from parsec_server.log import get_logger
 
@@ -30,66 +36,189 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     for item in value.replace("\\,", "\x00").split(","):
         locale, sep, url = item.replace("\x00", ",").partition(":")
         if not sep or not locale or not url:
-            raise click.BadParameter("expected <locale>:<url>[,<locale>:<url>...]", param_hint="--organization-initial-tos")
+            raise click.BadParameter(
+                "expected <locale>:<url>[,<locale>:<url>...]",
+                param_hint="--organization-initial-tos",
+            )
         out[locale.strip()] = url.strip()
     return out
 
 
 @click.command("run", help="Run the server (on the embedded PostgreSQL when --db is not given).")
-@click.option("--host", "-H", envvar="PARSEC_HOST", default=DEFAULT_HOST, show_default=True, show_envvar=True,
-              help="Address to listen on.")
-@click.option("--port", "-P", envvar="PARSEC_PORT", default=DEFAULT_PORT, show_default=True, show_envvar=True,
-              type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--host",
+    "-H",
+    envvar="PARSEC_HOST",
+    default=DEFAULT_HOST,
+    show_default=True,
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    "-P",
+    envvar="PARSEC_PORT",
+    default=DEFAULT_PORT,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @db_option()
 @data_dir_option()
-@click.option("--db-min-connections", envvar="PARSEC_DB_MIN_CONNECTIONS", default=2, show_default=True,
-              show_envvar=True, type=click.IntRange(1), help="Minimum size of the database connection pool.")
-@click.option("--db-max-connections", envvar="PARSEC_DB_MAX_CONNECTIONS", default=10, show_default=True,
-              show_envvar=True, type=click.IntRange(2), help="Maximum size of the database connection pool.")
-@click.option("--blockstore", "-b", envvar="PARSEC_BLOCKSTORE", multiple=True, show_envvar=True,
-              help="Where blocks are stored: POSTGRESQL (default: in the --db database), "
-              "s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> (escape ':' in the endpoint as '\\:'), "
-              "or RAID0|RAID1|RAID5:<node>:<config> repeated for each node.")
-@click.option("--administration-token", envvar="PARSEC_ADMINISTRATION_TOKEN", show_envvar=True,
-              help="Secret bearer token of the administration API (e.g. `openssl rand -hex 32`). Required with "
-              "--db; on the embedded default one is generated and kept in the data directory.")
-@click.option("--server-addr", envvar="PARSEC_SERVER_ADDR", show_envvar=True,
-              help="Public address of this server, parsec3://host[:port][?no_ssl=true], used in invitation "
-              "links and /redirect [default: parsec3://<host>:<port>?no_ssl=true].")
-@click.option("--sse-keepalive", envvar="PARSEC_SSE_KEEPALIVE", default=DEFAULT_SSE_KEEPALIVE, show_default=True,
-              show_envvar=True, type=int, help="Seconds of silence before a keepalive on event streams (<= 0: none).")
-@click.option("--spontaneous-organization-bootstrap", envvar="PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP",
-              is_flag=True, show_envvar=True, help="Let anybody bootstrap an organization not created beforehand.")
-@click.option("--organization-initial-active-users-limit", envvar="PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT",
-              type=click.IntRange(0), show_envvar=True, help="Active users limit of new organizations [default: none].")
-@click.option("--organization-initial-user-profile-outsider-allowed",
-              envvar="PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED", type=bool, default=True,
-              show_default=True, show_envvar=True, help="Whether new organizations allow the OUTSIDER profile.")
-@click.option("--organization-initial-realm-deletion-min-archiving-period",
-              envvar="PARSEC_ORGANIZATION_INITIAL_REALM_DELETION_MIN_ARCHIVING_PERIOD", type=click.IntRange(0),
-              default=2592000, show_default=True, show_envvar=True,
-              help="Seconds a realm must stay archived before its deletion date, for new organizations.")
-@click.option("--organization-initial-tos", envvar="PARSEC_ORGANIZATION_INITIAL_TOS", show_envvar=True,
-              help="Terms of service of new organizations: <locale>:<url>[,<locale>:<url>...].")
-@click.option("--email-host", envvar="PARSEC_EMAIL_HOST", show_envvar=True,
-              help="SMTP server for invitation emails [default: none: emails are not sent and invitations asking "
-              "for one answer email_sent=SERVER_UNAVAILABLE].")
-@click.option("--email-port", envvar="PARSEC_EMAIL_PORT", default=25, show_default=True, show_envvar=True,
-              type=click.IntRange(1, 65535), help="SMTP port.")
-@click.option("--email-host-user", envvar="PARSEC_EMAIL_HOST_USER", show_envvar=True, help="SMTP user.")
-@click.option("--email-host-password", envvar="PARSEC_EMAIL_HOST_PASSWORD", show_envvar=True, help="SMTP password.")
-@click.option("--email-use-ssl", envvar="PARSEC_EMAIL_USE_SSL", is_flag=True, show_envvar=True,
-              help="Connect to the SMTP server over TLS (implicit TLS).")
-@click.option("--email-use-tls", envvar="PARSEC_EMAIL_USE_TLS", is_flag=True, show_envvar=True,
-              help="Upgrade the SMTP connection with STARTTLS.")
-@click.option("--email-sender", envvar="PARSEC_EMAIL_SENDER", default="no-reply@parsec.invalid",
-              show_default=True, show_envvar=True, help="From address of the emails.")
-@click.option("--graceful-shutdown-timeout", envvar="PARSEC_GRACEFUL_SHUTDOWN_TIMEOUT", default=10.0,
-              show_default=True, show_envvar=True, type=click.FloatRange(0),
-              help="Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.")
+@click.option(
+    "--db-min-connections",
+    envvar="PARSEC_DB_MIN_CONNECTIONS",
+    default=2,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1),
+    help="Minimum size of the database connection pool.",
+)
+@click.option(
+    "--db-max-connections",
+    envvar="PARSEC_DB_MAX_CONNECTIONS",
+    default=10,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(2),
+    help="Maximum size of the database connection pool.",
+)
+@click.option(
+    "--blockstore",
+    "-b",
+    envvar="PARSEC_BLOCKSTORE",
+    multiple=True,
+    show_envvar=True,
+    help="Where blocks are stored: POSTGRESQL (default: in the --db database), "
+    "s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> (escape ':' in the endpoint as '\\:'), "
+    "or RAID0|RAID1|RAID5:<node>:<config> repeated for each node.",
+)
+@click.option(
+    "--administration-token",
+    envvar="PARSEC_ADMINISTRATION_TOKEN",
+    show_envvar=True,
+    help="Secret bearer token of the administration API (e.g. `openssl rand -hex 32`). Required with "
+    "--db; on the embedded default one is generated and kept in the data directory.",
+)
+@click.option(
+    "--server-addr",
+    envvar="PARSEC_SERVER_ADDR",
+    show_envvar=True,
+    help="Public address of this server, parsec3://host[:port][?no_ssl=true], used in invitation "
+    "links and /redirect [default: parsec3://<host>:<port>?no_ssl=true].",
+)
+@click.option(
+    "--sse-keepalive",
+    envvar="PARSEC_SSE_KEEPALIVE",
+    default=DEFAULT_SSE_KEEPALIVE,
+    show_default=True,
+    show_envvar=True,
+    type=int,
+    help="Seconds of silence before a keepalive on event streams (<= 0: none).",
+)
+@click.option(
+    "--spontaneous-organization-bootstrap",
+    envvar="PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP",
+    is_flag=True,
+    show_envvar=True,
+    help="Let anybody bootstrap an organization not created beforehand.",
+)
+@click.option(
+    "--organization-initial-active-users-limit",
+    envvar="PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT",
+    type=click.IntRange(0),
+    show_envvar=True,
+    help="Active users limit of new organizations [default: none].",
+)
+@click.option(
+    "--organization-initial-user-profile-outsider-allowed",
+    envvar="PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED",
+    type=bool,
+    default=True,
+    show_default=True,
+    show_envvar=True,
+    help="Whether new organizations allow the OUTSIDER profile.",
+)
+@click.option(
+    "--organization-initial-realm-deletion-min-archiving-period",
+    envvar="PARSEC_ORGANIZATION_INITIAL_REALM_DELETION_MIN_ARCHIVING_PERIOD",
+    type=click.IntRange(0),
+    default=2592000,
+    show_default=True,
+    show_envvar=True,
+    help="Seconds a realm must stay archived before its deletion date, for new organizations.",
+)
+@click.option(
+    "--organization-initial-tos",
+    envvar="PARSEC_ORGANIZATION_INITIAL_TOS",
+    show_envvar=True,
+    help="Terms of service of new organizations: <locale>:<url>[,<locale>:<url>...].",
+)
+@click.option(
+    "--email-host",
+    envvar="PARSEC_EMAIL_HOST",
+    show_envvar=True,
+    help="SMTP server for invitation emails [default: none: emails are not sent and invitations asking "
+    "for one answer email_sent=SERVER_UNAVAILABLE].",
+)
+@click.option(
+    "--email-port",
+    envvar="PARSEC_EMAIL_PORT",
+    default=25,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1, 65535),
+    help="SMTP port.",
+)
+@click.option(
+    "--email-host-user", envvar="PARSEC_EMAIL_HOST_USER", show_envvar=True, help="SMTP user."
+)
+@click.option(
+    "--email-host-password",
+    envvar="PARSEC_EMAIL_HOST_PASSWORD",
+    show_envvar=True,
+    help="SMTP password.",
+)
+@click.option(
+    "--email-use-ssl",
+    envvar="PARSEC_EMAIL_USE_SSL",
+    is_flag=True,
+    show_envvar=True,
+    help="Connect to the SMTP server over TLS (implicit TLS).",
+)
+@click.option(
+    "--email-use-tls",
+    envvar="PARSEC_EMAIL_USE_TLS",
+    is_flag=True,
+    show_envvar=True,
+    help="Upgrade the SMTP connection with STARTTLS.",
+)
+@click.option(
+    "--email-sender",
+    envvar="PARSEC_EMAIL_SENDER",
+    default="no-reply@parsec.invalid",
+    show_default=True,
+    show_envvar=True,
+    help="From address of the emails.",
+)
+@click.option(
+    "--graceful-shutdown-timeout",
+    envvar="PARSEC_GRACEFUL_SHUTDOWN_TIMEOUT",
+    default=10.0,
+    show_default=True,
+    show_envvar=True,
+    type=click.FloatRange(0),
+    help="Seconds in-flight requests get to finish on SIGTERM/Ctrl-C.",
+)
 @log_options
-@click.option("--debug", envvar="PARSEC_DEBUG", is_flag=True, show_envvar=True,
-              help="Check every reply against the protocol schema and log more details.")
+@click.option(
+    "--debug",
+    envvar="PARSEC_DEBUG",
+    is_flag=True,
+    show_envvar=True,
+    help="Check every reply against the protocol schema and log more details.",
+)
 def run_cmd(**opts: Any) -> None:
     configure_logging(opts["log_level"], opts["log_format"])
     try:
@@ -98,15 +227,21 @@ def run_cmd(**opts: Any) -> None:
         raise click.BadParameter(str(exc), param_hint="--blockstore") from None
     tos = _parse_tos(opts["organization_initial_tos"])
     if opts["db"] and not opts["administration_token"]:
-        raise click.UsageError("Missing option '--administration-token' (env var: 'PARSEC_ADMINISTRATION_TOKEN'): "
-                               "required with --db.")
+        raise click.UsageError(
+            "Missing option '--administration-token' (env var: 'PARSEC_ADMINISTRATION_TOKEN'): "
+            "required with --db."
+        )
     if opts["db"] and opts["data_dir"]:
-        raise click.UsageError("--data-dir is for the embedded PostgreSQL: do not combine it with --db.")
+        raise click.UsageError(
+            "--data-dir is for the embedded PostgreSQL: do not combine it with --db."
+        )
     server_addr = opts["server_addr"] or f"parsec3://{opts['host']}:{opts['port']}?no_ssl=true"
     if not server_addr.startswith("parsec3://"):
         raise click.BadParameter("must start with parsec3://", param_hint="--server-addr")
     if opts["db_min_connections"] > opts["db_max_connections"]:
-        raise click.BadParameter("must not exceed --db-max-connections", param_hint="--db-min-connections")
+        raise click.BadParameter(
+            "must not exceed --db-max-connections", param_hint="--db-min-connections"
+        )
 
     with database_target(opts["db"], opts["data_dir"]) as target:
         token = opts["administration_token"]
@@ -125,19 +260,31 @@ def run_cmd(**opts: Any) -> None:
             db_max_connections=opts["db_max_connections"],
             spontaneous_organization_bootstrap=opts["spontaneous_organization_bootstrap"],
             organization_initial_active_users_limit=opts["organization_initial_active_users_limit"],
-            organization_initial_user_profile_outsider_allowed=opts["organization_initial_user_profile_outsider_allowed"],
-            organization_initial_minimum_archiving_period=opts["organization_initial_realm_deletion_min_archiving_period"],
+            organization_initial_user_profile_outsider_allowed=opts[
+                "organization_initial_user_profile_outsider_allowed"
+            ],
+            organization_initial_minimum_archiving_period=opts[
+                "organization_initial_realm_deletion_min_archiving_period"
+            ],
             organization_initial_tos=tos,
             email=EmailConfig(
-                host=opts["email_host"], port=opts["email_port"], user=opts["email_host_user"],
-                password=opts["email_host_password"], use_ssl=opts["email_use_ssl"],
-                use_tls=opts["email_use_tls"], sender=opts["email_sender"],
+                host=opts["email_host"],
+                port=opts["email_port"],
+                user=opts["email_host_user"],
+                password=opts["email_host_password"],
+                use_ssl=opts["email_use_ssl"],
+                use_tls=opts["email_use_tls"],
+                sender=opts["email_sender"],
             ),
             data_dir=target.embedded.data_dir if target.embedded else None,
             validate_replies=opts["debug"] or os.environ.get("PARSEC_VALIDATE_REPLIES") == "1",
         )
-        code = _serve(config, brand_new=target.brand_new, embedded=target.embedded is not None,
-                      graceful=opts["graceful_shutdown_timeout"])
+        code = _serve(
+            config,
+            brand_new=target.brand_new,
+            embedded=target.embedded is not None,
+            graceful=opts["graceful_shutdown_timeout"],
+        )
     sys.exit(code)
 
 
@@ -170,7 +317,7 @@ class _OneWriteTransport:
     together (`writelines`: one writev). A head with nothing after it in that step (streams, HEAD
     requests) goes out at the end of the step (`call_soon`)."""
 
-    __slots__ = ("_transport", "_head", "_loop")
+    __slots__ = ("_head", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -233,12 +380,16 @@ def _serve(config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: f
     # SIGTERM too, so that the embedded PostgreSQL is always stopped on the way out.
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        return runner(_async_serve(config, brand_new=brand_new, embedded=embedded, graceful=graceful))
+        return runner(
+            _async_serve(config, brand_new=brand_new, embedded=embedded, graceful=graceful)
+        )
     except (_Stop, KeyboardInterrupt):
         return 0
 
 
-async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float) -> int:
+async def _async_serve(
+    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float
+) -> int:
     import uvicorn
 
     from parsec_server.asgi.app import build_app
@@ -270,13 +421,21 @@ async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool,
     app = build_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=config.host, port=config.port, lifespan="on", log_config=None, access_log=False,
-            server_header=False, timeout_graceful_shutdown=graceful, http=_one_write_protocol(),
+            app,
+            host=config.host,
+            port=config.port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=graceful,
+            http=_one_write_protocol(),
             loop="none",
             # Per-request work nobody uses: our own log line replaces the access log; a Date
             # header is not part of the protocol; the client address is not used (so
             # X-Forwarded-For needs no parsing).
-            date_header=False, proxy_headers=False,
+            date_header=False,
+            proxy_headers=False,
         )
     )
     original = server.handle_exit
@@ -304,7 +463,10 @@ async def _async_serve(config: ServerConfig, *, brand_new: bool, embedded: bool,
     await server.serve()
     announcer.cancel()
     if not server.started:
-        click.echo(f"error: the server could not start on {config.host}:{config.port} (see the log above)", err=True)
+        click.echo(
+            f"error: the server could not start on {config.host}:{config.port} (see the log above)",
+            err=True,
+        )
         return Exit.SERVER_ERROR
     click.echo("parsec-server stopped")
     return 0

@@ -121,7 +121,7 @@ class EventBus:
             return
         self.dispatch(event)
 
-    async def barrier(self, timeout: float = 5.0) -> None:
+    async def barrier(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - bounds a wait_for
         """Return once every event committed before this call has been dispatched by this process.
 
         PostgreSQL delivers notifications to a listener in commit order: once our own marker comes back,

@@ -46,7 +46,7 @@ def describe_connect_error(exc: BaseException) -> str:
 _CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
 
 
-async def connect(url: str, timeout: float = 10.0) -> asyncpg.Connection:
+async def connect(url: str, timeout: float = 10.0) -> asyncpg.Connection:  # noqa: ASYNC109
     try:
         return await asyncpg.connect(url, timeout=timeout)
     except _CONNECT_ERRORS as exc:

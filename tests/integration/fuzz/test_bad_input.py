@@ -899,8 +899,6 @@ def _null_label_certs(fz: FuzzServer, where: str, author: Device | None) -> dict
     }
 
 
-
-
 @pytest.mark.parametrize("where", ["human", "device"])
 def test_fixed_bug_nul_in_label_user_create(fz: FuzzServer, where: str) -> None:
     body = packb({"cmd": "user_create", **_null_label_certs(fz, where, fz.alice)})

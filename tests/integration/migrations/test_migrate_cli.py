@@ -185,4 +185,7 @@ def test_failed_backup_applies_nothing(empty_db_url: str, mdir: Path, tmp_path: 
     warned = cli("--db", empty_db_url, "--migrations-dir", str(mdir), "--to", "2")
     assert warned.exit_code == 0 and "warning: no backup taken before migrating" in warned.stderr
     loud = cli("--db", empty_db_url, "--migrations-dir", str(mdir), "--no-backup")
-    assert loud.exit_code == 0 and "warning: --no-backup: NO BACKUP taken before migrating" in loud.stderr
+    assert (
+        loud.exit_code == 0
+        and "warning: --no-backup: NO BACKUP taken before migrating" in loud.stderr
+    )

@@ -153,8 +153,17 @@ def test_heartbeat_of_a_long_running_migration(empty_db_url: str, tmp_path: Path
 
 def _waiting_lock_requests(db_url: str) -> int:
     res = subprocess.run(
-        ["psql", "-X", "-tA", "-d", db_url, "-c",
-         "SELECT count(*) FROM pg_locks WHERE NOT granted"],
-        capture_output=True, text=True, check=True,
+        [
+            "psql",
+            "-X",
+            "-tA",
+            "-d",
+            db_url,
+            "-c",
+            "SELECT count(*) FROM pg_locks WHERE NOT granted",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(res.stdout.strip() or 0)
