@@ -198,6 +198,9 @@ async def update_organization(
         if "tos" in changes:
             await publish(conn, event_types.internal(organization_id, "ORGANIZATION_TOS_UPDATED"))
         await publish(conn, event_types.internal(organization_id, "ORGANIZATION_UPDATED"))
+    # This process's cache is dropped now, not when the event comes back: the admin's next request
+    # must not see the old state (other processes learn it from the event).
+    backend.auth.forget_organization(organization_id)
     return True
 
 
@@ -234,4 +237,6 @@ async def freeze_user(
             await publish(
                 conn, event_types.internal(organization_id, kind, uuid.UUID(outcome["user_id"]))
             )
+    if isinstance(outcome, dict):  # committed: drop this process's cache at once (see above)
+        backend.auth.forget_user(organization_id, uuid.UUID(outcome["user_id"]).hex)
     return outcome
