@@ -9,7 +9,6 @@ terms of service change, or the server shuts down.
 from __future__ import annotations
 
 import asyncio
-import base64
 import uuid
 from typing import Any
 
@@ -21,6 +20,7 @@ from parsec_server.crypto import tokens
 from parsec_server.events.bus import Event
 from parsec_server.events.types import INTERNAL, to_api_event
 from parsec_server.log import get_logger
+from parsec_server.protocol import sse as sse_wire
 from parsec_server.protocol.ids import is_valid_organization_id
 from parsec_server.protocol.registry import encode_rep
 from parsec_server.storage import auth as auth_storage
@@ -29,8 +29,6 @@ log = get_logger("parsec_server.sse")
 
 QUEUE_MAX = 100
 _REPLAY_MAX = 100
-_KEEPALIVE = b"event:keepalive\ndata:\n\n"
-_MISSED = b"event:missed_events\ndata:\n\n"
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -65,7 +63,7 @@ class _Stream:
         frames: list[bytes] = []
         if replay:
             if missed is None:
-                frames.append(_MISSED)
+                frames.append(sse_wire.MISSED_EVENTS)
             else:
                 heard = {ev["id"] for ev in pending}  # delivered below, through the queue
                 mine = [
@@ -74,7 +72,7 @@ class _Stream:
                     if ev["id"] not in heard and ev["type"] not in INTERNAL and self.wants(ev)
                 ]
                 if len(mine) > _REPLAY_MAX:
-                    frames.append(_MISSED)
+                    frames.append(sse_wire.MISSED_EVENTS)
                 else:
                     frames.extend(_frame(ev) for ev in mine)
         for ev in pending:
@@ -133,23 +131,18 @@ class _Stream:
 
 
 def _frame(ev: Event) -> bytes:
-    data = base64.b64encode(encode_rep(to_api_event(ev)))
-    event_id: str = ev["id"]
-    return b"data:" + data + b"\nid:" + event_id.encode() + b"\n\n"
+    return sse_wire.frame(encode_rep(to_api_event(ev)), ev["id"])
 
 
 def organization_config_frame(client: AuthenticatedClient) -> bytes:
-    cfg = client.backend.config
     org = client.org
-    rep = {
-        "status": "ok",
-        "event": "ORGANIZATION_CONFIG",
-        "user_profile_outsider_allowed": org.user_profile_outsider_allowed,
-        "active_users_limit": org.active_users_limit,
-        "sse_keepalive_seconds": cfg.sse_keepalive,
-        "realm_minimum_archiving_period_before_deletion": org.minimum_archiving_period,
-    }
-    return b"data:" + base64.b64encode(encode_rep(rep)) + b"\n\n"
+    payload = sse_wire.organization_config(
+        user_profile_outsider_allowed=org.user_profile_outsider_allowed,
+        active_users_limit=org.active_users_limit,
+        sse_keepalive_seconds=client.backend.config.sse_keepalive,
+        realm_minimum_archiving_period_before_deletion=org.minimum_archiving_period,
+    )
+    return sse_wire.frame(payload)
 
 
 async def handle_events(
@@ -244,7 +237,9 @@ async def _pump(
                 getter.cancel()
                 if disconnected in done or stopping in done:
                     break
-                await send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": sse_wire.KEEPALIVE, "more_body": True}
+                )
                 continue
             item = getter.result()
             if item is _CLOSE or stream.lagging:

@@ -26,8 +26,7 @@ from typing import Any
 
 from parsec_server.events.bus import Event, new_event
 from parsec_server.protocol.codec import datetime_from_us, datetime_to_us
-
-VLOB_BLOB_MAX = 4096  # blobs of this size or more are not inlined in VLOB events
+from parsec_server.protocol.sse import VLOB_BLOB_MAX
 
 INTERNAL = frozenset(
     {
@@ -88,15 +87,29 @@ def vlob(
     return new_event(
         org,
         "VLOB",
-        realm_id=realm_id.hex,
-        vlob_id=vlob_id.hex,
-        author=author.hex,
-        timestamp=_us(timestamp),
-        version=version,
-        blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+        **_vlob_fields(realm_id, vlob_id, author, timestamp, version, blob),
         last_common_certificate_timestamp=_us(last_common_certificate_timestamp),
         last_realm_certificate_timestamp=_us(last_realm_certificate_timestamp),
     )
+
+
+def _vlob_fields(
+    realm_id: uuid.UUID,
+    vlob_id: uuid.UUID,
+    author: uuid.UUID,
+    timestamp: datetime,
+    version: int,
+    blob: bytes,
+) -> dict[str, Any]:
+    """A VLOB event's fields but its two topic timestamps (see `vlob_payload_head`)."""
+    return {
+        "realm_id": realm_id.hex,
+        "vlob_id": vlob_id.hex,
+        "author": author.hex,
+        "timestamp": _us(timestamp),
+        "version": version,
+        "blob": base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+    }
 
 
 def vlob_payload_head(
@@ -114,14 +127,7 @@ def vlob_payload_head(
         $head || <common topic µs> || ',"last_realm_certificate_timestamp":' || <realm topic µs> || '}'
     """
     event = new_event(
-        org,
-        "VLOB",
-        realm_id=realm_id.hex,
-        vlob_id=vlob_id.hex,
-        author=author.hex,
-        timestamp=_us(timestamp),
-        version=version,
-        blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
+        org, "VLOB", **_vlob_fields(realm_id, vlob_id, author, timestamp, version, blob)
     )
     return json.dumps(event, separators=(",", ":"))[:-1] + ',"last_common_certificate_timestamp":'
 

@@ -39,12 +39,14 @@ MISSED_EVENTS = b"event:missed_events\ndata:\n\n"
 VLOB_BLOB_MAX = 4096  # blobs of this size or more are not sent in VLOB events
 
 
-def frame(payload: bytes, event_id: uuid.UUID | None = None) -> bytes:
-    """`data:<base64>\\nid:<hex>\\n\\n`; no `id:` line for the first (ORGANIZATION_CONFIG) event."""
+def frame(payload: bytes, event_id: uuid.UUID | str | None = None) -> bytes:
+    """`data:<base64>\\nid:<hex>\\n\\n`; no `id:` line for the first (ORGANIZATION_CONFIG) event.
+    `event_id` is a UUID or already its 32-hex form."""
     data = b"data:" + base64.b64encode(payload)
     if event_id is None:
         return data + b"\n\n"
-    return data + b"\nid:" + event_id.hex.encode("ascii") + b"\n\n"
+    hex_id = event_id if isinstance(event_id, str) else event_id.hex
+    return data + b"\nid:" + hex_id.encode("ascii") + b"\n\n"
 
 
 def _ok(event: str, fields: dict[str, Any]) -> bytes:

@@ -8,8 +8,9 @@ import datetime
 import uuid
 from types import SimpleNamespace
 
-from parsec_server.asgi.sse import _MISSED, _Stream
+from parsec_server.asgi.sse import _Stream
 from parsec_server.events import types as event_types
+from parsec_server.protocol.sse import MISSED_EVENTS as _MISSED
 
 ORG = "Org"
 TS = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
