@@ -319,10 +319,6 @@ _Q_USER_BY_INTERNAL_ID = _USER_SELECT + "WHERE u.id = $1"
 _Q_ACTIVE_USER_BY_EMAIL = (
     _USER_SELECT + "WHERE u.organization = $1 AND h.email = $2 AND u.revoked_on IS NULL LIMIT 1"
 )
-_Q_ACTIVE_ADMINS = """
-SELECT user_id FROM user_
-WHERE organization = $1 AND current_profile = 'ADMIN' AND revoked_on IS NULL
-"""
 
 
 def _user_from_row(row: asyncpg.Record) -> UserInfo:
@@ -369,10 +365,6 @@ async def get_active_user_by_email(
 ) -> UserInfo | None:
     row = await conn.fetchrow(_Q_ACTIVE_USER_BY_EMAIL, org_internal_id, email)
     return None if row is None else _user_from_row(row)
-
-
-async def active_admins(conn: asyncpg.Connection, org_internal_id: int) -> list[uuid.UUID]:
-    return [r["user_id"] for r in await conn.fetch(_Q_ACTIVE_ADMINS, org_internal_id)]
 
 
 # --- who may greet --------------------------------------------------------------------------------

@@ -52,11 +52,6 @@ async def lock_for_write(conn: asyncpg.Connection, org_internal_id: int) -> Topi
     return Topics(last_common, last_shamir)
 
 
-async def last_shamir_timestamp(conn: asyncpg.Connection, org_internal_id: int) -> datetime | None:
-    ts: datetime | None = await conn.fetchval(_Q_SHAMIR_TOPIC, org_internal_id)
-    return ts
-
-
 # --- setups ---------------------------------------------------------------------------------------
 
 
@@ -70,10 +65,6 @@ class Setup:
 
 
 _SETUP_COLUMNS = "id, user_, created_on, threshold, deleted_on"
-_Q_LAST_SETUP = f"""
-SELECT {_SETUP_COLUMNS} FROM shamir_recovery_setup WHERE user_ = $1
-ORDER BY created_on DESC, id DESC LIMIT 1
-"""
 _Q_ACTIVE_SETUP = (
     f"SELECT {_SETUP_COLUMNS} FROM shamir_recovery_setup WHERE user_ = $1 AND deleted_on IS NULL"
 )
@@ -86,10 +77,6 @@ def _setup(row: asyncpg.Record | None) -> Setup | None:
     if row is None:
         return None
     return Setup(row["id"], row["user_"], row["created_on"], row["threshold"], row["deleted_on"])
-
-
-async def last_setup(conn: asyncpg.Connection, user_internal_id: int) -> Setup | None:
-    return _setup(await conn.fetchrow(_Q_LAST_SETUP, user_internal_id))
 
 
 async def active_setup(conn: asyncpg.Connection, user_internal_id: int) -> Setup | None:

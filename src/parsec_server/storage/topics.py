@@ -34,7 +34,6 @@ from parsec_server.events.bus import CHANNEL, Event
 __all__ = [
     "EPOCH",
     "CommonLock",
-    "bump_common",
     "event_payloads",
     "last_common",
     "last_sequester",
@@ -91,16 +90,6 @@ async def lock_common(
         profile=row["current_profile"],
         revoked=row["revoked"],
     )
-
-
-_Q_BUMP_COMMON = "UPDATE topic_common SET last_timestamp = $2 WHERE organization = $1"
-
-
-async def bump_common(
-    conn: asyncpg.Connection, org_internal_id: int, timestamp: datetime.datetime
-) -> None:
-    """Set the common topic's timestamp (the caller holds it FOR UPDATE and checked causality)."""
-    await conn.execute(_Q_BUMP_COMMON, org_internal_id, timestamp)
 
 
 async def last_common(conn: asyncpg.Connection, org_internal_id: int) -> datetime.datetime:
