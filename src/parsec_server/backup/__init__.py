@@ -37,6 +37,8 @@ import asyncpg
 from parsec_server import __version__
 from parsec_server.config import BlockstoreConfig
 from parsec_server.embedded_pg import EmbeddedPostgresError, find_bindir
+from parsec_server.storage import db
+from parsec_server.storage.migrations import engine
 
 FORMAT = "parsec-server-backup/1"
 BLOCKS_MANIFEST = "blocks.sha256"
@@ -97,20 +99,12 @@ def _libpq_args(url: str) -> tuple[str, dict[str, str]]:
 
 async def _schema_version(url: str) -> str | None:
     try:
-        conn = await asyncpg.connect(url, timeout=10)
-    except (
-        TimeoutError,
-        OSError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        ValueError,
-    ) as exc:
-        raise BackupError(f"cannot connect to the database: {exc}") from exc
+        conn = await db.connect(url)
+    except db.DatabaseUnavailable as exc:
+        raise BackupError(str(exc)) from exc
     try:
-        from parsec_server.storage.migrations import engine
-
         return await engine.current_version(conn)
-    except (AttributeError, ImportError, asyncpg.PostgresError):
+    except asyncpg.PostgresError:
         return None
     finally:
         await conn.close()
@@ -422,15 +416,9 @@ async def restore_backup(
             "the backup holds blockstore objects: give the --blockstore to restore them into"
         )
     try:
-        conn = await asyncpg.connect(db_url, timeout=10)
-    except (
-        TimeoutError,
-        OSError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        ValueError,
-    ) as exc:
-        raise RestoreError(f"cannot connect to the database: {exc}") from exc
+        conn = await db.connect(db_url)
+    except db.DatabaseUnavailable as exc:
+        raise RestoreError(str(exc)) from exc
     try:
         empty = await _database_is_empty(conn)
     finally:
