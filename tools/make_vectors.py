@@ -1122,6 +1122,8 @@ def make_misc() -> dict[str, Any]:
     ]
     out["organization_ids"] = [[o, verdict(lambda o=o: p.OrganizationID(o))[0]] for o in orgs]
     codes = ["ABCDEF", "abcdef", "ABCDE", "ABCDEFG", "AB1DEF", "A2345Z", "0OIL89", "A7B7C7"]
+    # Every character of the alphabet, alone (the official alphabet is 2-9 and A-Z without I and O).
+    codes += [c * 6 for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
     out["validation_codes"] = [[c, verdict(lambda c=c: p.ValidationCode(c))[0]] for c in codes]
     u = det_uuid(42)
     texts = [

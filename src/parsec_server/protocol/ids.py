@@ -153,7 +153,8 @@ def is_valid_device_label(value: str) -> bool:
     return normalize_device_label(value) is not None
 
 
-_VALIDATION_CODE_RE = re.compile(r"[A-Z2-7]{6}")
+# The official alphabet: digits 2-9 and A-Z without I and O (no I or O, which read like 1 and 0).
+_VALIDATION_CODE_RE = re.compile(r"[A-HJ-NP-Z2-9]{6}")
 
 
 def is_valid_validation_code(value: str) -> bool:
