@@ -21,3 +21,4 @@ class Exit(IntEnum):
     DATA_LOSS_REFUSED = 10  # a down step would discard data and --allow-data-loss was not given
     EMBEDDED_POSTGRES = 11  # the embedded PostgreSQL could not be created or started
     SERVER_ERROR = 12  # the server failed at start (e.g. port in use)
+    SCHEMA_CONFLICT = 13  # an object a migration would create exists with another definition

@@ -120,7 +120,10 @@ def _parse_single_blockstore(value: str) -> BlockstoreConfig:
     )
 
 
-def db_option(required: bool = False) -> Callable[[F], F]:
+def db_option(required: bool = False, *, embedded: bool = True) -> Callable[[F], F]:
+    """`--db URL` (checked: postgres:// or postgresql://). `embedded`: the command falls back on the
+    embedded PostgreSQL under --data-dir when it is not given (else the command requires it itself,
+    e.g. after looking at its parent group's options)."""
     return click.option(
         "--db",
         envvar="PARSEC_DB",
@@ -128,7 +131,11 @@ def db_option(required: bool = False) -> Callable[[F], F]:
         required=required,
         show_envvar=True,
         help="PostgreSQL URL (postgresql://user:password@host:port/database)."
-        + ("" if required else " Without it, the embedded PostgreSQL under --data-dir is used."),
+        + (
+            " Without it, the embedded PostgreSQL under --data-dir is used."
+            if embedded and not required
+            else ""
+        ),
     )
 
 

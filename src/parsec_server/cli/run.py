@@ -393,6 +393,7 @@ async def _async_serve(
     import uvicorn
 
     from parsec_server.asgi.app import build_app
+    from parsec_server.cli.migrate import exit_code_for
     from parsec_server.storage import db as dbmod
     from parsec_server.storage.migrations import engine
 
@@ -410,11 +411,8 @@ async def _async_serve(
             await conn.close()
     except dbmod.DatabaseUnavailable as exc:
         fail(str(exc), Exit.CANNOT_CONNECT)
-    except Exception as exc:
-        code = getattr(exc, "exit_code", None)
-        if code is None:
-            raise
-        fail(str(exc), int(code))
+    except engine.MigrationError as exc:
+        fail(str(exc), exit_code_for(exc))
     for w in warnings:
         log.warning("schema_warning", detail=w)  # `message` is reserved by logging.LogRecord
 

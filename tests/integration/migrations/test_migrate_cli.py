@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from migration_helpers import cli, events, history
 
 from parsec_server.exit_codes import Exit
@@ -132,11 +131,24 @@ def test_help_documents_json_and_exit_codes() -> None:
 
 
 def test_registered_in_the_main_cli() -> None:
-    try:
-        from parsec_server.cli import main
-    except ImportError as exc:  # another team's module (`run`) may not exist yet
-        pytest.skip(f"parsec_server.cli.main not importable yet: {exc}")
+    from parsec_server.cli import main
+
     assert main.cli.commands["migrate"].name == "migrate"
+    assert set(main.cli.commands["migrate"].commands) == {  # type: ignore[attr-defined]
+        "status",
+        "repair",
+        "lint",
+        "dump-schema",
+    }
+
+
+def test_every_engine_failure_has_its_exit_code() -> None:
+    """The engine says what went wrong (a kind); the CLI alone decides the exit code."""
+    from parsec_server.cli.migrate.common import EXIT_FOR
+    from parsec_server.storage.migrations.errors import Failure
+
+    assert set(EXIT_FOR) == set(Failure)
+    assert EXIT_FOR[Failure.SCHEMA_CONFLICT] == Exit.SCHEMA_CONFLICT == 13
 
 
 def test_backup_before_changing_an_existing_database(

@@ -126,7 +126,12 @@ def test_unreachable_database_is_one_line_and_exit_6(tmp_path: Path) -> None:
             "error: cannot connect to the database"
         )
         assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
-    assert run_migrate("--db", "mysql://x").returncode == 6
+    # not a PostgreSQL URL: refused as bad usage before connecting (the option all commands share)
+    bad = run_migrate("--db", "mysql://x")
+    assert bad.returncode == 2 and "is not a PostgreSQL URL" in bad.stderr
+    for sub in ("status", "repair", "dump-schema"):
+        args = [sub, "1"] if sub == "repair" else [sub]
+        assert run_migrate(*args, "--db", "mysql://x").returncode == 2
     usage = run_migrate()  # no --db
     assert usage.returncode == 2 and "--db" in usage.stderr
 

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from migration_helpers import BASIC, cli, history, write_migrations
 
+from parsec_server.cli.migrate import exit_code_for
 from parsec_server.exit_codes import Exit
 from parsec_server.storage.migrations import engine
 from parsec_server.storage.migrations.errors import DatabaseAhead, SchemaNotReady
@@ -42,7 +43,7 @@ def test_fully_migrated_database_serves_without_warning(db_url: str) -> None:
 def test_pending_migrations_refuse_to_serve(empty_db_url: str, mdir: Path) -> None:
     with pytest.raises(SchemaNotReady) as info:
         check(empty_db_url, mdir)  # brand-new database: everything pending, and nothing created
-    assert info.value.exit_code == Exit.SCHEMA_NOT_READY
+    assert exit_code_for(info.value) == Exit.SCHEMA_NOT_READY
     assert info.value.pending == [
         "0001_items.sql",
         "0002_item_note.sql",
@@ -76,7 +77,7 @@ def test_compatibility_window(empty_db_url: str, tmp_path: Path) -> None:
     assert cli("--db", empty_db_url, "--migrations-dir", str(new)).exit_code == 0
     with pytest.raises(DatabaseAhead) as info:
         check(empty_db_url, old)
-    assert info.value.exit_code == Exit.DB_AHEAD and info.value.names == ["0005_drop_note.sql"]
+    assert exit_code_for(info.value) == Exit.DB_AHEAD and info.value.names == ["0005_drop_note.sql"]
     assert "0005_drop_note.sql (breaking)" in str(info.value)
     refused = cli("--db", empty_db_url, "--migrations-dir", str(old))
     assert refused.exit_code == Exit.DB_AHEAD and "0005_drop_note" in refused.stderr

@@ -17,14 +17,15 @@ transaction with a `lock_timeout`, retried with jittered exponential backoff whe
 cannot be had in time (so a migration queued behind a long transaction never freezes the
 application's queries for long) -> non-transactional files run statement by statement, their
 progress recorded so that a rerun resumes (and first drops an INVALID index left by an interrupted
-CREATE INDEX CONCURRENTLY).
+CREATE INDEX CONCURRENTLY). An index already there is skipped only if its definition is the one the
+statement specifies (verify.py); otherwise the step stops with SchemaConflict.
 
 Progress is reported through `emit(event: dict)`; the event dicts are what `--json` prints.
 
 Modules: source.py (files, headers, checksums) -> plan.py (what to do) -> lock.py (one run at a
 time) -> runner.py (one step, safely; monitor.py watches it) -> history.py (the engine's tables);
 connection.py, reference.py (schema.sql), lint.py (`migrate lint`), sqltext.py (statement
-splitting).
+splitting), verify.py (what a step would skip).
 """
 
 from __future__ import annotations
@@ -325,7 +326,7 @@ async def _dry_run(
     try:
         summary["warnings"] = plan.check(allow_data_loss=options.allow_data_loss)
     except MigrationError as exc:
-        summary["refused"] = {"exit_code": int(exc.exit_code), "message": exc.message}
+        summary["refused"] = {"kind": exc.kind.value, "message": exc.message}
         emit(summary)
         exc.message = f"migrate would refuse: {exc.message}"
         raise

@@ -1,11 +1,13 @@
-"""Errors of the migration engine. Each carries the CLI exit code and a one-line message for the
-operator.
+"""Errors of the migration engine. Each carries a one-line message for the operator and its `kind`;
+the CLI maps the kind to its exit code (`parsec_server.cli.migrate.common.exit_code_for`): storage does not
+know about processes and exit codes.
 
-MigrationError (exit_code, message)
+MigrationError (kind, message)
 ├── InvalidMigrations     the shipped files are inconsistent (gap, duplicate, empty, bad header)
 ├── CannotConnect         the database could not be reached
 ├── MigrationLockTimeout  another migrate held the migration lock past --lock-wait
 ├── MigrationFailed       a migration failed; it was rolled back (earlier ones stay applied)
+│   └── SchemaConflict    an object the migration would create exists with another definition
 ├── ChecksumDrift         an applied migration's file changed since it was applied
 ├── DatabaseAhead         the database holds migrations this release does not know (not compatible)
 ├── SchemaNotReady        migrations are pending (server start-up check)
@@ -15,11 +17,25 @@ MigrationError (exit_code, message)
 
 from __future__ import annotations
 
-from parsec_server.exit_codes import Exit
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Failure(StrEnum):
+    INVALID_MIGRATIONS = "invalid_migrations"
+    CANNOT_CONNECT = "cannot_connect"
+    LOCKED = "locked"
+    MIGRATION_FAILED = "migration_failed"
+    SCHEMA_CONFLICT = "schema_conflict"
+    CHECKSUM_DRIFT = "checksum_drift"
+    DB_AHEAD = "db_ahead"
+    SCHEMA_NOT_READY = "schema_not_ready"
+    BACKUP_FAILED = "backup_failed"
+    DATA_LOSS_REFUSED = "data_loss_refused"
 
 
 class MigrationError(Exception):
-    exit_code: Exit = Exit.MIGRATION_FAILED
+    kind: ClassVar[Failure] = Failure.MIGRATION_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -30,19 +46,19 @@ class MigrationError(Exception):
 
 
 class InvalidMigrations(MigrationError):
-    exit_code = Exit.MIGRATION_FAILED
+    kind = Failure.INVALID_MIGRATIONS
 
 
 class CannotConnect(MigrationError):
-    exit_code = Exit.CANNOT_CONNECT
+    kind = Failure.CANNOT_CONNECT
 
 
 class MigrationLockTimeout(MigrationError):
-    exit_code = Exit.LOCKED
+    kind = Failure.LOCKED
 
 
 class MigrationFailed(MigrationError):
-    exit_code = Exit.MIGRATION_FAILED
+    kind = Failure.MIGRATION_FAILED
 
     def __init__(
         self, message: str, *, migration: str | None = None, sqlstate: str | None = None
@@ -52,8 +68,16 @@ class MigrationFailed(MigrationError):
         self.sqlstate = sqlstate
 
 
+class SchemaConflict(MigrationFailed):
+    kind = Failure.SCHEMA_CONFLICT
+
+    def __init__(self, message: str, *, migration: str, obj: str) -> None:
+        super().__init__(message, migration=migration)
+        self.obj = obj
+
+
 class ChecksumDrift(MigrationError):
-    exit_code = Exit.CHECKSUM_DRIFT
+    kind = Failure.CHECKSUM_DRIFT
 
     def __init__(self, message: str, *, names: list[str]) -> None:
         super().__init__(message)
@@ -61,7 +85,7 @@ class ChecksumDrift(MigrationError):
 
 
 class DatabaseAhead(MigrationError):
-    exit_code = Exit.DB_AHEAD
+    kind = Failure.DB_AHEAD
 
     def __init__(self, message: str, *, names: list[str]) -> None:
         super().__init__(message)
@@ -69,7 +93,7 @@ class DatabaseAhead(MigrationError):
 
 
 class SchemaNotReady(MigrationError):
-    exit_code = Exit.SCHEMA_NOT_READY
+    kind = Failure.SCHEMA_NOT_READY
 
     def __init__(self, message: str, *, pending: list[str]) -> None:
         super().__init__(message)
@@ -77,11 +101,11 @@ class SchemaNotReady(MigrationError):
 
 
 class BackupFailed(MigrationError):
-    exit_code = Exit.BACKUP_FAILED
+    kind = Failure.BACKUP_FAILED
 
 
 class DataLossRefused(MigrationError):
-    exit_code = Exit.DATA_LOSS_REFUSED
+    kind = Failure.DATA_LOSS_REFUSED
 
     def __init__(self, message: str, *, names: list[str]) -> None:
         super().__init__(message)

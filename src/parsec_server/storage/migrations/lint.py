@@ -22,6 +22,9 @@ unused), so anything goes there; tables created by earlier migrations are live. 
     transaction-control       BEGIN/COMMIT/ROLLBACK in a file: the engine owns transactions
     breaking-in-expand        DROP / RENAME / type change / NOT NULL in a `compat: expand` file
     destructive               DROP TABLE / DROP COLUMN / TRUNCATE of an existing table (warning)
+    unverified-if-not-exists  IF NOT EXISTS other than CREATE INDEX (CREATE TABLE, ADD COLUMN,
+                              SEQUENCE, SCHEMA...): a squatter of that name would be taken for the
+                              result; the engine verifies only indexes (verify.py)
 File rules: missing-compat, missing-down, down-data-loss-undeclared.
 
 Silence a finding with a comment on the statement or the line before it: `-- lint: allow <rule>`
@@ -170,6 +173,14 @@ class _FileLinter:
 
     def statement(self, st: sqltext.Statement) -> None:
         w = st.words
+        if " IF NOT EXISTS " in f" {w} " and not _CREATE_INDEX.match(w):
+            self.add(
+                "unverified-if-not-exists",
+                "error",
+                "IF NOT EXISTS skips whatever already has that name, and the engine cannot check "
+                "that it matches this statement (it verifies CREATE INDEX only): drop IF NOT EXISTS "
+                "so that a conflicting object fails the migration",
+            )
         if _TX.match(w):
             self.add(
                 "transaction-control",

@@ -3,8 +3,11 @@
 Transactional scripts run whole in one transaction with `lock_timeout` set; a lock timeout or
 deadlock rolls back and retries with jittered exponential backoff, naming who blocked it.
 Non-transactional scripts (`-- transaction: off`) run statement by statement with their progress
-recorded, so that a rerun resumes after the statements that completed; an INVALID index left by an
-interrupted CREATE INDEX CONCURRENTLY is dropped and rebuilt, a valid one is kept. The history row
+recorded, so that a rerun resumes after the statements that completed. An index that already exists
+is skipped only if it is the one the statement specifies (verify.py): an INVALID one of the right
+definition, left by an interrupted CREATE INDEX CONCURRENTLY, is dropped and rebuilt; anything else of
+that name stops the step with SchemaConflict. Transactional files holding `CREATE INDEX IF NOT EXISTS`
+run statement by statement in their transaction, for the same check. The history row
 is written in the step's transaction (or right after its last statement), with the session restored
 first (a script may change `search_path`).
 """
@@ -20,20 +23,31 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from parsec_server.storage.migrations import history, monitor, sqltext
+from parsec_server.storage.migrations import history, monitor, sqltext, verify
 from parsec_server.storage.migrations.connection import connect_reason, session_defaults
-from parsec_server.storage.migrations.errors import MigrationFailed
+from parsec_server.storage.migrations.errors import MigrationFailed, SchemaConflict
 from parsec_server.storage.migrations.monitor import Emit, jsonable
 from parsec_server.storage.migrations.plan import Options, Step
 from parsec_server.storage.migrations.source import Script, pg_duration
 
 _LOCK_RETRY_SQLSTATES = {"55P03", "40P01"}  # lock_not_available (lock_timeout), deadlock_detected
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
-_CIC = re.compile(
-    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    r"((?:\"[^\"]+\"|[A-Za-z_][\w$]*)(?:\.(?:\"[^\"]+\"|[A-Za-z_][\w$]*))?)\s+ON\b",
-    re.IGNORECASE,
-)
+
+
+def _verified_statements(script: Script) -> bool:
+    return any(
+        (ix := verify.parse_index(st)) is not None and ix.if_not_exists
+        for st in script.statements()
+    )
+
+
+class _StatementError(Exception):
+    """A statement of a transactional script run statement by statement failed."""
+
+    def __init__(self, exc: asyncpg.PostgresError, statement: sqltext.Statement) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.statement = statement
 
 
 @dataclass(slots=True)
@@ -131,15 +145,21 @@ class Runner:
                         await self.conn.execute(
                             f"SET LOCAL statement_timeout = '{pg_duration(stmt)}'"
                         )
-                    await self.conn.execute(script.sql)
+                    if _verified_statements(script):
+                        await self._execute_verified(step)
+                    else:
+                        await self.conn.execute(script.sql)
                     await self._restore_session()
                     await self._record(step, int((time.monotonic() - started) * 1000), attempt)
                 return attempt
-            except asyncpg.PostgresError as exc:
+            except (asyncpg.PostgresError, _StatementError) as err:
+                exc, statement = (
+                    (err.exc, err.statement) if isinstance(err, _StatementError) else (err, None)
+                )
                 if exc.sqlstate in _LOCK_RETRY_SQLSTATES and attempt <= retries:
                     await self._backoff(step, attempt, retries, exc)
                     continue
-                raise await self._fail(step, exc, attempt) from None
+                raise await self._fail(step, exc, attempt, statement=statement) from None
             except (OSError, asyncpg.InterfaceError) as exc:
                 raise await self._fail(step, exc, attempt) from None
 
@@ -168,13 +188,13 @@ class Runner:
                     attempt += 1
                     lock, stmt = self._timeouts(script, st)
                     try:
-                        await self._prepare_concurrent_index(step, st)
+                        done_already = await self._check_index(step, st, concurrently=True)
                         await self.conn.execute(
                             f"SET lock_timeout = '{pg_duration(lock) if lock is not None else 0}';"
                             " SET statement_timeout = "
                             f"'{pg_duration(stmt) if stmt is not None else 0}'"
                         )
-                        if not await self._index_already_valid(st):
+                        if not done_already:
                             await self.conn.execute(st.text)
                         break
                     except asyncpg.PostgresError as exc:
@@ -207,28 +227,44 @@ class Runner:
             local,
         )
 
-    async def _index_state(self, name: str) -> bool | None:
-        """True: valid index exists; False: invalid index exists; None: no such index."""
-        valid: bool | None = await self.conn.fetchval(
-            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)", name
-        )
-        return valid
+    async def _execute_verified(self, step: Step) -> None:
+        """A transactional script holding `CREATE INDEX IF NOT EXISTS`: statement by statement (in
+        the step's transaction), so that each such index is verified before it is skipped."""
+        assert step.script is not None
+        for st in step.script.statements():
+            try:
+                if not await self._check_index(step, st, concurrently=False):
+                    await self.conn.execute(st.text)
+            except asyncpg.PostgresError as exc:
+                raise _StatementError(exc, st) from exc
 
-    async def _index_already_valid(self, st: sqltext.Statement) -> bool:
-        m = _CIC.match(st.code)
-        return bool(m and await self._index_state(m.group(1)))
-
-    async def _prepare_concurrent_index(self, step: Step, st: sqltext.Statement) -> None:
-        """Drop the INVALID index an interrupted CREATE INDEX CONCURRENTLY left behind."""
-        m = _CIC.match(st.code)
-        if m is None or await self._index_state(m.group(1)) is not False:
-            return
-        name = m.group(1)
-        await self.conn.execute("SET lock_timeout = 0")
-        await self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    async def _check_index(self, step: Step, st: sqltext.Statement, *, concurrently: bool) -> bool:
+        """For a named CREATE INDEX: True when the index it specifies already exists (skip the
+        statement). An INVALID one (interrupted CREATE INDEX CONCURRENTLY) is dropped to be built
+        again; anything else of that name raises SchemaConflict (see verify.py)."""
+        ix = verify.parse_index(st)
+        if ix is None or not (concurrently or ix.if_not_exists):
+            return False
+        try:
+            state, qualified = await verify.index_state(self.conn, ix, step.filename)
+        except SchemaConflict as exc:
+            with contextlib.suppress(Exception):
+                await history.event(
+                    self.conn, "fail", step.script, error=exc.message, direction=step.direction
+                )
+            raise
+        if state != "invalid":
+            return state == "valid"
+        name = ix.name
+        if concurrently:
+            await self.conn.execute("SET lock_timeout = 0")
+            await self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
+        else:
+            await self.conn.execute(f"DROP INDEX {qualified}")
         message = f"dropped invalid index {name} left by an interrupted run; building it again"
         self.emit({"event": "cleanup", "name": step.filename, "index": name, "message": message})
         await history.event(self.conn, "cleanup", step.script, index=name)
+        return False
 
     async def _record(self, step: Step, duration_ms: int, attempts: int) -> None:
         if step.direction == "up":

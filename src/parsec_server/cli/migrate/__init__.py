@@ -1,0 +1,17 @@
+"""`parsec-server migrate` and its subcommands, one module each: apply.py (the command itself),
+status.py, repair.py, lint.py, dump_schema.py; common.py holds the options, the rendering of the
+engine's events and the mapping of engine errors to exit codes."""
+
+from __future__ import annotations
+
+from parsec_server.cli.migrate.apply import migrate_cmd
+from parsec_server.cli.migrate.common import exit_code_for
+from parsec_server.cli.migrate.dump_schema import dump_schema_cmd
+from parsec_server.cli.migrate.lint import lint_cmd
+from parsec_server.cli.migrate.repair import repair_cmd
+from parsec_server.cli.migrate.status import status_cmd
+
+for _cmd in (status_cmd, repair_cmd, lint_cmd, dump_schema_cmd):
+    migrate_cmd.add_command(_cmd)
+
+__all__ = ["exit_code_for", "migrate_cmd"]
