@@ -8,7 +8,8 @@ package free of a 40 MB binary wheel.
 PostgreSQL refuses to run as root. When we are root, the cluster runs as an unprivileged system user
 (`postgres` if it exists, else `nobody`) and its data directory is owned by that user; Python itself keeps
 running as root and talks to the cluster over a Unix socket in a private directory. The postmaster is our
-child process and receives SIGINT (fast shutdown) if we die, so no process is left behind.
+child process and receives SIGINT (fast shutdown) if we die, so no process is left behind;
+`bound_to_parent` does the same for the other PostgreSQL tools we run (psql, pg_dump, pg_restore).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,11 +95,31 @@ def _run_as_user() -> pwd.struct_passwd | None:
     )
 
 
-def _set_pdeathsig() -> None:  # runs in the child, after setuid
+def _libc() -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-    except OSError:
-        pass
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc Linux: children are not bound to our lifetime
+        return None
+
+
+_LIBC = _libc()  # loaded here: a forked child must not dlopen (another thread may hold the lock)
+
+
+def bound_to_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` that ties a child process to this one's lifetime: the child gets `sig` as
+    soon as we die, kill -9 included (Linux prctl PR_SET_PDEATHSIG; it fires when the thread that
+    started the child ends, so start children from a thread that waits for them). A child whose
+    parent died before prctl took effect exits at once."""
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child, after setuid
+        if _LIBC is None:
+            return
+        _LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + sig)
+
+    return preexec
 
 
 def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
@@ -147,7 +168,7 @@ class EmbeddedPostgres:
         return self.data_dir / "pgdata"
 
     def _popen_kwargs(self) -> dict[str, object]:
-        kw: dict[str, object] = {"preexec_fn": _set_pdeathsig}
+        kw: dict[str, object] = {"preexec_fn": bound_to_parent(signal.SIGINT)}  # fast shutdown
         if self.user is not None:
             kw.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
         return kw
@@ -274,6 +295,7 @@ class EmbeddedPostgres:
             capture_output=True,
             text=True,
             env=self._env(),
+            preexec_fn=bound_to_parent(),
         )
         if res.returncode != 0:
             raise EmbeddedPostgresError(f"psql failed: {res.stderr.strip()}")

@@ -18,16 +18,18 @@ as it was (or emptied, with --force); objects already copied are harmless, as af
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ import asyncpg
 
 from parsec_server import __version__
 from parsec_server.config import BlockstoreConfig
-from parsec_server.embedded_pg import EmbeddedPostgresError, find_bindir
+from parsec_server.embedded_pg import EmbeddedPostgresError, bound_to_parent, find_bindir
 from parsec_server.storage import db
 from parsec_server.storage.migrations import engine
 
@@ -57,6 +59,60 @@ class RestoreError(Exception):
 class BackupResult:
     path: Path
     metadata: dict[str, Any]
+    cleaned: list[Path] = field(default_factory=list)  # partial backups of killed runs, removed
+
+
+# A backup is written into `.<name>.partial-<8 hex>` next to its output, which holds `.lock` locked
+# (flock) by the writing process for the whole run: the kernel releases it when that process dies,
+# kill -9 included, so the next backup into the same directory can tell a partial backup left by a
+# dead run (removed, and reported) from one being written right now (left alone).
+_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{8}$")
+_LOCK = ".lock"
+_UNLOCKED_GRACE_S = (
+    60.0  # a partial directory without its lock file yet: being created, or very old
+)
+
+
+def _lock_partial(tmp: Path) -> int:
+    fd = os.open(tmp / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def clean_partial_backups(directory: Path) -> list[Path]:
+    """Remove the partial backups that dead runs left in `directory`; return them."""
+    removed: list[Path] = []
+    try:
+        candidates = sorted(p for p in directory.iterdir() if _PARTIAL.match(p.name))
+    except OSError:
+        return removed
+    for path in candidates:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            fd = os.open(path / _LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            try:
+                if time.time() - path.stat().st_mtime < _UNLOCKED_GRACE_S:
+                    continue
+            except OSError:
+                continue
+            fd = -1
+        except OSError:
+            continue
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return removed
 
 
 def _bin(name: str) -> str:
@@ -123,7 +179,11 @@ def _run(
     if db_url is not None:  # passed as --dbname, its password through the environment
         safe_url, env = _libpq_args(db_url)
         args = [*args, "--dbname", safe_url]
-    res = subprocess.run(args, capture_output=True, text=True, env=env)
+    # bound to our lifetime: killed with us (kill -9 included), a pg_dump does not run on to its end,
+    # a pg_restore does not commit a restore nobody waits for
+    res = subprocess.run(
+        args, capture_output=True, text=True, env=env, preexec_fn=bound_to_parent()
+    )
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
         raise errcls(f"{what} failed: {lines[-1] if lines else f'exit code {res.returncode}'}")
@@ -141,16 +201,26 @@ async def create_backup(
         raise BackupError(f"{output} already exists: choose a new --output path")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
+        cleaned = clean_partial_backups(output.parent)
         tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        lock_fd = _lock_partial(tmp)
     except OSError as exc:
         raise BackupError(f"cannot create {output}: {exc.strerror or exc}") from None
+    if cleaned:
+        progress(
+            f"removed {len(cleaned)} partial backup(s) left by an interrupted run: "
+            + ", ".join(str(p) for p in cleaned)
+        )
     try:
-        return await _create_backup(db_url, blockstore, output, tmp, progress)
+        result = await _create_backup(db_url, blockstore, output, tmp, progress)
+        result.cleaned = cleaned
+        return result
     except OSError as exc:  # disk full, permissions...
         raise BackupError(f"cannot write the backup: {exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone once renamed into place
+        os.close(lock_fd)
 
 
 async def _create_backup(
@@ -222,6 +292,7 @@ async def _create_backup(
         },
     }
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (tmp / _LOCK).unlink()  # still held through its descriptor until the rename
     _fsync_tree(tmp)
     os.rename(tmp, output)
     _fsync_dir(output.parent)

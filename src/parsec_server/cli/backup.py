@@ -68,7 +68,16 @@ def backup_cmd(
             fail(str(exc), Exit.BACKUP_FAILED)
     meta = result.metadata
     if as_json:
-        click.echo(json.dumps({"status": "ok", "path": str(result.path), **meta}))
+        click.echo(
+            json.dumps(
+                {
+                    "status": "ok",
+                    "path": str(result.path),
+                    "cleaned": [str(p) for p in result.cleaned],
+                    **meta,
+                }
+            )
+        )
     else:
         click.echo(f"backup written to {result.path}")
         click.echo(

@@ -243,6 +243,16 @@ def _backup_hook(
                 f"the backup before migrating failed, nothing was applied: {exc} (fix it, or pass "
                 "--no-backup)"
             ) from None
+        if result.cleaned:
+            emit(
+                {
+                    "event": "cleanup",
+                    "name": "backup",
+                    "paths": [str(p) for p in result.cleaned],
+                    "message": f"removed {len(result.cleaned)} partial backup(s) left by an "
+                    "interrupted run: " + ", ".join(str(p) for p in result.cleaned),
+                }
+            )
         size = int(result.metadata["database"]["bytes"])
         emit({"event": "backup", "path": str(result.path), "bytes": size})
         return {"path": str(result.path), "bytes": size}
@@ -298,6 +308,16 @@ def _backup_hook(
                 f"the backup before migrating failed, nothing was applied: {exc} (fix it, or pass "
                 "--no-backup)"
             ) from None
+        if result.cleaned:
+            emit(
+                {
+                    "event": "cleanup",
+                    "name": "backup",
+                    "paths": [str(p) for p in result.cleaned],
+                    "message": f"removed {len(result.cleaned)} partial backup(s) left by an "
+                    "interrupted run: " + ", ".join(str(p) for p in result.cleaned),
+                }
+            )
         size = int(result.metadata["database"]["bytes"])
         emit({"event": "backup", "path": str(result.path), "bytes": size})
         return {"path": str(result.path), "bytes": size}

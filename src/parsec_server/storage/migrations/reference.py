@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from parsec_server.embedded_pg import bound_to_parent
 from parsec_server.storage.migrations.connection import redact_url
 from parsec_server.storage.migrations.errors import CannotConnect, MigrationError
 from parsec_server.storage.migrations.source import MigrationsSource, reference_schema_path
@@ -74,6 +75,7 @@ async def dump_schema(url: str) -> str:
         stderr=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("PG")}
         | {"PGCONNECT_TIMEOUT": "10"},
+        preexec_fn=bound_to_parent(),
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
