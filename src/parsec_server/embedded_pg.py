@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 DEFAULT_DATABASE = "parsec"
 _PR_SET_PDEATHSIG = 1
@@ -143,6 +144,13 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _ChildOptions(TypedDict, total=False):
+    preexec_fn: Callable[[], None]
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
 @dataclass
 class EmbeddedPostgres:
     """One cluster in `data_dir` (created on first start). `tcp_port=None` means Unix socket only."""
@@ -167,10 +175,10 @@ class EmbeddedPostgres:
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
 
-    def _popen_kwargs(self) -> dict[str, object]:
-        kw: dict[str, object] = {"preexec_fn": bound_to_parent(signal.SIGINT)}  # fast shutdown
+    def _popen_kwargs(self) -> _ChildOptions:
+        kw: _ChildOptions = {"preexec_fn": bound_to_parent(signal.SIGINT)}  # fast shutdown
         if self.user is not None:
-            kw.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+            kw["user"], kw["group"], kw["extra_groups"] = self.user.pw_uid, self.user.pw_gid, []
         return kw
 
     def _env(self) -> dict[str, str]:
@@ -233,7 +241,7 @@ class EmbeddedPostgres:
                 stderr=subprocess.STDOUT,
                 env=self._env(),
                 cwd="/",
-                **self._popen_kwargs(),  # type: ignore[arg-type]
+                **self._popen_kwargs(),
             )
         self._wait_ready(timeout, log)
         self._ensure_database()
@@ -257,7 +265,7 @@ class EmbeddedPostgres:
             args.append("--no-sync")
         res = subprocess.run(
             args, capture_output=True, env=self._env(), cwd="/", **self._popen_kwargs()
-        )  # type: ignore[call-overload]
+        )
         if res.returncode != 0:
             raise EmbeddedPostgresError(
                 f"initdb failed: {res.stderr.decode(errors='replace').strip()[-500:]}"

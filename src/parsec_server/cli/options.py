@@ -14,7 +14,7 @@ from parsec_server.config import BlockstoreConfig
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class DbUrl(click.ParamType):
+class DbUrl(click.ParamType[str]):
     name = "URL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
