@@ -43,6 +43,12 @@ def test_shipped_0002_refuses_a_squatter(empty_db_url: str, squatter: str, what:
     execute(empty_db_url, squatter)
     before = _indexdef(empty_db_url, "block_realm_size")
 
+    dry = cli("--db", empty_db_url, "--dry-run")  # answers what the real run will
+    assert dry.exit_code == Exit.SCHEMA_CONFLICT, dry.output
+    assert (
+        "migrate would refuse: 0002_usage_size_indexes.sql: " in dry.stderr and what in dry.stderr
+    )
+
     started = time.monotonic()
     res = cli("--db", empty_db_url, "--no-backup")
     took = time.monotonic() - started

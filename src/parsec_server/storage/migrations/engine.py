@@ -38,7 +38,7 @@ from typing import Any
 import asyncpg
 
 from parsec_server import __version__
-from parsec_server.storage.migrations import history, lock, monitor
+from parsec_server.storage.migrations import history, lock, monitor, verify
 from parsec_server.storage.migrations.connection import close, connect, connect_reason, redact_url
 from parsec_server.storage.migrations.errors import (
     BackupFailed,
@@ -50,6 +50,7 @@ from parsec_server.storage.migrations.errors import (
     MigrationError,
     MigrationFailed,
     MigrationLockTimeout,
+    SchemaConflict,
     SchemaNotReady,
 )
 from parsec_server.storage.migrations.history import Applied
@@ -289,11 +290,12 @@ async def _dry_run(
             long_running = [
                 dict(r) for r in await conn.fetch(_LONG_TRANSACTIONS, _LONG_TRANSACTION_S)
             ]
+        plan = make_plan(migrations, rows, options.target)
+        conflict = await _verify_pending(conn, plan)
     except (OSError, asyncpg.InterfaceError) as exc:
         raise CannotConnect(f"lost the database connection: {connect_reason(exc)}") from None
     finally:
         await close(conn)
-    plan = make_plan(migrations, rows, options.target)
     if plan.steps:
         for tx in long_running:  # pre-flight: what will make lock-taking steps wait and retry
             emit(
@@ -325,6 +327,9 @@ async def _dry_run(
     }
     try:
         summary["warnings"] = plan.check(allow_data_loss=options.allow_data_loss)
+        if conflict is not None:
+            conflict.message = f"{conflict.migration}: {conflict.message}"
+            raise conflict
     except MigrationError as exc:
         summary["refused"] = {"kind": exc.kind.value, "message": exc.message}
         emit(summary)
@@ -332,6 +337,35 @@ async def _dry_run(
         raise
     emit(summary)
     return summary
+
+
+async def _verify_pending(conn: asyncpg.Connection, plan: Plan) -> SchemaConflict | None:
+    """What the real run would find where the pending steps create indexes (verify.py). The
+    shadow table it builds is temporary, in a transaction rolled back at once: nothing changes.
+    A check that cannot run here (a read-only server) is left to the real run."""
+    for step in plan.steps:
+        if step.direction != "up" or step.script is None:
+            continue
+        for st in step.script.statements():
+            ix = verify.parse_index(st)
+            if ix is None or not (ix.if_not_exists or not step.script.transactional):
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute("SET TRANSACTION READ WRITE")
+                    await verify.index_state(conn, ix, step.filename)
+                    raise _RollBack
+            except _RollBack:
+                pass
+            except SchemaConflict as exc:
+                return exc
+            except asyncpg.PostgresError:
+                continue
+    return None
+
+
+class _RollBack(Exception):
+    pass
 
 
 async def apply_all(
