@@ -23,7 +23,8 @@ from parsec_server.exit_codes import Exit
     help=(
         "Flag dangerous DDL on existing tables (non-concurrent indexes, constraints validated "
         "under "
-        "exclusive locks, table rewrites, SET NOT NULL without a validated CHECK...) and header "
+        "exclusive locks, table rewrites, SET NOT NULL without a validated CHECK...), IF NOT "
+        "EXISTS whose result the engine cannot verify (anything but CREATE INDEX) and header "
         "mistakes. "
         "Default: this release's migrations; or the given directory. Exit 1 if any error is found."
     ),
