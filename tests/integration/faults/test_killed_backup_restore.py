@@ -9,6 +9,8 @@ lock pg_dump waits for, and the restored table has a CHECK constraint that is sl
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from killed_support import (
     value,
     wait_until,
 )
+
+from parsec_server.backup import clean_partial_backups
 
 ROWS = 200
 
@@ -165,3 +169,19 @@ def db_factory_url(pg_cluster: Any) -> Iterator[str]:
         yield str(pg_cluster.url_for(name))
     finally:
         pg_cluster.drop_database(name)
+
+
+def test_partial_backups_without_a_lock_file_are_removed_once_old(tmp_path: Path) -> None:
+    """A partial directory without `.lock` (left by an older parsec-server, or caught between its
+    creation and its lock) is removed only once it is clearly abandoned."""
+    old = tmp_path / ".nightly.partial-0123abcd"
+    young = tmp_path / ".other.partial-89abcdef"
+    unrelated = tmp_path / ".nightly.partial-notours"
+    for d in (old, young, unrelated):
+        d.mkdir()
+        (d / "database.dump").write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    os.utime(unrelated, (an_hour_ago, an_hour_ago))
+    assert clean_partial_backups(tmp_path) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([young.name, unrelated.name])
