@@ -139,6 +139,7 @@ def test_registered_in_the_main_cli() -> None:
         "repair",
         "lint",
         "dump-schema",
+        "verify",
     }
 
 

@@ -181,3 +181,28 @@ def test_lint_refuses_if_not_exists_it_cannot_verify(tmp_path: Path) -> None:
 
 def test_shipped_migrations_pass_lint() -> None:
     assert [f for f in lint.lint() if f.severity == "error"] == []
+
+
+def test_verify_finds_a_squatter_an_older_run_recorded(db_url: str) -> None:
+    """What an older parsec-server left: 0002 recorded as applied over a squatter index."""
+    ok = cli("verify", "--db", db_url)
+    assert ok.exit_code == 0, ok.output
+    assert "is the reference schema of this release" in ok.stdout
+
+    execute(db_url, "DROP INDEX block_realm_size; CREATE INDEX block_realm_size ON block (realm)")
+    res = cli("verify", "--db", db_url)
+    assert res.exit_code == Exit.SCHEMA_CONFLICT
+    assert "-CREATE INDEX block_realm_size ON public.block USING btree (realm) INCLUDE (size);" in (
+        res.stdout
+    )
+    assert "+CREATE INDEX block_realm_size ON public.block USING btree (realm);" in res.stdout
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert "differs from the reference schema" in line
+    doc = json.loads(cli("verify", "--db", db_url, "--json").stdout.splitlines()[0])
+    assert doc["identical"] is False and len(doc["diff"]) > 2
+
+
+def test_verify_refuses_a_database_with_pending_migrations(empty_db_url: str) -> None:
+    assert cli("--db", empty_db_url, "--to", "1", "--no-backup").exit_code == 0
+    res = cli("verify", "--db", empty_db_url)
+    assert res.exit_code == Exit.SCHEMA_NOT_READY and "migrate first" in res.stderr

@@ -31,6 +31,7 @@ splitting), verify.py (what a step would skip).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -93,6 +94,7 @@ __all__ = [
     "reference_schema",
     "repair",
     "status",
+    "verify_schema",
 ]
 
 # Called under the migration lock, once the plan is checked, before the first step changes anything
@@ -590,4 +592,51 @@ def _status_item(row: Applied, state: str) -> dict[str, Any]:
         "compat": row.compat,
         "checksum": row.checksum,
         "repairs": row.repairs,
+    }
+
+
+async def verify_schema(url: str, *, source: MigrationsSource = None) -> dict[str, Any]:
+    """`migrate verify`: the database's schema (pg_dump --schema-only, normalised) against this
+    release's reference schema.sql. Finds what no step verified at the time: an object changed by
+    hand, or a squatter an older parsec-server took for a migration's index. Refuses a database with
+    pending or unknown migrations (its schema is not this release's by design)."""
+    migrations = discover(source)
+    conn = await connect(url, purpose="migrate-verify", read_only=True)
+    try:
+        rows = await history.read(conn)
+    finally:
+        await close(conn)
+    plan = make_plan(migrations, rows, None)
+    if plan.unknown or plan.conflicts:
+        names = [r.filename for r in plan.unknown] + [r.filename for _, r in plan.conflicts]
+        raise DatabaseAhead(
+            f"the database holds migrations this release does not know ({', '.join(names)}): "
+            "there is no reference schema to compare it with",
+            names=names,
+        )
+    if plan.pending:
+        names = [m.filename for m in plan.pending]
+        raise SchemaNotReady(
+            f"the database needs {len(names)} migration(s) ({', '.join(names)}): migrate first, "
+            "then verify",
+            pending=names,
+        )
+    actual = await dump_schema(url)
+    expected = normalise_dump(reference_schema(source))
+    diff = list(
+        difflib.unified_diff(
+            expected.splitlines(),
+            actual.splitlines(),
+            "reference schema.sql",
+            "database",
+            n=1,
+            lineterm="",
+        )
+    )
+    return {
+        "event": "verify",
+        "database": redact_url(url),
+        "migrations": len(rows),
+        "identical": not diff,
+        "diff": diff,
     }
