@@ -31,7 +31,6 @@ splitting), verify.py (what a step would skip).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,7 +50,6 @@ from parsec_server.storage.migrations.errors import (
     MigrationError,
     MigrationFailed,
     MigrationLockTimeout,
-    SchemaConflict,
     SchemaNotReady,
 )
 from parsec_server.storage.migrations.history import Applied
@@ -65,6 +63,7 @@ from parsec_server.storage.migrations.reference import (
 )
 from parsec_server.storage.migrations.runner import Runner
 from parsec_server.storage.migrations.source import Migration, MigrationsSource, discover
+from parsec_server.storage.migrations.verify import verify_schema
 
 __all__ = [
     "SCHEMA_HEADER",
@@ -293,7 +292,7 @@ async def _dry_run(
                 dict(r) for r in await conn.fetch(_LONG_TRANSACTIONS, _LONG_TRANSACTION_S)
             ]
         plan = make_plan(migrations, rows, options.target)
-        conflict = await _verify_pending(conn, plan)
+        conflict = await verify.pending_conflict(conn, plan)
     except (OSError, asyncpg.InterfaceError) as exc:
         raise CannotConnect(f"lost the database connection: {connect_reason(exc)}") from None
     finally:
@@ -339,35 +338,6 @@ async def _dry_run(
         raise
     emit(summary)
     return summary
-
-
-async def _verify_pending(conn: asyncpg.Connection, plan: Plan) -> SchemaConflict | None:
-    """What the real run would find where the pending steps create indexes (verify.py). The
-    shadow table it builds is temporary, in a transaction rolled back at once: nothing changes.
-    A check that cannot run here (a read-only server) is left to the real run."""
-    for step in plan.steps:
-        if step.direction != "up" or step.script is None:
-            continue
-        for st in step.script.statements():
-            ix = verify.parse_index(st)
-            if ix is None or not (ix.if_not_exists or not step.script.transactional):
-                continue
-            try:
-                async with conn.transaction():
-                    await conn.execute("SET TRANSACTION READ WRITE")
-                    await verify.index_state(conn, ix, step.filename)
-                    raise _RollBack
-            except _RollBack:
-                pass
-            except SchemaConflict as exc:
-                return exc
-            except asyncpg.PostgresError:
-                continue
-    return None
-
-
-class _RollBack(Exception):
-    pass
 
 
 async def apply_all(
@@ -592,51 +562,4 @@ def _status_item(row: Applied, state: str) -> dict[str, Any]:
         "compat": row.compat,
         "checksum": row.checksum,
         "repairs": row.repairs,
-    }
-
-
-async def verify_schema(url: str, *, source: MigrationsSource = None) -> dict[str, Any]:
-    """`migrate verify`: the database's schema (pg_dump --schema-only, normalised) against this
-    release's reference schema.sql. Finds what no step verified at the time: an object changed by
-    hand, or a squatter an older parsec-server took for a migration's index. Refuses a database with
-    pending or unknown migrations (its schema is not this release's by design)."""
-    migrations = discover(source)
-    conn = await connect(url, purpose="migrate-verify", read_only=True)
-    try:
-        rows = await history.read(conn)
-    finally:
-        await close(conn)
-    plan = make_plan(migrations, rows, None)
-    if plan.unknown or plan.conflicts:
-        names = [r.filename for r in plan.unknown] + [r.filename for _, r in plan.conflicts]
-        raise DatabaseAhead(
-            f"the database holds migrations this release does not know ({', '.join(names)}): "
-            "there is no reference schema to compare it with",
-            names=names,
-        )
-    if plan.pending:
-        names = [m.filename for m in plan.pending]
-        raise SchemaNotReady(
-            f"the database needs {len(names)} migration(s) ({', '.join(names)}): migrate first, "
-            "then verify",
-            pending=names,
-        )
-    actual = await dump_schema(url)
-    expected = normalise_dump(reference_schema(source))
-    diff = list(
-        difflib.unified_diff(
-            expected.splitlines(),
-            actual.splitlines(),
-            "reference schema.sql",
-            "database",
-            n=1,
-            lineterm="",
-        )
-    )
-    return {
-        "event": "verify",
-        "database": redact_url(url),
-        "migrations": len(rows),
-        "identical": not diff,
-        "diff": diff,
     }

@@ -15,18 +15,27 @@ The answer is `absent` (run the statement), `valid` (the specified index exists:
 specified index, left INVALID by an interrupted CREATE INDEX CONCURRENTLY: drop and rebuild), or
 `SchemaConflict`, naming the object and what differs. Only statements with a name are verified;
 `migrate lint` refuses the `IF NOT EXISTS` forms this module cannot verify.
+
+`pending_conflict` runs the same check for `migrate --dry-run`; `verify_schema` (`migrate verify`)
+compares a fully migrated database with the reference schema.sql, for what was skipped before this
+check existed.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
-from parsec_server.storage.migrations import sqltext
-from parsec_server.storage.migrations.errors import SchemaConflict
+from parsec_server.storage.migrations import history, sqltext
+from parsec_server.storage.migrations.connection import close, connect, redact_url
+from parsec_server.storage.migrations.errors import DatabaseAhead, SchemaConflict, SchemaNotReady
+from parsec_server.storage.migrations.plan import Plan, make_plan
+from parsec_server.storage.migrations.reference import dump_schema, normalise_dump, reference_schema
+from parsec_server.storage.migrations.source import MigrationsSource, discover
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _INDEX = re.compile(
@@ -188,3 +197,79 @@ async def index_state(
             obj=ix.relname,
         )
     return ("valid" if row["indisvalid"] else "invalid"), str(row["qualified"])
+
+
+async def pending_conflict(conn: asyncpg.Connection, plan: Plan) -> SchemaConflict | None:
+    """What the real run would find where the pending steps create indexes (verify.py). The
+    shadow table it builds is temporary, in a transaction rolled back at once: nothing changes.
+    A check that cannot run here (a read-only server) is left to the real run."""
+    for step in plan.steps:
+        if step.direction != "up" or step.script is None:
+            continue
+        for st in step.script.statements():
+            ix = parse_index(st)
+            if ix is None or not (ix.if_not_exists or not step.script.transactional):
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute("SET TRANSACTION READ WRITE")
+                    await index_state(conn, ix, step.filename)
+                    raise _RollBack
+            except _RollBack:
+                pass
+            except SchemaConflict as exc:
+                return exc
+            except asyncpg.PostgresError:
+                continue
+    return None
+
+
+class _RollBack(Exception):
+    pass
+
+
+async def verify_schema(url: str, *, source: MigrationsSource = None) -> dict[str, Any]:
+    """`migrate verify`: the database's schema (pg_dump --schema-only, normalised) against this
+    release's reference schema.sql. Finds what no step verified at the time: an object changed by
+    hand, or a squatter an older parsec-server took for a migration's index. Refuses a database with
+    pending or unknown migrations (its schema is not this release's by design)."""
+    migrations = discover(source)
+    conn = await connect(url, purpose="migrate-verify", read_only=True)
+    try:
+        rows = await history.read(conn)
+    finally:
+        await close(conn)
+    plan = make_plan(migrations, rows, None)
+    if plan.unknown or plan.conflicts:
+        names = [r.filename for r in plan.unknown] + [r.filename for _, r in plan.conflicts]
+        raise DatabaseAhead(
+            f"the database holds migrations this release does not know ({', '.join(names)}): "
+            "there is no reference schema to compare it with",
+            names=names,
+        )
+    if plan.pending:
+        names = [m.filename for m in plan.pending]
+        raise SchemaNotReady(
+            f"the database needs {len(names)} migration(s) ({', '.join(names)}): migrate first, "
+            "then verify",
+            pending=names,
+        )
+    actual = await dump_schema(url)
+    expected = normalise_dump(reference_schema(source))
+    diff = list(
+        difflib.unified_diff(
+            expected.splitlines(),
+            actual.splitlines(),
+            "reference schema.sql",
+            "database",
+            n=1,
+            lineterm="",
+        )
+    )
+    return {
+        "event": "verify",
+        "database": redact_url(url),
+        "migrations": len(rows),
+        "identical": not diff,
+        "diff": diff,
+    }
