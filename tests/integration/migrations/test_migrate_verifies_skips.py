@@ -15,7 +15,7 @@ import pytest
 from migration_helpers import BASIC, cli, execute, history, value, write_migrations
 
 from parsec_server.exit_codes import Exit
-from parsec_server.storage.migrations import lint
+from parsec_server.storage.migrations import lint, sqltext, verify
 
 _UNTIL_0002 = "0002"
 
@@ -206,3 +206,33 @@ def test_verify_refuses_a_database_with_pending_migrations(empty_db_url: str) ->
     assert cli("--db", empty_db_url, "--to", "1", "--no-backup").exit_code == 0
     res = cli("verify", "--db", empty_db_url)
     assert res.exit_code == Exit.SCHEMA_NOT_READY and "migrate first" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("CREATE INDEX CONCURRENTLY ON t (a)", None),  # no name: nothing to verify
+        ("CREATE INDEX ON t (a)", None),
+        (
+            'create unique index concurrently if not exists "My Ix" on public."T" using gin (a)',
+            ('"My Ix"', "My Ix", 'public."T"', True, True, True, " using gin (a)"),
+        ),
+        (
+            "CREATE INDEX x ON ONLY p (a) WHERE a > 0",
+            ("x", "x", "p", False, False, False, " (a) WHERE a > 0"),
+        ),
+    ],
+)
+def test_index_statements_are_parsed(sql: str, expected: tuple[object, ...] | None) -> None:
+    (st,) = sqltext.split(sql)
+    ix = verify.parse_index(st)
+    got = ix and (
+        ix.name,
+        ix.relname,
+        ix.table,
+        ix.unique,
+        ix.if_not_exists,
+        ix.concurrently,
+        ix.rest,
+    )
+    assert got == expected

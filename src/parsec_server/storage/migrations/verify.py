@@ -87,7 +87,7 @@ def _unquote(ident: str) -> str:
 
 def parse_index(st: sqltext.Statement) -> IndexStatement | None:
     m = _INDEX.match(st.code)
-    if m is None:
+    if m is None or m.group("name").upper() == "CONCURRENTLY":  # CREATE INDEX CONCURRENTLY ON t
         return None
     text = st.text
     return IndexStatement(
