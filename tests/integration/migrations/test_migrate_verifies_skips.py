@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from migration_helpers import BASIC, cli, execute, history, value, write_migrations
+from migration_helpers import BASIC, cli, execute, history, query, value, write_migrations
 
 from parsec_server.exit_codes import Exit
 from parsec_server.storage.migrations import lint, sqltext, verify
@@ -146,6 +146,8 @@ def test_transactional_if_not_exists_is_verified_too(empty_db_url: str, tmp_path
         empty_db_url, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
     )
     assert cols == 0
+    fails = query(empty_db_url, "SELECT detail FROM schema_migration_event WHERE kind = 'fail'")
+    assert len(fails) == 1 and "item_note" in json.loads(fails[0]["detail"])["error"]
     execute(empty_db_url, "DROP INDEX item_note")
     assert cli("--db", empty_db_url, "--migrations-dir", str(mdir)).exit_code == 0
     assert history(empty_db_url) == ["0001_items", "0002_note"]

@@ -152,6 +152,9 @@ class Runner:
                     await self._restore_session()
                     await self._record(step, int((time.monotonic() - started) * 1000), attempt)
                 return attempt
+            except SchemaConflict as exc:
+                await self._conflict_event(step, exc)
+                raise
             except (asyncpg.PostgresError, _StatementError) as err:
                 exc, statement = (
                     (err.exc, err.statement) if isinstance(err, _StatementError) else (err, None)
@@ -188,7 +191,7 @@ class Runner:
                     attempt += 1
                     lock, stmt = self._timeouts(script, st)
                     try:
-                        done_already = await self._check_index(step, st, concurrently=True)
+                        done_already = await self._check_index(step, st, in_transaction=False)
                         await self.conn.execute(
                             f"SET lock_timeout = '{pg_duration(lock) if lock is not None else 0}';"
                             " SET statement_timeout = "
@@ -233,30 +236,30 @@ class Runner:
         assert step.script is not None
         for st in step.script.statements():
             try:
-                if not await self._check_index(step, st, concurrently=False):
+                if not await self._check_index(step, st, in_transaction=True):
                     await self.conn.execute(st.text)
             except asyncpg.PostgresError as exc:
                 raise _StatementError(exc, st) from exc
 
-    async def _check_index(self, step: Step, st: sqltext.Statement, *, concurrently: bool) -> bool:
+    async def _check_index(
+        self, step: Step, st: sqltext.Statement, *, in_transaction: bool
+    ) -> bool:
         """For a named CREATE INDEX: True when the index it specifies already exists (skip the
         statement). An INVALID one (interrupted CREATE INDEX CONCURRENTLY) is dropped to be built
         again; anything else of that name raises SchemaConflict (see verify.py)."""
         ix = verify.parse_index(st)
-        if ix is None or not (concurrently or ix.if_not_exists):
+        if ix is None or not (ix.if_not_exists or not in_transaction):
             return False
         try:
             state, qualified = await verify.index_state(self.conn, ix, step.filename)
         except SchemaConflict as exc:
-            with contextlib.suppress(Exception):
-                await history.event(
-                    self.conn, "fail", step.script, error=exc.message, direction=step.direction
-                )
+            if not in_transaction:  # else recorded once the step's transaction is rolled back
+                await self._conflict_event(step, exc)
             raise
         if state != "invalid":
             return state == "valid"
         name = ix.name
-        if concurrently:
+        if not in_transaction:
             await self.conn.execute("SET lock_timeout = 0")
             await self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
         else:
@@ -265,6 +268,12 @@ class Runner:
         self.emit({"event": "cleanup", "name": step.filename, "index": name, "message": message})
         await history.event(self.conn, "cleanup", step.script, index=name)
         return False
+
+    async def _conflict_event(self, step: Step, exc: SchemaConflict) -> None:
+        with contextlib.suppress(Exception):
+            await history.event(
+                self.conn, "fail", step.script, error=exc.message, direction=step.direction
+            )
 
     async def _record(self, step: Step, duration_ms: int, attempts: int) -> None:
         if step.direction == "up":
