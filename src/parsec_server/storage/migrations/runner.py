@@ -152,17 +152,17 @@ class Runner:
                     await self._restore_session()
                     await self._record(step, int((time.monotonic() - started) * 1000), attempt)
                 return attempt
-            except SchemaConflict as exc:
-                await self._conflict_event(step, exc)
+            except SchemaConflict as conflict:
+                await self._conflict_event(step, conflict)
                 raise
             except (asyncpg.PostgresError, _StatementError) as err:
-                exc, statement = (
+                pg_exc, statement = (
                     (err.exc, err.statement) if isinstance(err, _StatementError) else (err, None)
                 )
-                if exc.sqlstate in _LOCK_RETRY_SQLSTATES and attempt <= retries:
-                    await self._backoff(step, attempt, retries, exc)
+                if pg_exc.sqlstate in _LOCK_RETRY_SQLSTATES and attempt <= retries:
+                    await self._backoff(step, attempt, retries, pg_exc)
                     continue
-                raise await self._fail(step, exc, attempt, statement=statement) from None
+                raise await self._fail(step, pg_exc, attempt, statement=statement) from None
             except (OSError, asyncpg.InterfaceError) as exc:
                 raise await self._fail(step, exc, attempt) from None
 
