@@ -15,6 +15,7 @@ child process and receives SIGINT (fast shutdown) if we die, so no process is le
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pwd
 import re
@@ -36,6 +37,50 @@ _PR_SET_PDEATHSIG = 1
 
 class EmbeddedPostgresError(Exception):
     """The embedded cluster could not be created, started or stopped (message is for the operator)."""
+
+
+class DataDirBusy(EmbeddedPostgresError):
+    """Another process (another parsec-server) holds the data directory."""
+
+
+_LOCK_NAME = "parsec-server.lock"
+_SOCKET_PREFIX = "parsec-pg-"
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory's lock for the life of this process (released at exit, even by
+    `kill -9`). Raises DataDirBusy naming the holder's pid when another process has it."""
+    fd = os.open(data_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirBusy(
+            f"another parsec-server (pid {holder}) holds the data directory {data_dir}: stop it, "
+            "or give another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def sweep_stale_socket_dirs(min_age: float = 60.0) -> list[Path]:
+    """Remove the empty socket directories (`parsec-pg-*` in the temporary directory) that a
+    server killed before it could clean up left behind. A live cluster's directory holds its socket
+    and lock file; one younger than `min_age` seconds may belong to a cluster starting now."""
+    removed = []
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{_SOCKET_PREFIX}*"):
+        try:
+            st = path.lstat()
+            if st.st_uid != os.geteuid() or now - st.st_mtime < min_age:
+                continue
+            path.rmdir()  # only if empty
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def find_bindir() -> Path:
@@ -162,6 +207,7 @@ class EmbeddedPostgres:
     log_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _socket_dir: Path | None = field(default=None, init=False, repr=False)
+    _lock_fd: int | None = field(default=None, init=False, repr=False)
     created_cluster: bool = field(default=False, init=False)
     created_database: bool = field(default=False, init=False)
 
@@ -205,15 +251,26 @@ class EmbeddedPostgres:
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
+        """Start the cluster (created on first use). Raises DataDirBusy when another process
+        holds the data directory; a failed start leaves no process and no temporary directory."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.data_dir)
         if self.user is not None:
             _check_traversable(self.data_dir, self.user)
+        self._lock_fd = _lock_data_dir(self.data_dir)
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        sweep_stale_socket_dirs()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         else:
             self._check_version()
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="parsec-pg-"))
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=_SOCKET_PREFIX))
         self._chown(self._socket_dir)
         os.chmod(self._socket_dir, 0o755)
         settings = {
@@ -349,6 +406,9 @@ class EmbeddedPostgres:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the data directory's lock
+            self._lock_fd = None
 
     @property
     def running(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,7 @@ def run_cmd(**opts: Any) -> None:
             "must not exceed --db-max-connections", param_hint="--db-min-connections"
         )
 
+    sock = _listen(opts["host"], opts["port"])  # before anything starts: a port in use fails here
     with database_target(opts["db"], opts["data_dir"]) as target:
         token = opts["administration_token"]
         if target.embedded is not None and not token:
@@ -284,8 +287,29 @@ def run_cmd(**opts: Any) -> None:
             brand_new=target.brand_new,
             embedded=target.embedded is not None,
             graceful=opts["graceful_shutdown_timeout"],
+            sock=sock,
         )
     sys.exit(code)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here rather than by uvicorn so that a port in use is one
+    `error:` line and exit code 12 (uvicorn would log and exit with 1 or 3 itself)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is already in use (another server listens there): stop "
+                "it, or choose another --port",
+                Exit.SERVER_ERROR,
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", Exit.SERVER_ERROR)
+    return sock
 
 
 def _embedded_token(data_dir: Path) -> str:
@@ -369,7 +393,9 @@ def _one_write_protocol() -> type[asyncio.Protocol]:
     return OneWriteHttpToolsProtocol
 
 
-def _serve(config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float) -> int:
+def _serve(
+    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float, sock: socket.socket
+) -> int:
     try:
         import uvloop
 
@@ -381,14 +407,16 @@ def _serve(config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: f
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         return runner(
-            _async_serve(config, brand_new=brand_new, embedded=embedded, graceful=graceful)
+            _async_serve(
+                config, brand_new=brand_new, embedded=embedded, graceful=graceful, sock=sock
+            )
         )
     except (_Stop, KeyboardInterrupt):
         return 0
 
 
 async def _async_serve(
-    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float
+    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float, sock: socket.socket
 ) -> int:
     import uvicorn
 
@@ -458,7 +486,7 @@ async def _async_serve(
         click.echo("press Ctrl-C to stop")
 
     announcer = asyncio.create_task(announce())
-    await server.serve()
+    await server.serve(sockets=[sock])
     announcer.cancel()
     if not server.started:
         click.echo(
