@@ -63,6 +63,19 @@ class PgCluster:
         return self._template
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _backups_in_the_test_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`migrate` backs an existing database up by default, into DATA_DIR/backups: in the tests,
+    into this run's temporary directory instead (helpers that drop PARSEC_* keep this one)."""
+    previous = os.environ.get("PARSEC_BACKUP_DIR")
+    os.environ["PARSEC_BACKUP_DIR"] = str(tmp_path_factory.mktemp("default-backups"))
+    yield
+    if previous is None:
+        del os.environ["PARSEC_BACKUP_DIR"]
+    else:
+        os.environ["PARSEC_BACKUP_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     external = os.environ.get("PARSEC_TEST_PG_URL")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -200,10 +201,10 @@ async def create_backup(
     if output.exists():
         raise BackupError(f"{output} already exists: choose a new --output path")
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         cleaned = clean_partial_backups(output.parent)
         tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)  # owner-only from the start: a backup holds every organization's data
         lock_fd = _lock_partial(tmp)
     except OSError as exc:
         raise BackupError(f"cannot create {output}: {exc.strerror or exc}") from None
@@ -293,10 +294,21 @@ async def _create_backup(
     }
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     (tmp / _LOCK).unlink()  # still held through its descriptor until the rename
+    _owner_only(tmp)
     _fsync_tree(tmp)
     os.rename(tmp, output)
     _fsync_dir(output.parent)
     return BackupResult(output, metadata)
+
+
+def _owner_only(path: Path) -> None:
+    """Directories 0700, files 0600, whatever the umask was (pg_dump's files follow it)."""
+    os.chmod(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o600)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -472,6 +484,38 @@ $$
 """
 
 
+def _maintenance_url(db_url: str) -> tuple[str, str]:
+    """(URL of the `postgres` database of the same server, name of the database of `db_url`)."""
+    parts = urlsplit(db_url)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise RestoreError(f"no database name in {engine.redact_url(db_url)}")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+async def _create_database(db_url: str) -> str:
+    """CREATE DATABASE for a restore target that does not exist yet, connected to `postgres`."""
+    admin_url, name = _maintenance_url(db_url)
+    try:
+        conn = await db.connect(admin_url)
+    except db.DatabaseUnavailable as exc:
+        raise RestoreError(
+            f"the database {name!r} does not exist and {exc}; create it first: "
+            f'createdb {name!r} (or CREATE DATABASE "{name}" in psql)'
+        ) from None
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"CREATE DATABASE {quoted}")
+    except asyncpg.PostgresError as exc:
+        raise RestoreError(
+            f"the database {name!r} does not exist and could not be created ({exc}): create it "
+            f"first (createdb {name!r}, as a role allowed to), then rerun restore"
+        ) from None
+    finally:
+        await conn.close()
+    return name
+
+
 async def restore_backup(
     db_url: str,
     blockstore: BlockstoreConfig | None,
@@ -486,10 +530,16 @@ async def restore_backup(
         raise RestoreError(
             "the backup holds blockstore objects: give the --blockstore to restore them into"
         )
+    created = False
     try:
         conn = await db.connect(db_url)
     except db.DatabaseUnavailable as exc:
-        raise RestoreError(str(exc)) from exc
+        if not isinstance(exc.__cause__, asyncpg.InvalidCatalogNameError):
+            raise RestoreError(str(exc)) from exc
+        name = await _create_database(db_url)
+        progress(f"database: created {name!r} (it did not exist)")
+        created = True
+        conn = await db.connect(db_url)
     try:
         empty = await _database_is_empty(conn)
     finally:
@@ -504,6 +554,7 @@ async def restore_backup(
         "schema_version": meta.get("schema_version"),
         "blocks": 0,
         "created_at": meta.get("created_at"),
+        "created_database": created,
     }
     if bs["included"]:  # objects first: a failure below leaves only unreferenced objects behind
         assert blockstore is not None

@@ -89,7 +89,10 @@ def backup_cmd(
 @click.command(
     "restore",
     help="Restore a backup made by `parsec-server backup` into an empty database "
-    "(and blockstore). The backup is checked before anything is touched.",
+    "(and blockstore). The backup is checked before anything is touched. A --db database that "
+    "does not exist is created (the role needs CREATEDB; else the error says what to run). "
+    "Exit codes: 0 restored, 2 bad usage, 11 embedded PostgreSQL, 9 restore refused or failed "
+    "(missing or invalid backup, non-empty database without --force).",
 )
 @db_option()
 @data_dir_option()
@@ -105,7 +108,7 @@ def backup_cmd(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON document on stdout."
 )
-@click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("path", type=click.Path(path_type=Path))
 def restore_cmd(
     db: str | None,
     data_dir: Path | None,
@@ -115,6 +118,9 @@ def restore_cmd(
     path: Path,
 ) -> None:
     bs = _blockstore(blockstore)
+    if not path.is_dir():  # checked here, not by click: a refused restore exits 9 (docs/cli.md)
+        what = "is not a directory" if path.exists() else "does not exist"
+        fail(f"the backup {path} {what}", Exit.RESTORE_FAILED)
     with database_target(db, data_dir) as target:
         try:
             report = asyncio.run(

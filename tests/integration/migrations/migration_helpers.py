@@ -58,7 +58,12 @@ def cli(*args: str) -> Result:
 
 
 def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+    # PARSEC_BACKUP_DIR stays: the test run's own (tests/conftest.py), not /var/lib/parsec-server
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PARSEC_") or k == "PARSEC_BACKUP_DIR"
+    }
     e["PYTHONUNBUFFERED"] = "1"
     return e
 

@@ -57,7 +57,12 @@ LATEST = len(engine.discover())
 
 
 def base_env(migrations_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+    # PARSEC_BACKUP_DIR stays: the test run's own (tests/conftest.py), not /var/lib/parsec-server
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PARSEC_") or k == "PARSEC_BACKUP_DIR"
+    }
     env["PYTHONUNBUFFERED"] = "1"
     if migrations_dir is not None:
         env["PARSEC_MIGRATIONS_DIR"] = str(migrations_dir)

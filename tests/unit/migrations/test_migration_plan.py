@@ -7,6 +7,7 @@ import pytest
 
 from parsec_server.storage.migrations import engine, source
 from parsec_server.storage.migrations.errors import (
+    BadTarget,
     ChecksumDrift,
     DatabaseAhead,
     DataLossRefused,
@@ -85,7 +86,7 @@ def test_target_up_and_down(migrations: list[source.Migration]) -> None:
     assert (
         engine.make_plan(migrations, rows, 2).check(allow_data_loss=False) == []
     )  # only 0003: lossless
-    with pytest.raises(MigrationFailed, match="no such migration"):
+    with pytest.raises(BadTarget, match="no such migration"):  # a usage error: exit code 2
         engine.make_plan(migrations, rows, 9)
 
 

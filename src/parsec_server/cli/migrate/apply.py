@@ -14,11 +14,13 @@ from parsec_server.cli.migrate.common import (
     Renderer,
     db_opt,
     debug_opt,
+    default_backup_dir,
     json_opt,
     migrations_dir_opt,
     need_db,
     run,
 )
+from parsec_server.cli.options import data_dir_option
 from parsec_server.exit_codes import Exit
 
 
@@ -73,13 +75,16 @@ real run would.
         "lock, "
         "then is rolled back and retried, so it never stalls the application's queries for long.\n"
         "\n"
-        "Before changing an existing database it is backed up into --backup-dir (verified dump). "
+        "Before changing an existing database it is backed up (verified dump) into a new "
+        "directory in --backup-dir (default: `backups` in the data directory); --no-backup skips "
+        "it, loudly. "
         "Use --to NNNN to move up or down to a migration (down steps that discard data need "
         "--allow-data-loss)."
     ),
     epilog=_JSON_HELP + "\n" + _EXIT_HELP,
 )
 @db_opt
+@data_dir_option()
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -132,7 +137,8 @@ real run would.
     "--backup-dir",
     envvar="PARSEC_BACKUP_DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Before changing an existing database, dump it (verified) into a new directory here.  "
+    help="Before changing an existing database, dump it (verified) into a new directory here "
+    "[default: DATA_DIR/backups, DATA_DIR being --data-dir or the embedded default].  "
     "[env var: PARSEC_BACKUP_DIR]",
 )
 @click.option("--no-backup", is_flag=True, help="Apply without taking a backup first.")
@@ -143,6 +149,7 @@ real run would.
 def migrate_cmd(
     ctx: click.Context,
     db: str | None,
+    data_dir: Path | None,
     dry_run: bool,
     show_sql: bool,
     target: str | None,
@@ -159,8 +166,17 @@ def migrate_cmd(
 ) -> None:
     ctx.ensure_object(dict)
     ctx.obj.update(
-        db=db, as_json=as_json, migrations_dir=migrations_dir, debug=debug, lock_wait=lock_wait
+        db=db,
+        data_dir=data_dir,
+        as_json=as_json,
+        migrations_dir=migrations_dir,
+        debug=debug,
+        lock_wait=lock_wait,
     )
+    if db and data_dir:
+        raise click.UsageError(
+            "--data-dir is for the embedded PostgreSQL: do not combine it with --db."
+        )
     if ctx.invoked_subcommand is not None:
         return
     from parsec_server.storage.migrations import engine
@@ -188,7 +204,7 @@ def migrate_cmd(
             emit=renderer,
             before_steps=_no_backup_hook(renderer)
             if no_backup
-            else _backup_hook(url, backup_dir, renderer),
+            else _backup_hook(url, backup_dir or default_backup_dir(data_dir), renderer),
         ),
         debug=debug,
         renderer=renderer,
@@ -212,7 +228,7 @@ def _no_backup_hook(emit: Renderer) -> Callable[[Any], Coroutine[Any, Any, dict[
 
 
 def _backup_hook(
-    url: str, backup_dir: Path | None, emit: Renderer
+    url: str, backup_dir: Path, emit: Renderer
 ) -> Callable[[Any], Coroutine[Any, Any, dict[str, Any] | None]]:
     """Back the database up (parsec_server.backup) before the first step changes it."""
 
@@ -222,15 +238,6 @@ def _backup_hook(
         from parsec_server.backup import BackupError, create_backup
         from parsec_server.storage.migrations.errors import BackupFailed
 
-        if backup_dir is None:
-            emit(
-                {
-                    "event": "warning",
-                    "message": "no backup taken before migrating: set --backup-dir (or "
-                    "PARSEC_BACKUP_DIR), or pass --no-backup",
-                }
-            )
-            return None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         base = backup_dir / f"pre-migrate-{stamp}-{plan.history[-1].name}"
         output, n = base, 1

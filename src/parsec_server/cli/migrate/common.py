@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 EXIT_FOR: dict[Failure, Exit] = {
     Failure.INVALID_MIGRATIONS: Exit.MIGRATION_FAILED,
+    Failure.BAD_TARGET: Exit.USAGE,
     Failure.CANNOT_CONNECT: Exit.CANNOT_CONNECT,
     Failure.LOCKED: Exit.LOCKED,
     Failure.MIGRATION_FAILED: Exit.MIGRATION_FAILED,
@@ -244,9 +245,27 @@ def run(coro: Coroutine[Any, Any, T], *, debug: bool, renderer: Renderer | None 
 
 
 def need_db(db: str | None) -> str:
-    if not db:
-        raise click.UsageError("missing option --db URL (or env var PARSEC_DB)")
-    return db
+    """The database URL: --db, or the embedded PostgreSQL under `migrate --data-dir` (started now,
+    stopped when the command ends; refused while a server holds that data directory)."""
+    if db:
+        return db
+    ctx = click.get_current_context()
+    data_dir = (ctx.obj or {}).get("data_dir")
+    if data_dir is None:
+        raise click.UsageError(
+            "missing option --db URL (or env var PARSEC_DB), or --data-dir DIR for the embedded "
+            "PostgreSQL (or env var PARSEC_DATA_DIR)"
+        )
+    from parsec_server.cli.dbtarget import database_target
+
+    return ctx.with_resource(database_target(None, Path(data_dir))).url
+
+
+def default_backup_dir(data_dir: Path | None) -> Path:
+    """Where `migrate` backs up without --backup-dir: `backups` in the data directory."""
+    from parsec_server.embedded_pg import default_data_dir
+
+    return (data_dir or default_data_dir()) / "backups"
 
 
 def inherit(ctx: click.Context, key: str, value: Any) -> Any:

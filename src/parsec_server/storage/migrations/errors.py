@@ -4,6 +4,7 @@ know about processes and exit codes.
 
 MigrationError (kind, message)
 ├── InvalidMigrations     the shipped files are inconsistent (gap, duplicate, empty, bad header)
+├── BadTarget             `--to` names no migration (a usage error)
 ├── CannotConnect         the database could not be reached
 ├── MigrationLockTimeout  another migrate held the migration lock past --lock-wait
 ├── MigrationFailed       a migration failed; it was rolled back (earlier ones stay applied)
@@ -23,6 +24,7 @@ from typing import ClassVar
 
 class Failure(StrEnum):
     INVALID_MIGRATIONS = "invalid_migrations"
+    BAD_TARGET = "bad_target"
     CANNOT_CONNECT = "cannot_connect"
     LOCKED = "locked"
     MIGRATION_FAILED = "migration_failed"
@@ -47,6 +49,10 @@ class MigrationError(Exception):
 
 class InvalidMigrations(MigrationError):
     kind = Failure.INVALID_MIGRATIONS
+
+
+class BadTarget(MigrationError):
+    kind = Failure.BAD_TARGET
 
 
 class CannotConnect(MigrationError):

@@ -13,6 +13,7 @@ from typing import Literal
 
 from parsec_server import __version__
 from parsec_server.storage.migrations.errors import (
+    BadTarget,
     ChecksumDrift,
     DatabaseAhead,
     DataLossRefused,
@@ -174,7 +175,7 @@ def make_plan(migrations: list[Migration], rows: list[Applied], target: int | No
     plan.out_of_order = [m for m in plan.pending if m.index < top]
     latest = migrations[-1].index if migrations else 0
     if target is not None and target > max(latest, top):
-        raise MigrationFailed(f"--to {target:04d}: no such migration (the latest is {latest:04d})")
+        raise BadTarget(f"--to {target:04d}: no such migration (the latest is {latest:04d})")
     if target is None or target >= top:
         goal = latest if target is None else target
         plan.steps = [Step("up", m.index, m.name, m, m) for m in plan.pending if m.index <= goal]
