@@ -9,6 +9,9 @@ DEFAULT_PORT = 6777
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SSE_KEEPALIVE = 30
 DEFAULT_MIN_ARCHIVING_PERIOD = 2592000  # 30 days, in seconds (protocol.md §6.5)
+# Seconds one blockstore operation (connect, transfer, retries included) may take in all before the
+# request answers `store_unavailable` (`--blockstore-timeout`, docs/configuration.md).
+DEFAULT_BLOCKSTORE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,8 @@ class BlockstoreConfig:
     s3_key: str = field(default="", repr=False)
     s3_secret: str = field(default="", repr=False)
     nodes: tuple[BlockstoreConfig, ...] = ()
+    # Whole-operation bound of the store (of the group, for RAID: its nodes get the same one).
+    timeout: float = DEFAULT_BLOCKSTORE_TIMEOUT
 
     def describe(self) -> str:
         if self.kind == "S3":

@@ -31,6 +31,8 @@ def check_blockstore_config(config: BlockstoreConfig) -> None:
     PostgreSQL database or S3 bucket would overwrite each other's chunks of a block, and a RAID1
     mirror on one store only pretends to be redundant.
     """
+    if not config.timeout > 0:
+        raise ValueError(f"the blockstore timeout must be positive, not {config.timeout!r}")
     if config.kind not in {"POSTGRESQL", "S3", "RAID0", "RAID1", "RAID5"}:
         raise ValueError(f"unknown blockstore kind {config.kind!r}")
     if config.kind.startswith("RAID"):
@@ -57,12 +59,15 @@ def check_blockstore_config(config: BlockstoreConfig) -> None:
 
 
 def build_blockstore(config: BlockstoreConfig, db: Database) -> Blockstore:
-    """The blockstore described by `config` (not started: call `start()`)."""
+    """The blockstore described by `config` (not started: call `start()`).
+
+    `config.timeout` bounds each operation of the store; the nodes of a RAID group get the group's.
+    """
     check_blockstore_config(config)
-    return _build(config, db)
+    return _build(config, db, config.timeout)
 
 
-def _build(config: BlockstoreConfig, db: Database) -> Blockstore:
+def _build(config: BlockstoreConfig, db: Database, timeout: float) -> Blockstore:
     if config.kind == "POSTGRESQL":
         return PostgreSQLBlockstore(db)
     if config.kind == "S3":
@@ -75,11 +80,12 @@ def _build(config: BlockstoreConfig, db: Database) -> Blockstore:
             bucket=config.s3_bucket,
             key=config.s3_key,
             secret=config.s3_secret,
+            timeout=timeout,
         )
-    nodes = [_build(node, db) for node in config.nodes]
+    nodes = [_build(node, db, timeout) for node in config.nodes]
     if config.kind == "RAID0":
-        return raid.Raid0Blockstore(nodes)
+        return raid.Raid0Blockstore(nodes, timeout=timeout)
     if config.kind == "RAID1":
-        return raid.Raid1Blockstore(nodes)
+        return raid.Raid1Blockstore(nodes, timeout=timeout)
     assert config.kind == "RAID5"
-    return raid.Raid5Blockstore(nodes)
+    return raid.Raid5Blockstore(nodes, timeout=timeout)

@@ -1,27 +1,49 @@
 """RAID groups of blockstores (`--blockstore RAIDn:<node>:<config>`, protocol.md §6.2).
 
 * RAID0, stripe: a block lives on node `block_id.int % N` only.
-* RAID1, mirror: a block is written to every node, and the create fails unless all succeed; a read
-  asks the nodes one after the other (nodes that failed recently last) and returns the first answer.
+* RAID1, mirror: a block is written to every node at once. The create succeeds when at least one
+  node stored it: with a node down, blocks are still accepted on the others (logged as
+  `blockstore_raid1_degraded_write`, each naming the block and the nodes lacking it; the group is
+  not redundant for those blocks until the node is back and they are copied to it). A read asks the
+  nodes in turn (nodes that failed recently last), starting the next one as soon as one fails or
+  is slow to answer, and returns the first data; a node that lacks the block is no failure as long
+  as another has it.
 * RAID5, striping with parity: the payload `u32 BE length || block || zero padding` is split into
   N-1 equal chunks stored on nodes 0..N-2, and their XOR on node N-1. The create fails unless all N
-  writes succeed; a read needs any N-1 of the N chunks.
+  writes succeed; a read needs any N-1 of the N chunks (the parity is fetched as soon as a data
+  node fails or is slow to answer).
 
-Every node of a RAID1/RAID5 group holds an entry for every block whose create succeeded, so
-`iter_blocks` merges the nodes' sorted listings and tolerates as many dead nodes as a read does.
+Every operation of a group, on all its nodes, ends within the group's `timeout`
+(`--blockstore-timeout`): a node that has not answered by then counts as failed.
+
+Every node of a RAID1/RAID5 group holds an entry for every block whose create succeeded with all
+nodes up, so `iter_blocks` merges the nodes' sorted listings and tolerates as many dead nodes as a
+read does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import aclosing
 from typing import TypeVar
 
 from parsec_server.blockstore.base import BlockNotFound, Blockstore, BlockstoreUnavailable
+from parsec_server.config import DEFAULT_BLOCKSTORE_TIMEOUT
+from parsec_server.log import get_logger
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -54,10 +76,15 @@ class _RaidBlockstore(Blockstore):
     # How many nodes may be dead while `iter_blocks` still lists every block.
     listing_tolerance = 0
 
-    def __init__(self, nodes: Sequence[Blockstore]) -> None:
+    def __init__(
+        self, nodes: Sequence[Blockstore], *, timeout: float = DEFAULT_BLOCKSTORE_TIMEOUT
+    ) -> None:
         if not nodes:
             raise ValueError(f"{self.kind} needs at least one node")
+        if timeout <= 0:
+            raise ValueError("the blockstore timeout must be positive")
         self.nodes = tuple(nodes)
+        self.timeout = timeout
         self._health = _NodeHealth(len(self.nodes))
 
     def describe(self) -> str:
@@ -88,36 +115,74 @@ class _RaidBlockstore(Blockstore):
     def _node_error(self, index: int, exc: BlockstoreUnavailable) -> str:
         return f"node {index}: {exc}"
 
+    def _no_answer(self, index: int) -> BlockstoreUnavailable:
+        """A node that has not answered within the group's bound: recorded as failed."""
+        self._health.failed(index)
+        return BlockstoreUnavailable(f"no answer within {self.timeout:g} s")
+
+    async def _on_each(
+        self, op: Callable[[int, Blockstore], Awaitable[None]]
+    ) -> dict[int, BlockstoreUnavailable]:
+        """Run `op` on every node at once, for at most `timeout`; the nodes that failed.
+
+        A node still busy at the deadline is cancelled and counts as failed.
+        """
+        tasks = {
+            asyncio.ensure_future(self._tracked(i, functools.partial(op, i, node))): i
+            for i, node in enumerate(self.nodes)
+        }
+        failures: dict[int, BlockstoreUnavailable] = {}
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=self.timeout)
+            for task in done:
+                exc = task.exception()
+                if isinstance(exc, BlockstoreUnavailable):
+                    failures[tasks[task]] = exc
+                elif exc is not None:
+                    raise exc  # a bug
+            for task in pending:
+                failures[tasks[task]] = self._no_answer(tasks[task])
+        finally:
+            await _cancel(tasks)
+        return failures
+
+    def _failed(self, what: str, failures: dict[int, BlockstoreUnavailable]) -> str:
+        details = "; ".join(self._node_error(i, exc) for i, exc in sorted(failures.items()))
+        return f"{self.kind} {what} failed on {details}"
+
     async def _on_all(self, what: str, op: Callable[[int, Blockstore], Awaitable[None]]) -> None:
-        """Run `op` on every node at once; fail (after all finished) unless every node succeeded."""
-        results = await asyncio.gather(
-            *(self._tracked(i, op(i, node)) for i, node in enumerate(self.nodes)),
-            return_exceptions=True,
-        )
-        failures: list[str] = []
-        for i, res in enumerate(results):
-            if isinstance(res, BlockstoreUnavailable):
-                failures.append(self._node_error(i, res))
-            elif isinstance(res, BaseException):
-                raise res  # a bug, or cancellation
+        """Run `op` on every node at once; fail unless every node succeeded within `timeout`."""
+        failures = await self._on_each(op)
         if failures:
-            raise BlockstoreUnavailable(f"{self.kind} {what} failed on {'; '.join(failures)}")
+            raise BlockstoreUnavailable(self._failed(what, failures))
 
-    async def _tracked(self, index: int, aw: Awaitable[T]) -> T:
-        """Await a node operation, recording whether the node answered.
+    async def _tracked(self, index: int, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a node operation (at most `timeout`), recording whether the node answered.
 
-        `BlockNotFound` is an answer: the node is alive.
+        `BlockNotFound` is an answer: the node is alive. `op` makes the coroutine only once the
+        task runs: a task cancelled before it starts leaves no coroutine never awaited.
         """
         try:
-            res = await aw
+            async with asyncio.timeout(self.timeout):
+                res = await op()
         except BlockNotFound:
             self._health.succeeded(index)
             raise
         except BlockstoreUnavailable:
             self._health.failed(index)
             raise
+        except TimeoutError:
+            raise self._no_answer(index) from None
         self._health.succeeded(index)
         return res
+
+    def _read_task(
+        self, index: int, organization_id: str, block_id: uuid.UUID
+    ) -> asyncio.Task[bytes]:
+        node = self.nodes[index]
+        return asyncio.create_task(
+            self._tracked(index, lambda: node.read(organization_id, block_id))
+        )
 
     async def iter_blocks(
         self, organization_id: str | None = None
@@ -130,6 +195,15 @@ class _RaidBlockstore(Blockstore):
         async with aclosing(merged):
             async for item in merged:
                 yield item
+
+
+async def _cancel(tasks: Iterable[asyncio.Future[T]]) -> None:
+    """Cancel the tasks still running and wait until they are all finished."""
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def merge_sorted(
@@ -178,45 +252,92 @@ class Raid0Blockstore(_RaidBlockstore):
 
     async def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
         i = self.node_index(block_id)
-        await self._tracked(i, self.nodes[i].create(organization_id, block_id, data))
+        await self._tracked(i, lambda: self.nodes[i].create(organization_id, block_id, data))
 
     async def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
         i = self.node_index(block_id)
-        return await self._tracked(i, self.nodes[i].read(organization_id, block_id))
+        return await self._tracked(i, lambda: self.nodes[i].read(organization_id, block_id))
 
     async def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
         i = self.node_index(block_id)
-        await self._tracked(i, self.nodes[i].delete(organization_id, block_id))
+        await self._tracked(i, lambda: self.nodes[i].delete(organization_id, block_id))
 
 
 class Raid1Blockstore(_RaidBlockstore):
-    """Mirror: every block on every node."""
+    """Mirror: every block on every node (on the nodes that are up when it is created)."""
 
     kind = "RAID1"
 
-    def __init__(self, nodes: Sequence[Blockstore]) -> None:
-        super().__init__(nodes)
+    def __init__(
+        self, nodes: Sequence[Blockstore], *, timeout: float = DEFAULT_BLOCKSTORE_TIMEOUT
+    ) -> None:
+        super().__init__(nodes, timeout=timeout)
         self.listing_tolerance = len(self.nodes) - 1
 
     async def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
-        await self._on_all(
-            f"create of {organization_id}/{block_id}",
-            lambda i, node: node.create(organization_id, block_id, data),
-        )
+        what = f"create of {organization_id}/{block_id}"
+        failures = await self._on_each(lambda i, node: node.create(organization_id, block_id, data))
+        if len(failures) == len(self.nodes):
+            raise BlockstoreUnavailable(self._failed(what, failures))
+        if failures:
+            # Stored, on fewer copies: refusing would not make the block safer (the client keeps
+            # retrying while the node is down), accepting keeps the service up. Logged per block
+            # so that an operator can copy them to the node once it is back.
+            log.warning(
+                "blockstore_raid1_degraded_write",
+                organization_id=organization_id,
+                block_id=block_id.hex,
+                missing_on=sorted(failures),
+                error=self._failed(what, failures),
+            )
 
     def read_order(self) -> list[int]:
         """Node indexes in the order a read asks them: healthy ones first, each group by index."""
         return sorted(range(len(self.nodes)), key=self._health.suspect)
 
     async def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
-        failures: list[BlockstoreUnavailable] = []
-        for i in self.read_order():
-            try:
-                return await self._tracked(i, self.nodes[i].read(organization_id, block_id))
-            except BlockstoreUnavailable as exc:
-                failures.append(exc)
-        details = "; ".join(str(exc) for exc in failures)
-        if all(isinstance(exc, BlockNotFound) for exc in failures):
+        """The first data a node answers, asking the next node whenever one fails or is slow.
+
+        Each node gets `timeout / N` before the next one is asked as well; the whole read ends
+        within `timeout`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        hedge = self.timeout / len(self.nodes)
+        to_ask = self.read_order()
+        tasks: dict[asyncio.Task[bytes], int] = {}
+        failures: dict[int, BlockstoreUnavailable] = {}
+        next_ask = loop.time()
+        try:
+            while True:
+                now = loop.time()
+                if to_ask and (now >= next_ask or not tasks):
+                    i = to_ask.pop(0)
+                    tasks[self._read_task(i, organization_id, block_id)] = i
+                    next_ask = now + hedge
+                if not tasks or now >= deadline:
+                    break
+                until = min(deadline, next_ask) if to_ask else deadline
+                done, _ = await asyncio.wait(
+                    tasks, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    i = tasks.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result()
+                    if not isinstance(exc, BlockstoreUnavailable):
+                        raise exc  # a bug
+                    failures[i] = exc
+                    next_ask = loop.time()  # a node failed: ask the next one now
+            for i in tasks.values():
+                failures[i] = self._no_answer(i)
+            for i in to_ask:
+                failures[i] = BlockstoreUnavailable("not asked: no time left")
+        finally:
+            await _cancel(tasks)
+        details = "; ".join(self._node_error(i, exc) for i, exc in sorted(failures.items()))
+        if all(isinstance(exc, BlockNotFound) for exc in failures.values()):
             raise BlockNotFound(f"RAID1: no node has {organization_id}/{block_id}: {details}")
         raise BlockstoreUnavailable(f"RAID1 read of {organization_id}/{block_id} failed: {details}")
 
@@ -276,10 +397,12 @@ class Raid5Blockstore(_RaidBlockstore):
     kind = "RAID5"
     listing_tolerance = 1
 
-    def __init__(self, nodes: Sequence[Blockstore]) -> None:
+    def __init__(
+        self, nodes: Sequence[Blockstore], *, timeout: float = DEFAULT_BLOCKSTORE_TIMEOUT
+    ) -> None:
         if len(nodes) < 3:
             raise ValueError("RAID5 needs at least 3 nodes")
-        super().__init__(nodes)
+        super().__init__(nodes, timeout=timeout)
 
     async def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
         chunks = raid5_split(data, len(self.nodes) - 1)
@@ -296,23 +419,34 @@ class Raid5Blockstore(_RaidBlockstore):
         tasks: dict[asyncio.Task[bytes], int] = {}
 
         def fetch(i: int) -> None:
-            task = asyncio.create_task(
-                self._tracked(i, self.nodes[i].read(organization_id, block_id))
-            )
-            tasks[task] = i
+            tasks[self._read_task(i, organization_id, block_id)] = i
 
         def enough() -> bool:
             data_got = sum(chunk is not None for chunk in chunks[:parity])
             return data_got == parity or (chunks[parity] is not None and data_got == parity - 1)
 
-        # Data chunks first; the parity chunk too if a data node failed recently.
+        # Data chunks first; the parity chunk too if a data node failed recently, or as soon as
+        # one fails or all the data chunks are not there after half the time.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        hedge_at = loop.time() + self.timeout / 2
+
+        def parity_asked() -> bool:
+            return chunks[parity] is not None or parity in failures or parity in tasks.values()
+
         for i in range(n - 1):
             fetch(i)
         if any(self._health.suspect(i) for i in range(n - 1)):
             fetch(parity)
         try:
             while tasks and not enough() and len(failures) <= 1:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                now = loop.time()
+                if now >= deadline:
+                    break
+                until = deadline if parity_asked() else min(deadline, hedge_at)
+                done, _ = await asyncio.wait(
+                    tasks, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     i = tasks.pop(task)
                     exc = task.exception()
@@ -320,16 +454,15 @@ class Raid5Blockstore(_RaidBlockstore):
                         chunks[i] = task.result()
                     elif isinstance(exc, BlockstoreUnavailable):
                         failures[i] = exc
-                        parity_asked = parity in failures or parity in tasks.values()
-                        if chunks[parity] is None and not parity_asked:
-                            fetch(parity)
                     else:
                         raise exc  # a bug
+                if not parity_asked() and (failures or loop.time() >= hedge_at):
+                    fetch(parity)
+            if not enough() and loop.time() >= deadline:
+                for i in tasks.values():
+                    failures[i] = self._no_answer(i)
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)
 
         if not enough():
             details = "; ".join(self._node_error(i, exc) for i, exc in sorted(failures.items()))

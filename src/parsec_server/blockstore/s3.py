@@ -1,8 +1,10 @@
 """Blocks as objects of an S3 bucket (`s3:[<endpoint>]:<region>:<bucket>:<key>:<secret>`).
 
 Object key: `<organization_id>/<block uuid, hyphenated>` (protocol.md §6.2). One aiobotocore client
-for the server's lifetime, opened by `start()`. Timeouts are short and retries few so that a dead
-store is reported as `BlockstoreUnavailable` within seconds instead of holding the request. With an
+for the server's lifetime, opened by `start()`. Every call to the store (the bucket check of
+`start()`, a put, a get with its body, a delete, a listing page) is bounded as a whole by `timeout`
+(`--blockstore-timeout`, connection, transfer and retries included): a dead or hung store is
+reported as `BlockstoreUnavailable` after at most that long, never holding a request longer. With an
 explicit endpoint (MinIO, Ceph, moto...) the bucket goes in the path: no wildcard DNS needed.
 """
 
@@ -20,14 +22,14 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from parsec_server.blockstore.base import BlockNotFound, Blockstore, BlockstoreUnavailable
+from parsec_server.config import DEFAULT_BLOCKSTORE_TIMEOUT
 from parsec_server.log import get_logger
 
 log = get_logger(__name__)
 
-CONNECT_TIMEOUT = 3.0  # seconds to open a TCP (+TLS) connection
-READ_TIMEOUT = 5.0  # seconds without a byte from the server
-MAX_ATTEMPTS = 2  # first try included
-OPERATION_TIMEOUT = 30.0  # whole operation, retries included (a server trickling bytes)
+CONNECT_TIMEOUT = 3.0  # seconds to open a TCP (+TLS) connection (at most `timeout`)
+READ_TIMEOUT = 5.0  # seconds without a byte from the server (at most `timeout`)
+MAX_ATTEMPTS = 2  # first try included; all of them within `timeout`
 
 # S3 error codes meaning "the store answered: no such object".
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -60,20 +62,22 @@ class S3Blockstore(Blockstore):
         bucket: str,
         key: str,
         secret: str,
+        timeout: float = DEFAULT_BLOCKSTORE_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         max_attempts: int = MAX_ATTEMPTS,
-        operation_timeout: float = OPERATION_TIMEOUT,
     ) -> None:
+        if timeout <= 0:
+            raise ValueError("the blockstore timeout must be positive")
         self.endpoint_url = endpoint_url
         self.region = region
         self.bucket = bucket
         self._key = key
         self._secret = secret
-        self.operation_timeout = operation_timeout
+        self.timeout = timeout
         self._config = AioConfig(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+            connect_timeout=min(connect_timeout, timeout),
+            read_timeout=min(read_timeout, timeout),
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
             s3={"addressing_style": "path" if endpoint_url else "auto"},
             max_pool_connections=32,
@@ -111,13 +115,18 @@ class S3Blockstore(Blockstore):
             await stack.aclose()
             raise
         self._stack = stack
-        # Warn early about a wrong endpoint, bucket or credentials; the server starts anyway and
-        # reports `store_unavailable` until the store is back.
+        # Warn early about a wrong endpoint, bucket or credentials (within `timeout`); the server
+        # starts anyway and reports `store_unavailable` until the store is back.
         try:
-            async with asyncio.timeout(self.operation_timeout):
+            async with asyncio.timeout(self.timeout):
                 await self._client.head_bucket(Bucket=self.bucket)
         except _S3_ERRORS as exc:
-            log.warning("blockstore_s3_unreachable", store=self.describe(), error=_describe(exc))
+            log.warning(
+                "blockstore_s3_unreachable",
+                store=self.describe(),
+                error=_describe(exc),
+                timeout=self.timeout,
+            )
 
     async def stop(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
@@ -130,13 +139,17 @@ class S3Blockstore(Blockstore):
         return self._client
 
     def _unavailable(self, exc: BaseException, what: str) -> BlockstoreUnavailable:
+        if isinstance(exc, TimeoutError) and not str(exc):
+            return BlockstoreUnavailable(
+                f"{self.describe()}: {what}: no answer within {self.timeout:g} s"
+            )
         return BlockstoreUnavailable(f"{self.describe()}: {what}: {_describe(exc)}")
 
     async def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
         client = self._require_client()
         key = object_key(organization_id, block_id)
         try:
-            async with asyncio.timeout(self.operation_timeout):
+            async with asyncio.timeout(self.timeout):
                 await client.put_object(Bucket=self.bucket, Key=key, Body=data)
         except _S3_ERRORS as exc:
             raise self._unavailable(exc, f"put {key}") from exc
@@ -145,7 +158,7 @@ class S3Blockstore(Blockstore):
         client = self._require_client()
         key = object_key(organization_id, block_id)
         try:
-            async with asyncio.timeout(self.operation_timeout):
+            async with asyncio.timeout(self.timeout):
                 resp = await client.get_object(Bucket=self.bucket, Key=key)
                 async with resp["Body"] as body:
                     data: bytes = await body.read()
@@ -159,7 +172,7 @@ class S3Blockstore(Blockstore):
         client = self._require_client()
         key = object_key(organization_id, block_id)
         try:
-            async with asyncio.timeout(self.operation_timeout):
+            async with asyncio.timeout(self.timeout):
                 await client.delete_object(Bucket=self.bucket, Key=key)
         except _S3_ERRORS as exc:
             if _error_code(exc) in _NOT_FOUND_CODES:
@@ -169,7 +182,7 @@ class S3Blockstore(Blockstore):
     async def _list_page(self, **kwargs: Any) -> dict[str, Any]:
         client = self._require_client()
         try:
-            async with asyncio.timeout(self.operation_timeout):
+            async with asyncio.timeout(self.timeout):
                 page: dict[str, Any] = await client.list_objects_v2(Bucket=self.bucket, **kwargs)
         except _S3_ERRORS as exc:
             raise self._unavailable(exc, "list objects") from exc

@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 from parsec_server.cli.dbtarget import database_target, fail
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
 from parsec_server.config import (
+    DEFAULT_BLOCKSTORE_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SSE_KEEPALIVE,
@@ -95,6 +97,17 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     help="Where blocks are stored: POSTGRESQL (default: in the --db database), "
     "s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> (escape ':' in the endpoint as '\\:'), "
     "or RAID0|RAID1|RAID5:<node>:<config> repeated for each node.",
+)
+@click.option(
+    "--blockstore-timeout",
+    envvar="PARSEC_BLOCKSTORE_TIMEOUT",
+    default=DEFAULT_BLOCKSTORE_TIMEOUT,
+    show_default=True,
+    show_envvar=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds one blockstore operation may take in all (connection, transfer and retries, "
+    "every node of a RAID group) before the request answers store_unavailable; also bounds the "
+    "start-up check of an S3 bucket.",
 )
 @click.option(
     "--administration-token",
@@ -224,7 +237,9 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
 def run_cmd(**opts: Any) -> None:
     configure_logging(opts["log_level"], opts["log_format"])
     try:
-        blockstore = parse_blockstore(opts["blockstore"])
+        blockstore = replace(
+            parse_blockstore(opts["blockstore"]), timeout=opts["blockstore_timeout"]
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--blockstore") from None
     tos = _parse_tos(opts["organization_initial_tos"])

@@ -192,7 +192,7 @@ async def test_operation_timeout(
     store = await _started(
         make_s3_config(endpoint=hung_endpoint, bucket="blocks"),
         read_timeout=30,
-        operation_timeout=0.5,
+        timeout=0.5,
     )
     try:
         t0 = time.monotonic()
