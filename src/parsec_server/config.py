@@ -9,6 +9,12 @@ DEFAULT_PORT = 6777
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SSE_KEEPALIVE = 30
 DEFAULT_MIN_ARCHIVING_PERIOD = 2592000  # 30 days, in seconds (protocol.md §6.5)
+# Bounds of the HTTP connections (cli/httpproto.py, docs/configuration.md "HTTP connection limits").
+DEFAULT_MAX_REQUEST_HEAD_SIZE = 64 * 1024  # bytes of request line + headers (431 beyond)
+DEFAULT_MAX_REQUEST_HEADERS = 100  # headers per request (431 beyond)
+DEFAULT_REQUEST_HEAD_TIMEOUT = 10.0  # seconds to send a complete request head (then closed)
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
+DEFAULT_MAX_CONNECTIONS = 4096  # open connections per process (event streams included)
 # Seconds one blockstore operation (connect, transfer, retries included) may take in all before the
 # request answers `store_unavailable` (`--blockstore-timeout`, docs/configuration.md).
 DEFAULT_BLOCKSTORE_TIMEOUT = 5.0
@@ -34,6 +40,17 @@ class BlockstoreConfig:
         if self.nodes:
             return f"{self.kind}[{', '.join(n.describe() for n in self.nodes)}]"
         return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Bounds of the HTTP connections of one process (`run` options, docs/configuration.md)."""
+
+    max_request_head_size: int = DEFAULT_MAX_REQUEST_HEAD_SIZE
+    max_request_headers: int = DEFAULT_MAX_REQUEST_HEADERS
+    request_head_timeout: float = DEFAULT_REQUEST_HEAD_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +84,7 @@ class ServerConfig:
     email: EmailConfig = field(default_factory=EmailConfig)
     data_dir: Path | None = None  # embedded PostgreSQL only
     validate_replies: bool = False  # check every reply against the protocol schema (tests, --debug)
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     def redacted(self) -> dict[str, object]:
         """What the start-up log line shows: never the token or passwords."""
@@ -80,6 +98,11 @@ class ServerConfig:
             "sse_keepalive": self.sse_keepalive,
             "db_connections": f"{self.db_min_connections}..{self.db_max_connections}",
             "email_host": self.email.host,
+            "http_limits": (
+                f"head<={self.http.max_request_head_size}B/{self.http.max_request_headers} headers "
+                f"in {self.http.request_head_timeout}s, keep-alive {self.http.keep_alive_timeout}s, "
+                f"<={self.http.max_connections} connections"
+            ),
         }
 
 

@@ -14,15 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from parsec_server.cli.dbtarget import database_target, fail
+from parsec_server.cli.httpproto import guarded_protocol
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
 from parsec_server.config import (
     DEFAULT_BLOCKSTORE_TIMEOUT,
     DEFAULT_HOST,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_HEAD_SIZE,
+    DEFAULT_MAX_REQUEST_HEADERS,
     DEFAULT_PORT,
+    DEFAULT_REQUEST_HEAD_TIMEOUT,
     DEFAULT_SSE_KEEPALIVE,
     EmailConfig,
+    HttpLimits,
     ServerConfig,
 )
 from parsec_server.embedded_pg import default_data_dir
@@ -114,7 +122,17 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     envvar="PARSEC_ADMINISTRATION_TOKEN",
     show_envvar=True,
     help="Secret bearer token of the administration API (e.g. `openssl rand -hex 32`). Required with "
-    "--db; on the embedded default one is generated and kept in the data directory.",
+    "--db (or --administration-token-file); on the embedded default one is generated and kept in "
+    "the data directory. On the command line it is readable by every local user (ps): prefer the "
+    "file or the environment variable.",
+)
+@click.option(
+    "--administration-token-file",
+    envvar="PARSEC_ADMINISTRATION_TOKEN_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the administration token from this file (its first line; e.g. a Docker secret) "
+    "instead of --administration-token.",
 )
 @click.option(
     "--server-addr",
@@ -131,6 +149,56 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     show_envvar=True,
     type=int,
     help="Seconds of silence before a keepalive on event streams (<= 0: none).",
+)
+@click.option(
+    "--max-request-head-size",
+    envvar="PARSEC_MAX_REQUEST_HEAD_SIZE",
+    default=DEFAULT_MAX_REQUEST_HEAD_SIZE,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1024),
+    help="Bytes a request line and its headers may take in all: beyond, the request is answered "
+    "431 and the connection closed (a URL over 8 KiB: 414; one header over 16 KiB: 431).",
+)
+@click.option(
+    "--max-request-headers",
+    envvar="PARSEC_MAX_REQUEST_HEADERS",
+    default=DEFAULT_MAX_REQUEST_HEADERS,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1),
+    help="Headers a request may have: beyond, 431 and the connection closed.",
+)
+@click.option(
+    "--request-head-timeout",
+    envvar="PARSEC_REQUEST_HEAD_TIMEOUT",
+    default=DEFAULT_REQUEST_HEAD_TIMEOUT,
+    show_default=True,
+    show_envvar=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a new connection, or a request once its first byte arrived, has to send its "
+    "complete request line and headers; then the connection is closed (408 when a part came). "
+    "Does not apply to bodies nor to responses (event streams).",
+)
+@click.option(
+    "--keep-alive-timeout",
+    envvar="PARSEC_KEEP_ALIVE_TIMEOUT",
+    default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+    show_default=True,
+    show_envvar=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds an idle connection is kept open after a response, waiting for another request.",
+)
+@click.option(
+    "--max-connections",
+    envvar="PARSEC_MAX_CONNECTIONS",
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(1),
+    help="Open connections per server process (event streams included): beyond, a new connection "
+    "is answered 503 and closed (one warning per episode). Lowered, with a warning, to what the "
+    "process's open file limit allows.",
 )
 @click.option(
     "--spontaneous-organization-bootstrap",
@@ -243,9 +311,11 @@ def run_cmd(**opts: Any) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--blockstore") from None
     tos = _parse_tos(opts["organization_initial_tos"])
-    if opts["db"] and not opts["administration_token"]:
+    admin_token = _administration_token(opts)
+    if opts["db"] and not admin_token:
         raise click.UsageError(
-            "Missing option '--administration-token' (env var: 'PARSEC_ADMINISTRATION_TOKEN'): "
+            "Missing option '--administration-token' (env var: 'PARSEC_ADMINISTRATION_TOKEN') or "
+            "'--administration-token-file' (env var: 'PARSEC_ADMINISTRATION_TOKEN_FILE'): "
             "required with --db."
         )
     if opts["db"] and opts["data_dir"]:
@@ -262,7 +332,7 @@ def run_cmd(**opts: Any) -> None:
 
     sock = _listen(opts["host"], opts["port"])  # before anything starts: a port in use fails here
     with database_target(opts["db"], opts["data_dir"]) as target:
-        token = opts["administration_token"]
+        token = admin_token
         if target.embedded is not None and not token:
             token = _embedded_token(target.embedded.data_dir)
         config = ServerConfig(
@@ -296,6 +366,13 @@ def run_cmd(**opts: Any) -> None:
             ),
             data_dir=target.embedded.data_dir if target.embedded else None,
             validate_replies=opts["debug"] or os.environ.get("PARSEC_VALIDATE_REPLIES") == "1",
+            http=HttpLimits(
+                max_request_head_size=opts["max_request_head_size"],
+                max_request_headers=opts["max_request_headers"],
+                request_head_timeout=opts["request_head_timeout"],
+                keep_alive_timeout=opts["keep_alive_timeout"],
+                max_connections=_connection_cap(opts["max_connections"]),
+            ),
         )
         code = _serve(
             config,
@@ -305,6 +382,71 @@ def run_cmd(**opts: Any) -> None:
             sock=sock,
         )
     sys.exit(code)
+
+
+def _administration_token(opts: dict[str, Any]) -> str | None:
+    """The token of --administration-token or --administration-token-file (a warning when it is
+    on the command line, where every local user can read it)."""
+    token: str | None = opts["administration_token"]
+    path: Path | None = opts["administration_token_file"]
+    if token and path is not None:
+        raise click.UsageError(
+            "--administration-token and --administration-token-file exclude each other: give one."
+        )
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise click.BadParameter(
+                f"cannot read {path}: {reason}", param_hint="--administration-token-file"
+            ) from None
+        if not token:
+            raise click.BadParameter(
+                f"{path} holds no token (its first line is empty)",
+                param_hint="--administration-token-file",
+            )
+        return token
+    ctx = click.get_current_context()
+    if token and ctx.get_parameter_source("administration_token") == ParameterSource.COMMANDLINE:
+        log.warning(
+            "administration_token_on_command_line",
+            detail="every local user can read it in the process list: use "
+            "--administration-token-file or PARSEC_ADMINISTRATION_TOKEN instead",
+        )
+    return token
+
+
+# File descriptors kept for everything but client connections (database pool, object store,
+# log and data files).
+_FD_RESERVE = 128
+
+
+def _connection_cap(wanted: int) -> int:
+    """--max-connections, lowered to what RLIMIT_NOFILE allows (raising the soft limit first):
+    past the file limit, accept() itself would fail, in a loop, with nobody answered."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = wanted + _FD_RESERVE
+        if soft != resource.RLIM_INFINITY and soft < need:
+            target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+        if soft != resource.RLIM_INFINITY and soft < need:
+            allowed = max(1, soft - _FD_RESERVE)
+            log.warning(
+                "max_connections_lowered",
+                wanted=wanted,
+                allowed=allowed,
+                detail=f"the open file limit is {soft} (raise it with ulimit -n)",
+            )
+            return allowed
+    except (ImportError, ValueError, OSError):  # pragma: no cover - no resource module / refused
+        pass
+    return wanted
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -344,68 +486,6 @@ class _Stop(Exception):
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop()
-
-
-class _OneWriteTransport:
-    """A transport proxy sending a response's head and body in one write.
-
-    uvicorn writes the status line and headers as soon as the application sends
-    `http.response.start`, then the body in a second write: two send() system calls and two TCP
-    segments per response. Here the head waits for what comes next within the same event loop
-    step (the body, for our replies: the application sends both without pausing) and both go out
-    together (`writelines`: one writev). A head with nothing after it in that step (streams, HEAD
-    requests) goes out at the end of the step (`call_soon`)."""
-
-    __slots__ = ("_head", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._head: bytes | None = None
-        self._loop = asyncio.get_running_loop()
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.writelines((head, data))
-        elif data[-4:] == b"\r\n\r\n" and data[:5] == b"HTTP/":
-            self._head = data
-            self._loop.call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            if not self._transport.is_closing():
-                self._transport.write(head)
-
-    def writelines(self, chunks: Any) -> None:
-        self._flush()
-        self._transport.writelines(chunks)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _one_write_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, writing each response in one go (`_OneWriteTransport`)."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_OneWriteTransport(transport))  # type: ignore[arg-type]
-
-    return OneWriteHttpToolsProtocol
 
 
 def _serve(
@@ -470,7 +550,9 @@ async def _async_serve(
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=graceful,
-            http=_one_write_protocol(),
+            http=guarded_protocol(config.http),
+            ws="none",
+            timeout_keep_alive=config.http.keep_alive_timeout,  # type: ignore[arg-type]
             loop="none",
             # Per-request work nobody uses: our own log line replaces the access log; a Date
             # header is not part of the protocol; the client address is not used (so
