@@ -240,6 +240,27 @@ class Emitter:
             return "str" if n.is_union and n.discriminant is None else "dict[str, Any]"
         return BUILTIN[name].py
 
+    def rep_annotation(self, t: TypeExpr, nested: dict[str, NestedType]) -> str:
+        """A reply field's annotation: what handlers may put there. Lenient where the hot paths
+        put wire forms (ids as plain UUIDs, any sequence for lists, mappings for nested structs)."""
+        name = t.name
+        if name == "()":
+            return "tuple[" + ", ".join(self.rep_annotation(a, nested) for a in t.args) + "]"
+        if name in ("RequiredOption", "NonRequiredOption"):
+            return f"{self.rep_annotation(t.args[0], nested)} | None"
+        if name in ("List", "Set"):
+            return f"Sequence[{self.rep_annotation(t.args[0], nested)}]"
+        if name == "Map":
+            k, v = (self.rep_annotation(a, nested) for a in t.args)
+            return f"Mapping[{k}, {v}]"
+        n = nested.get(name)
+        if n is not None:
+            return "str" if n.is_union and n.discriminant is None else "Mapping[str, Any]"
+        b = BUILTIN[name]
+        if b.kind in ("uuid", "signer"):
+            return "_UUID | None" if b.kind == "signer" else "_UUID"
+        return b.py
+
     # -- checks
 
     def check(
@@ -470,6 +491,60 @@ def py_literal(value: Any) -> str:
 # Protocol modules
 
 
+def render_reps(c: Command, em: Emitter) -> tuple[list[str], list[str]]:
+    """The typed statement of a command's replies: one TypedDict per reply variant (a flattened
+    "unit" reply gives one per variant of its union), the union of them (`<Cmd>Rep`) and the
+    statuses as a Literal (`<Cmd>Status`). Type-checking only: replies stay plain dicts."""
+    base = camel(c.cmd)
+    classes: list[str] = []
+    names: list[str] = []
+
+    def typed_dict(name: str, doc: str, items: list[tuple[str, str]]) -> None:
+        body = [f"class {name}(TypedDict):", f'    """{doc}"""', ""]
+        body += [f"    {k}: {a}" for k, a in items]
+        classes.append("\n".join(body))
+        names.append(name)
+
+    def field_items(
+        fields: Iterable[Field], nested: dict[str, NestedType]
+    ) -> list[tuple[str, str]]:
+        out = []
+        for f in fields:
+            a = em.rep_annotation(parse_type(f.type), nested)
+            out.append((f.name, f"NotRequired[{a}]" if f.introduced_in is not None else a))
+        return out
+
+    statuses = []
+    for rep in c.reps:
+        status = rep["status"]
+        statuses.append(status)
+        head = [("status", f"Literal[{status!r}]")]
+        stem = f"{base}Rep{camel(status)}"
+        if "unit" in rep:
+            unit = c.nested[rep["unit"]]
+            if unit.is_union and unit.discriminant is not None:
+                for v in unit.variants:
+                    typed_dict(
+                        f"{stem}{camel(v.value.lower())}",
+                        f"`{c.cmd}` reply `{status}`, {unit.discriminant} `{v.value}`.",
+                        [
+                            *head,
+                            (unit.discriminant, f"Literal[{v.value!r}]"),
+                            *field_items(v.fields, c.nested),
+                        ],
+                    )
+                continue
+            fields: Iterable[Field] = unit.fields
+        else:
+            fields = [field_from_json(f) for f in rep.get("fields", ())]
+        typed_dict(stem, f"`{c.cmd}` reply `{status}`.", [*head, *field_items(fields, c.nested)])
+    aliases = [
+        f"{base}Status = Literal[{', '.join(repr(st) for st in statuses)}]",
+        f"{base}Rep = {' | '.join(names)}",
+    ]
+    return classes, aliases
+
+
 def render_family(family: str, commands: list[Command]) -> str:
     em = Emitter()
     classes: list[str] = []
@@ -503,6 +578,9 @@ def render_family(family: str, commands: list[Command]) -> str:
         cls += ["", f"    def __init__(self{params}) -> None:"]
         cls += [f"        self.{f.name} = {f.name}" for f in c.req_fields] or ["        pass"]
         classes.append("\n".join(cls))
+        rep_classes, rep_aliases = render_reps(c, em)
+        classes += rep_classes
+        classes.append("\n".join(rep_aliases))
 
         lines, names = em.fields_block(c.req_fields, "d", c.cmd, nested, c.cmd)
         if not c.req_fields:
@@ -527,8 +605,8 @@ def render_family(family: str, commands: list[Command]) -> str:
 
     out = [
         HEADER.format(doc=f"`{family}` commands (schema directory `protocol/{FAMILIES[family]}`)."),
-        "from collections.abc import Callable",
-        "from typing import Any, ClassVar, Final",
+        "from collections.abc import Callable, Mapping, Sequence",
+        "from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict",
         "",
         "from parsec_server.protocol._runtime import ABSENT as _ABSENT",
         "from parsec_server.protocol._runtime import UUID as _UUID",
