@@ -165,17 +165,29 @@ async def _method_not_allowed(send: Send) -> None:
 
 
 async def _health(backend: Backend, send: Send) -> None:
-    db_ok = await backend.db.ping()
-    doc: dict[str, Any] = {
-        "status": "ok" if db_ok else "unavailable",
-        "database": "ok" if db_ok else "unreachable",
-        "version": __version__,
-    }
-    await send_json(send, 200 if db_ok else 503, doc)
+    """200 `{"status": "ok", ...}` when the database answers and accepts writes; 503 `"unavailable"` when
+    it cannot be reached, 503 `"degraded"` with `"writes": "failing"` when it answers but refuses writes
+    (read-only, or a write refused for lack of resources, e.g. disk full, in the last 30 s). `events` says
+    whether this process's event listener is connected (informational). See docs/faults.md."""
+    problem = await backend.db.probe()
+    if problem is None:
+        problem = rpc.OUTAGE.writes_failing()
+    doc: dict[str, Any] = {"version": __version__}
+    if problem == "unreachable":
+        doc.update(status="unavailable", database="unreachable", writes="failing")
+    elif problem is not None:
+        doc.update(status="degraded", database="ok", writes="failing", cause=problem)
+    else:
+        doc.update(status="ok", database="ok", writes="ok")
+    doc["events"] = "ok" if backend.events.connected.is_set() else "reconnecting"
+    await send_json(send, 200 if problem is None else 503, doc)
 
 
 async def _redirect(backend: Backend, scope: Scope, send: Send, rest: str) -> None:
-    """`/redirect/<path>?<query>` → 302 to the parsec3:// URL built from --server-addr."""
+    """`/redirect/<path>?<query>` → 302 to the parsec3:// URL built from --server-addr; 400 for a
+    path with control characters once decoded (`%0d%0a`...): they cannot go in a Location header."""
+    if not rest.isprintable():
+        return await send_json(send, 400, {"detail": "Invalid redirection path"})
     addr = backend.config.server_addr
     scheme_rest = addr.split("://", 1)[1] if "://" in addr else addr
     hostport, _, addr_query = scheme_rest.partition("?")

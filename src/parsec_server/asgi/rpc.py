@@ -4,12 +4,17 @@ Order of checks (observed on the official server): Api-Version (422) → organiz
 Content-Type (415) → Authorization syntax (401) → body size (413) → authentication against the database
 (404/460/403/461/462/463/498, or 410 for invitations) → msgpack decoding into a command of this family (415)
 → handler (200 with the outcome in `status`). Every reply but 422 and 413 carries `Api-Version: 5.5`.
+
+When the database cannot serve (unreachable, restarting, read-only, disk full: storage.db.UNAVAILABLE_ERRORS)
+a request gets 503 with `Retry-After` (official clients retry a 503 later), never a 500. The outage is logged
+once when it starts (`database_outage_started`) and once when it ends (`database_outage_ended`, with the
+number of requests refused and its duration), see docs/faults.md.
 """
 
 from __future__ import annotations
 
 from logging import INFO
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 import asyncpg
@@ -45,6 +50,13 @@ from parsec_server.log import get_logger
 from parsec_server.protocol import codec
 from parsec_server.protocol.ids import is_valid_organization_id
 from parsec_server.protocol.registry import decode_req, encode_rep, validate_rep
+from parsec_server.storage.db import (
+    OUT_OF_RESOURCES,
+    READ_ONLY,
+    UNAVAILABLE_ERRORS,
+    UNREACHABLE,
+    unavailable_kind,
+)
 
 log = get_logger("parsec_server.rpc")
 
@@ -74,6 +86,72 @@ DETAILS = {
 
 class ApiVersionError(Exception):
     pass
+
+
+OUTAGE_ERRORS = UNAVAILABLE_ERRORS
+RETRY_AFTER = 2  # seconds, the `Retry-After` of a 503 answered during a database outage
+# A write refused because the database is read-only or out of resources keeps /health degraded (and the
+# outage open) for this many seconds after the last refusal (reads may succeed meanwhile).
+WRITE_FAILURE_WINDOW = 30.0
+
+
+class OutageLog:
+    """This process's view of database outages: one log line when one starts, one when it ends."""
+
+    def __init__(self) -> None:
+        self.cause: str | None = None  # None: no outage
+        self.started = 0.0
+        self.refused = 0
+        self.write_failed_at: float | None = None
+        self.write_failure: str | None = None
+
+    def refused_one(self, exc: BaseException) -> None:
+        cause = unavailable_kind(exc)
+        now = monotonic()
+        if cause in (READ_ONLY, OUT_OF_RESOURCES):
+            self.write_failed_at, self.write_failure = now, cause
+        if self.cause is None:
+            self.cause, self.started, self.refused = cause, now, 0
+            first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+            log.error("database_outage_started", cause=cause, error=first_line)
+        self.refused += 1
+
+    def writes_failing(self) -> str | None:
+        """READ_ONLY or OUT_OF_RESOURCES when a write was refused so in the last WRITE_FAILURE_WINDOW."""
+        at = self.write_failed_at
+        if at is None or monotonic() - at > WRITE_FAILURE_WINDOW:
+            return None
+        return self.write_failure
+
+    def served(self) -> None:
+        """A request was served: ends an outage of an unreachable database (or of failing writes once
+        none failed for WRITE_FAILURE_WINDOW)."""
+        if self.cause is None:
+            return
+        if self.cause != UNREACHABLE and self.writes_failing() is not None:
+            return
+        log.warning(
+            "database_outage_ended",
+            cause=self.cause,
+            refused=self.refused,
+            duration_seconds=round(monotonic() - self.started, 3),
+        )
+        self.cause = None
+
+
+OUTAGE = OutageLog()
+
+
+async def send_unavailable(backend: Backend, send: Send, exc: BaseException | None) -> None:
+    """503 + Retry-After for a request the database (`exc`) or the event listener (None) cannot serve."""
+    if exc is not None:
+        OUTAGE.refused_one(exc)
+    await send_json(
+        send,
+        503,
+        {"detail": "Service temporarily unavailable, retry later"},
+        [_API_HEADER, (b"retry-after", str(RETRY_AFTER).encode())],
+    )
 
 
 def parse_api_version(scope: Scope) -> int:
@@ -178,6 +256,8 @@ async def handle_rpc(
             }
         )
         await send({"type": "http.response.body", "body": payload})
+        if OUTAGE.cause is not None:
+            OUTAGE.served()
         if log.isEnabledFor(INFO):
             log.rpc(org_id, family, cmd, rep["status"], started)
     except HandshakeError as exc:
@@ -192,6 +272,8 @@ async def handle_rpc(
         await send_handshake_error(send, 413)
     except ClientDisconnected:
         return
+    except OUTAGE_ERRORS as exc:
+        await send_unavailable(backend, send, exc)
 
 
 # Commands whose success changes a user's handshake outcome (their events drop the user from the
@@ -227,6 +309,16 @@ async def handle_anonymous_probe(backend: Backend, scope: Scope, send: Send, org
         await send_handshake_error(send, exc.status)
     except ApiVersionError:
         await send_handshake_error(send, 422)
+    except OUTAGE_ERRORS as exc:
+        await send_unavailable(backend, send, exc)
 
 
-__all__ = ["AuthenticatedClient", "InvitedClient", "handle_anonymous_probe", "handle_rpc"]
+__all__ = [
+    "OUTAGE",
+    "OUTAGE_ERRORS",
+    "AuthenticatedClient",
+    "InvitedClient",
+    "handle_anonymous_probe",
+    "handle_rpc",
+    "send_unavailable",
+]

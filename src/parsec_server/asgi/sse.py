@@ -2,7 +2,10 @@
 
 The first message (no `id:`) is the organization config; then events as `data:<base64 msgpack>\\nid:<hex>`;
 `event:keepalive` after `--sse-keepalive` seconds of silence; `event:missed_events` when `Last-Event-ID` is
-unknown to this process. The stream ends when its user is revoked or frozen, the organization expires or its
+unknown to this process, and when this process's event listener (events/bus.py) was lost while the stream
+was open (sent once the listener is back: the client's resync then covers every commit it did not hear of).
+A stream is opened only with a live listener: otherwise, and when the database is unreachable, the request
+gets 503 with `Retry-After`. The stream ends when its user is revoked or frozen, the organization expires or its
 terms of service change, or the server shuts down.
 """
 
@@ -13,11 +16,17 @@ import uuid
 from typing import Any
 
 from parsec_server.asgi.http import Receive, Scope, Send, header
-from parsec_server.asgi.rpc import ApiVersionError, parse_api_version, send_handshake_error
+from parsec_server.asgi.rpc import (
+    OUTAGE_ERRORS,
+    ApiVersionError,
+    parse_api_version,
+    send_handshake_error,
+    send_unavailable,
+)
 from parsec_server.commands.context import AuthenticatedClient, Backend
 from parsec_server.commands.registry import AUTHENTICATED, HandshakeError
 from parsec_server.crypto import tokens
-from parsec_server.events.bus import Event
+from parsec_server.events.bus import LISTENER_BACK, LISTENER_LOST, Event, ListenerUnavailable
 from parsec_server.events.types import INTERNAL, to_api_event
 from parsec_server.log import get_logger
 from parsec_server.protocol import sse as sse_wire
@@ -34,6 +43,7 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _CLOSE = object()
+_MISSED = object()
 
 
 class _Stream:
@@ -51,6 +61,8 @@ class _Stream:
         self.pending: list[Event] | None = []
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX)
         self.lagging = False
+        self.deaf = False  # the event listener was lost since this stream subscribed
+        self.owe_missed = False  # ...and is back: `missed_events` is due
 
     def go_live(
         self, realms: set[uuid.UUID], missed: list[Event] | None, replay: bool
@@ -61,7 +73,10 @@ class _Stream:
         self.realms = {r.hex for r in realms}
         pending, self.pending = self.pending or [], None
         frames: list[bytes] = []
-        if replay:
+        if self.owe_missed:
+            self.owe_missed = False
+            frames.append(sse_wire.MISSED_EVENTS)
+        elif replay:
             if missed is None:
                 frames.append(sse_wire.MISSED_EVENTS)
             else:
@@ -118,6 +133,18 @@ class _Stream:
             self.lagging = True  # dropped: the client reconnects and resyncs
 
     def on_event(self, ev: Event) -> None:
+        t = ev["type"]
+        if t == LISTENER_LOST:
+            self.deaf = True
+            return
+        if t == LISTENER_BACK:
+            if self.deaf:
+                self.deaf = False
+                if self.pending is not None:
+                    self.owe_missed = True
+                else:
+                    self.push(_MISSED)
+            return
         if self.pending is not None:
             self.pending.append(ev)
             return
@@ -169,6 +196,8 @@ async def handle_events(
         return await send_handshake_error(send, 401)
     except ApiVersionError:
         return await send_handshake_error(send, 422)
+    except OUTAGE_ERRORS as exc:
+        return await send_unavailable(backend, send, exc)
     if shutting_down.is_set():
         from parsec_server.asgi.http import send_json
 
@@ -178,14 +207,20 @@ async def handle_events(
     unsubscribe = backend.events.subscribe(org_id, stream.on_event)
     try:
         # Events committed before this stream registered are in flight until the barrier returns: they
-        # belong to the replay cache (Last-Event-ID), not to the live stream.
-        await backend.events.barrier()
-        if stream.pending is not None:
-            stream.pending.clear()
-        async with backend.db.connection() as conn:
-            realms = await auth_storage.user_realms(
-                conn, client.org.internal_id, client.device.user_internal_id
-            )
+        # belong to the replay cache (Last-Event-ID), not to the live stream. The barrier also proves the
+        # listener live after `subscribe` (a stream must not open deaf).
+        try:
+            await backend.events.barrier(strict=True)
+            if stream.pending is not None:
+                stream.pending.clear()
+            async with backend.db.connection() as conn:
+                realms = await auth_storage.user_realms(
+                    conn, client.org.internal_id, client.device.user_internal_id
+                )
+        except ListenerUnavailable:
+            return await send_unavailable(backend, send, None)
+        except OUTAGE_ERRORS as exc:
+            return await send_unavailable(backend, send, exc)
         raw_last_id = header(scope, b"last-event-id")
         last_id = _parse_event_id(raw_last_id)
         missed = backend.events.events_after(last_id, org_id) if last_id is not None else None
@@ -244,6 +279,15 @@ async def _pump(
             item = getter.result()
             if item is _CLOSE or stream.lagging:
                 break
+            if item is _MISSED:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": sse_wire.MISSED_EVENTS,
+                        "more_body": True,
+                    }
+                )
+                continue
             await send({"type": "http.response.body", "body": _frame(item), "more_body": True})
         if not disconnected.done():
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -38,6 +38,35 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached (message is for the operator)."""
 
 
+# Errors that mean "the database cannot serve this now" (not a bug of the request): the connection is
+# refused/lost/timed out, the server is starting or shutting down (57P0x), it is read-only (25006: hot
+# standby, default_transaction_read_only), or out of resources (class 53: 53100 disk_full, 53200
+# out_of_memory, 53300 too_many_connections). The RPC layer answers them 503 + Retry-After.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    TimeoutError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+UNREACHABLE = "unreachable"
+READ_ONLY = "read_only"
+OUT_OF_RESOURCES = "out_of_resources"
+
+
+def unavailable_kind(exc: BaseException) -> str:
+    """What an UNAVAILABLE_ERRORS exception says of the database: UNREACHABLE, READ_ONLY (it answers
+    but refuses writes) or OUT_OF_RESOURCES (disk full, out of memory, too many connections)."""
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+        return READ_ONLY
+    if isinstance(exc, asyncpg.InsufficientResourcesError):
+        return OUT_OF_RESOURCES
+    return UNREACHABLE
+
+
 def describe_connect_error(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return f"cannot connect to the database: {text}"
@@ -325,5 +354,32 @@ class Database:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
 
+    async def probe(self, timeout: float = 2.0) -> str | None:  # noqa: ASYNC109
+        """None when the database answers and accepts writes, else UNREACHABLE or READ_ONLY (a hot
+        standby, or `default_transaction_read_only` on). Bounded by `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                row = await self.pool.fetchrow(_Q_PROBE)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return UNREACHABLE
+        if row is None:
+            return UNREACHABLE
+        return READ_ONLY if row[0] or row[1] == "on" else None
 
-__all__ = ["Connection", "Database", "DatabaseUnavailable", "Pool", "Record", "connect"]
+
+_Q_PROBE = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
+
+
+__all__ = [
+    "OUT_OF_RESOURCES",
+    "READ_ONLY",
+    "UNAVAILABLE_ERRORS",
+    "UNREACHABLE",
+    "Connection",
+    "Database",
+    "DatabaseUnavailable",
+    "Pool",
+    "Record",
+    "connect",
+    "unavailable_kind",
+]
