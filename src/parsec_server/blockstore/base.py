@@ -29,6 +29,11 @@ class BlockNotFound(BlockstoreUnavailable):
 class Blockstore(abc.ABC):
     """One store, or a RAID group of stores. `start()` once before use, `stop()` once at the end."""
 
+    #: The data live in the `block_data` table of the server's own database: block_create and
+    #: block_read then handle data and metadata in one statement (storage/block.py) instead of
+    #: calling `create` / `read`.
+    in_server_database: bool = False
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections. A store that cannot be reached yet must not fail here."""
 

@@ -72,6 +72,8 @@ def _unavailable(exc: BaseException) -> BlockstoreUnavailable:
 
 
 class PostgreSQLBlockstore(Blockstore):
+    in_server_database = True
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

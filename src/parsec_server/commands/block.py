@@ -5,22 +5,30 @@
 * block_read: realm_not_found -> realm_deleted -> block_not_found -> author_not_allowed ->
   store_unavailable (store failed, or has no data for a block the database knows).
 
-With the POSTGRESQL blockstore each command is a single statement (storage/block.py).
+A block id is unique per organization (storage/block.py): block_already_exists also when another
+realm of the organization holds the id, and block_read finds a block only through its own realm.
+With a blockstore in the server's database (POSTGRESQL) each command is a single statement; with
+another one, block_create inserts the metadata row in a transaction that stays open while the data
+are written, so the loser of a race never writes its data over the winner's. At most half of the
+database pool's connections are held that way at once (the other half serves everything else, and
+a RAID group with POSTGRESQL members takes its data connections from there).
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 import asyncpg
 
 from parsec_server.blockstore.base import BlockstoreUnavailable
-from parsec_server.blockstore.postgresql import PostgreSQLBlockstore
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
 from parsec_server.log import get_logger
 from parsec_server.protocol.codec import now as utc_now
 from parsec_server.storage import block as block_storage
+from parsec_server.storage.db import Pool
 
 log = get_logger("parsec_server.block")
 
@@ -55,9 +63,24 @@ def _create_refusal(row: Any, key_index: int) -> dict[str, Any] | None:
         return {"status": "bad_key_index", "last_realm_certificate_timestamp": row["realm_ts"]}
     if row["role"] not in _WRITE_ROLES:
         return _AUTHOR_NOT_ALLOWED
-    if row["block"] is not None:
+    if row["block_id_taken"]:
         return _BLOCK_ALREADY_EXISTS
     return None
+
+
+class _DataWriteFailed(Exception):
+    """Rolls back the metadata row of a block whose data could not be written."""
+
+
+_writers: weakref.WeakKeyDictionary[Pool, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _writer_slots(pool: Pool) -> asyncio.Semaphore:
+    """Creates holding a connection across a data write: at most half of the pool."""
+    slots = _writers.get(pool)
+    if slots is None:
+        slots = _writers[pool] = asyncio.Semaphore(max(1, pool.max_size // 2))
+    return slots
 
 
 @handles(AUTHENTICATED, "block_create")
@@ -66,7 +89,7 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     device = client.device
     now = utc_now()
     try:
-        if type(backend.blockstore) is PostgreSQLBlockstore:
+        if backend.blockstore.in_server_database:
             async with backend.db.connection() as conn:
                 row = await block_storage.create_with_data(
                     conn,
@@ -86,22 +109,17 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             assert refusal is not None, "block create refused for no known reason"
             return refusal
 
-        async with backend.db.connection() as conn:
+        async with _writer_slots(backend.db.pool), backend.db.transaction() as conn:
             row = await block_storage.check(
                 conn, client.org.internal_id, device.user_internal_id, req.realm_id, req.block_id
             )
-        refusal = _create_refusal(row, req.key_index)
-        if refusal is not None:
-            return refusal
-        assert row is not None
-        try:
-            await backend.blockstore.create(client.org.organization_id, req.block_id, req.block)
-        except BlockstoreUnavailable as exc:
-            log.warning("blockstore_create_failed", block_id=req.block_id.hex, error=str(exc))
-            return _STORE_UNAVAILABLE
-        async with backend.db.connection() as conn:
+            refusal = _create_refusal(row, req.key_index)
+            if refusal is not None:
+                return refusal
+            assert row is not None
             await block_storage.insert(
                 conn,
+                client.org.internal_id,
                 row["realm"],
                 req.block_id,
                 device.device_internal_id,
@@ -109,9 +127,16 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
                 len(req.block),
                 now,
             )
+            try:
+                await backend.blockstore.create(client.org.organization_id, req.block_id, req.block)
+            except BlockstoreUnavailable as exc:
+                log.warning("blockstore_create_failed", block_id=req.block_id.hex, error=str(exc))
+                raise _DataWriteFailed from exc
         return _OK
+    except _DataWriteFailed:
+        return _STORE_UNAVAILABLE
     except asyncpg.UniqueViolationError:
-        # A concurrent create of the same block committed first.
+        # A concurrent create of the same block id (in any realm) committed first.
         return _BLOCK_ALREADY_EXISTS
 
 
@@ -133,7 +158,7 @@ async def block_read(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     backend = client.backend
     org = client.org
     user = client.device.user_internal_id
-    if type(backend.blockstore) is PostgreSQLBlockstore:
+    if backend.blockstore.in_server_database:
         async with backend.db.connection() as conn:
             row = await block_storage.read_with_data(
                 conn, org.internal_id, org.organization_id, user, req.realm_id, req.block_id

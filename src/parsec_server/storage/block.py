@@ -1,10 +1,19 @@
 """Blocks: the metadata rows (`block`) of block_create / block_read (protocol.md §4.6).
 
-The data live in the blockstore. With an object store the order is the official one: check, write
-the data, then insert the metadata row (a failed write leaves no row; a failed insert leaves orphan
-data that a later create of the same block overwrites). With the POSTGRESQL blockstore the data go
-to `block_data` in the server's own database: checks, data and metadata are then one statement
-(`create_with_data`, `read_with_data`), atomic and one round trip.
+A block id is unique per ORGANIZATION (unique index `block (organization, block_id)`, migration
+0003), not only per realm: every blockstore keys the data by (organization, block id), so an id
+registered in a second realm would share, read or overwrite the first realm's data. block_create of
+an id that any realm of the organization holds is refused (`block_already_exists`); block_read finds
+a block only through the realm it was written in.
+
+Writes take the metadata row first, then the data, so that a loser of a race never writes:
+* POSTGRESQL blockstore (data in `block_data` of the server's own database): checks, metadata and
+  data are one statement (`create_with_data`); the data insert reads the metadata insert's output,
+  so it runs after it, and a concurrent create of the same id makes the whole statement fail on the
+  unique index (nothing written).
+* other blockstores: `insert` in a transaction that stays open while the data are written and
+  commits after (commands/block.py): a concurrent create of the same id waits on the unique index
+  and then fails; a failed data write (or a crash) rolls the row back.
 
 No topic lock: blocks have no timestamp and are not ordered against certificates (a block only
 matters through the vlob that references it).
@@ -35,12 +44,13 @@ ctx AS MATERIALIZED (
         r0.key_index,
         (SELECT m.role FROM realm_member m WHERE m.realm = r0.id AND m.user_ = $2) AS role,
         (SELECT t.last_timestamp FROM topic_realm t WHERE t.realm = r0.id) AS realm_ts,
-        b.id AS block,
-        b.key_index AS block_key_index
+        CASE WHEN b.realm = r0.id THEN b.id END AS block,
+        CASE WHEN b.realm = r0.id THEN b.key_index END AS block_key_index,
+        b.id IS NOT NULL AS block_id_taken
     FROM organization o
     JOIN user_ u ON u.id = $2
     LEFT JOIN r0 ON TRUE
-    LEFT JOIN block b ON b.realm = r0.id AND b.block_id = $4
+    LEFT JOIN block b ON b.organization = $1 AND b.block_id = $4
     WHERE o.id = $1
 )
 """
@@ -57,27 +67,29 @@ ok AS (
         AND ctx.status = 'AVAILABLE'
         AND ctx.key_index = $5
         AND ctx.role IN ('OWNER', 'MANAGER', 'CONTRIBUTOR')
-        AND ctx.block IS NULL
+        AND NOT ctx.block_id_taken
     ) AS ok
     FROM ctx
 ),
-data AS (
-    INSERT INTO block_data (organization_id, block_id, data)
-    SELECT $9, $4, $10 FROM ok WHERE ok.ok
-    ON CONFLICT (organization_id, block_id) DO UPDATE SET data = EXCLUDED.data
-),
 meta AS (
-    INSERT INTO block (realm, block_id, author, key_index, size, created_on)
-    SELECT ok.realm, $4, $6, $5, $7, $8 FROM ok WHERE ok.ok
+    INSERT INTO block (organization, realm, block_id, author, key_index, size, created_on)
+    SELECT $1, ok.realm, $4, $6, $5, $7, $8 FROM ok WHERE ok.ok
     RETURNING id
+),
+data AS (
+    -- After `meta` (it reads its output). A conflict can only be orphan data: no block row of the
+    -- organization holds this id (the unique index guarantees it once `meta` inserted).
+    INSERT INTO block_data (organization_id, block_id, data)
+    SELECT $9, $4, $10 FROM meta
+    ON CONFLICT (organization_id, block_id) DO UPDATE SET data = EXCLUDED.data
 )
 SELECT ok.*, EXISTS (SELECT 1 FROM meta) AS written FROM ok
 """
 )
 
 _Q_INSERT = """
-INSERT INTO block (realm, block_id, author, key_index, size, created_on)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO block (organization, realm, block_id, author, key_index, size, created_on)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 
 # $5 organization_id
@@ -102,8 +114,8 @@ async def check(
     block_id: uuid.UUID,
 ) -> asyncpg.Record | None:
     """The facts: is_expired, revoked, realm (None: not found), status, key_index, role, realm_ts,
-    block (None: no such block in the realm), block_key_index. None if the organization or user is
-    gone."""
+    block (None: no such block in the realm), block_key_index, block_id_taken (some realm of the
+    organization holds this block id). None if the organization or user is gone."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_CHECK, org_internal_id, user_internal_id, realm_id, block_id
     )
@@ -123,8 +135,9 @@ async def create_with_data(
     data: bytes,
     now: datetime.datetime,
 ) -> asyncpg.Record | None:
-    """POSTGRESQL blockstore: check, then store data and metadata if every check passes (`written`).
-    Raises UniqueViolationError when a concurrent create of the same block won."""
+    """POSTGRESQL blockstore: check, then store metadata and data if every check passes (`written`).
+    Raises UniqueViolationError when a concurrent create of the same block id (in any realm of the
+    organization) won; nothing is written then."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_CREATE_WITH_DATA,
         org_internal_id,
@@ -143,6 +156,7 @@ async def create_with_data(
 
 async def insert(
     conn: asyncpg.Connection,
+    org_internal_id: int,
     realm_internal_id: int,
     block_id: uuid.UUID,
     device_internal_id: int,
@@ -150,9 +164,18 @@ async def insert(
     size: int,
     now: datetime.datetime,
 ) -> None:
-    """The metadata row, once the data are stored. Raises UniqueViolationError if it exists."""
+    """The metadata row, before the data are written (in a transaction committed after them).
+    Raises UniqueViolationError if a realm of the organization holds the id (waits for a concurrent
+    uncommitted insert of the same id to end first)."""
     await conn.execute(
-        _Q_INSERT, realm_internal_id, block_id, device_internal_id, key_index, size, now
+        _Q_INSERT,
+        org_internal_id,
+        realm_internal_id,
+        block_id,
+        device_internal_id,
+        key_index,
+        size,
+        now,
     )
 
 

@@ -283,11 +283,12 @@ async def _populate(server: Server, org: Org) -> None:
                 b"v" * size,
             )
         await conn.execute(
-            "INSERT INTO block (realm, block_id, author, key_index, size, created_on) "
-            "VALUES ($1, $2, $3, 1, 7, now())",
+            "INSERT INTO block (organization, realm, block_id, author, key_index, size, "
+            "created_on) VALUES ($4, $1, $2, $3, 1, 7, now())",
             realm,
             uuid.uuid4(),
             dev_i,
+            org_i,
         )
 
 

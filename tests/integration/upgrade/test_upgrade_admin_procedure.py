@@ -52,7 +52,12 @@ def test_upgrade_then_each_way_back(
     old_dir = release_dir(releases_dir, old.number)
     applied_before = [m for m in engine.discover() if m.index <= old.number]
     upgrade = [m for m in engine.discover() if m.index > old.number]
-    assert all(m.compat == "expand" for m in upgrade), "way 1 below assumes an expand-only upgrade"
+    if not all(m.compat == "expand" for m in upgrade):
+        # Release N is played by this code with N's migrations only, which works while this code
+        # can serve schema N. After a breaking migration (0003: block.organization) it cannot:
+        # test_upgrade_path covers the upgrade and the way back with every release's data, and
+        # test_upgrade_compat_window the refusal of release N on the new schema.
+        pytest.skip("a breaking migration since release N: this code cannot play release N")
     backups = tmp_path / "backups"
     url = new_db()
 

@@ -13,6 +13,7 @@ CREATE TABLE public.block (
     key_index integer NOT NULL,
     size integer NOT NULL,
     created_on timestamp with time zone NOT NULL,
+    organization bigint NOT NULL,
     CONSTRAINT block_key_index_check CHECK ((key_index >= 0)),
     CONSTRAINT block_size_check CHECK ((size >= 0))
 );
@@ -698,6 +699,8 @@ ALTER TABLE ONLY public.vlob_atom
 
 ALTER TABLE ONLY public.vlob_atom
     ADD CONSTRAINT vlob_atom_realm_vlob_id_version_key UNIQUE (realm, vlob_id, version);
+
+CREATE UNIQUE INDEX block_organization_block_id ON public.block USING btree (organization, block_id);
 
 CREATE INDEX block_realm_size ON public.block USING btree (realm) INCLUDE (size);
 
