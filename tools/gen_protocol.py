@@ -558,7 +558,7 @@ def render_family(family: str, commands: list[Command]) -> str:
             if f.introduced_in is not None or parse_type(f.type).name == "NonRequiredOption"
         ]
         cls: list[str] = [
-            f"class {c.class_name}(Req):",
+            f"class {c.class_name}(ReqOf[{camel(c.cmd)}Rep]):",
             f'    """`{c.cmd}` ({family})."""',
             "",
             f"    __slots__ = ({''.join(repr(f.name) + ', ' for f in c.req_fields)})",
@@ -577,10 +577,10 @@ def render_family(family: str, commands: list[Command]) -> str:
         )
         cls += ["", f"    def __init__(self{params}) -> None:"]
         cls += [f"        self.{f.name} = {f.name}" for f in c.req_fields] or ["        pass"]
-        classes.append("\n".join(cls))
         rep_classes, rep_aliases = render_reps(c, em)
         classes += rep_classes
         classes.append("\n".join(rep_aliases))
+        classes.append("\n".join(cls))
 
         lines, names = em.fields_block(c.req_fields, "d", c.cmd, nested, c.cmd)
         if not c.req_fields:
@@ -610,7 +610,7 @@ def render_family(family: str, commands: list[Command]) -> str:
         "",
         "from parsec_server.protocol._runtime import ABSENT as _ABSENT",
         "from parsec_server.protocol._runtime import UUID as _UUID",
-        "from parsec_server.protocol._runtime import Req",
+        "from parsec_server.protocol._runtime import Req, ReqOf",
         "from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration",
         "from parsec_server.protocol._runtime import as_bytes as _as_bytes",
         "from parsec_server.protocol._runtime import as_str as _as_str",

@@ -13,6 +13,7 @@ number of requests refused and its duration), see docs/faults.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from logging import INFO
 from time import monotonic, perf_counter
 from typing import Any
@@ -230,7 +231,7 @@ async def handle_rpc(
         cmd = req.CMD
         handler = HANDLERS.get((family, cmd))
         if handler is None:
-            rep: dict[str, Any] = {
+            rep: Mapping[str, Any] = {
                 "status": "not_implemented",
                 "reason": f"{cmd} is not supported by this server",
             }
@@ -284,7 +285,7 @@ _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 async def _call_with_retries(
     handler: registry.Handler, client: Any, req: Any, attempts: int = 5
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """Conflicts between concurrent transactions are retried as a whole (the handler is idempotent until commit)."""
     for attempt in range(attempts):
         try:

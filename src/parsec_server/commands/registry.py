@@ -1,16 +1,30 @@
 """Command handlers, found by (family, wire command name).
 
-A handler is `async def h(ctx, req) -> dict`: it returns the reply as a dict with a `status` key (the protocol
-outcome, always HTTP 200). Handshake-level failures discovered while handling (author revoked mid-command,
+A handler is registered with the generated request class of its command and typed by it:
+
+    @command(VlobCreateReq)
+    async def vlob_create(client: AuthenticatedClient, req: VlobCreateReq) -> VlobCreateRep: ...
+
+`VlobCreateReq` is a `ReqOf[VlobCreateRep]` (tools/gen_protocol.py), so mypy rejects a handler whose
+declared or returned reply is not one of that command's reply variants (a wrong status, a missing or
+extra field). Replies are plain dicts with a `status` key (the protocol outcome, always HTTP 200).
+`handles(family, cmd)` registers a handler without that check (commands not converted yet). Handshake-level failures discovered while handling (author revoked mid-command,
 organization expired...) are raised as `HandshakeError` and rendered as bare HTTP statuses by the asgi layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
-Handler = Callable[[Any, Any], Awaitable[dict[str, Any]]]
+from parsec_server.protocol._runtime import Req, ReqOf
+
+# What dispatch stores: the client and request types are erased there (each handler's own
+# signature, checked by `command`, is the contract).
+Handler = Callable[[Any, Any], Awaitable[Mapping[str, Any]]]
+_C = TypeVar("_C")
+_R = TypeVar("_R", bound=Req)
+_P = TypeVar("_P", bound=Mapping[str, Any])
 
 HANDLERS: dict[tuple[str, str], Handler] = {}
 
@@ -29,12 +43,28 @@ class HandshakeError(Exception):
         self.status = status
 
 
+def _register(family: str, cmd: str, fn: Handler) -> None:
+    key = (family, cmd)
+    if key in HANDLERS:
+        raise RuntimeError(f"two handlers for {key}")
+    HANDLERS[key] = fn
+
+
+def command(
+    req_cls: type[ReqOf[_P]],
+) -> Callable[[Callable[[_C, _R], Awaitable[_P]]], Callable[[_C, _R], Awaitable[_P]]]:
+    """Register the handler of `req_cls`'s command; its reply type must be the command's."""
+
+    def deco(fn: Callable[[_C, _R], Awaitable[_P]]) -> Callable[[_C, _R], Awaitable[_P]]:
+        _register(req_cls.FAMILY, req_cls.CMD, fn)
+        return fn
+
+    return deco
+
+
 def handles(family: str, cmd: str) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
-        key = (family, cmd)
-        if key in HANDLERS:
-            raise RuntimeError(f"two handlers for {key}")
-        HANDLERS[key] = fn
+        _register(family, cmd, fn)
         return fn
 
     return deco

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from parsec_server.protocol import ids
 from parsec_server.protocol.codec import DecodeError, packb
@@ -15,6 +15,7 @@ __all__ = [
     "ABSENT",
     "DecodeError",
     "Req",
+    "ReqOf",
     "archiving_configuration",
     "as_bytes",
     "as_str",
@@ -75,6 +76,16 @@ class Req:
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
         return f"{type(self).__name__}({inner})"
+
+
+RepT_co = TypeVar("RepT_co", covariant=True)
+
+
+class ReqOf(Req, Generic[RepT_co]):
+    """A request whose replies are `RepT_co` (the generated `<Cmd>Rep` union): what ties a handler's
+    return type to its command for mypy (commands/registry.py `handles`). No run-time effect."""
+
+    __slots__ = ()
 
 
 def bad(label: str, expected: str) -> DecodeError:

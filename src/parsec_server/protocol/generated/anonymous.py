@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -41,19 +41,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 
 FAMILY = 'anonymous'
 
-class AsyncEnrollmentCancelReq(Req):
-    """`async_enrollment_cancel` (anonymous)."""
-
-    __slots__ = ('enrollment_id', )
-    CMD: ClassVar[str] = 'async_enrollment_cancel'
-    FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', )
-    enrollment_id: Final[AsyncEnrollmentID]
-
-    def __init__(self, enrollment_id: AsyncEnrollmentID) -> None:
-        self.enrollment_id = enrollment_id
-
-
 class AsyncEnrollmentCancelRepOk(TypedDict):
     """`async_enrollment_cancel` reply `ok`."""
 
@@ -76,11 +63,11 @@ AsyncEnrollmentCancelStatus = Literal['ok', 'enrollment_not_found', 'enrollment_
 AsyncEnrollmentCancelRep = AsyncEnrollmentCancelRepOk | AsyncEnrollmentCancelRepEnrollmentNotFound | AsyncEnrollmentCancelRepEnrollmentNoLongerAvailable
 
 
-class AsyncEnrollmentInfoReq(Req):
-    """`async_enrollment_info` (anonymous)."""
+class AsyncEnrollmentCancelReq(ReqOf[AsyncEnrollmentCancelRep]):
+    """`async_enrollment_cancel` (anonymous)."""
 
     __slots__ = ('enrollment_id', )
-    CMD: ClassVar[str] = 'async_enrollment_info'
+    CMD: ClassVar[str] = 'async_enrollment_cancel'
     FAMILY: ClassVar[str] = 'anonymous'
     FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', )
     enrollment_id: Final[AsyncEnrollmentID]
@@ -136,23 +123,17 @@ AsyncEnrollmentInfoStatus = Literal['ok', 'enrollment_not_found']
 AsyncEnrollmentInfoRep = AsyncEnrollmentInfoRepOkSubmitted | AsyncEnrollmentInfoRepOkRejected | AsyncEnrollmentInfoRepOkCancelled | AsyncEnrollmentInfoRepOkAccepted | AsyncEnrollmentInfoRepEnrollmentNotFound
 
 
-class AsyncEnrollmentSubmitReq(Req):
-    """`async_enrollment_submit` (anonymous)."""
+class AsyncEnrollmentInfoReq(ReqOf[AsyncEnrollmentInfoRep]):
+    """`async_enrollment_info` (anonymous)."""
 
-    __slots__ = ('enrollment_id', 'force', 'submit_payload', 'submit_payload_signature', )
-    CMD: ClassVar[str] = 'async_enrollment_submit'
+    __slots__ = ('enrollment_id', )
+    CMD: ClassVar[str] = 'async_enrollment_info'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', 'force', 'submit_payload', 'submit_payload_signature', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', )
     enrollment_id: Final[AsyncEnrollmentID]
-    force: Final[bool]
-    submit_payload: Final[bytes]
-    submit_payload_signature: Final[dict[str, Any]]
 
-    def __init__(self, enrollment_id: AsyncEnrollmentID, force: bool, submit_payload: bytes, submit_payload_signature: dict[str, Any]) -> None:
+    def __init__(self, enrollment_id: AsyncEnrollmentID) -> None:
         self.enrollment_id = enrollment_id
-        self.force = force
-        self.submit_payload = submit_payload
-        self.submit_payload_signature = submit_payload_signature
 
 
 class AsyncEnrollmentSubmitRepOk(TypedDict):
@@ -209,29 +190,23 @@ AsyncEnrollmentSubmitStatus = Literal['ok', 'email_already_submitted', 'email_al
 AsyncEnrollmentSubmitRep = AsyncEnrollmentSubmitRepOk | AsyncEnrollmentSubmitRepEmailAlreadySubmitted | AsyncEnrollmentSubmitRepEmailAlreadyEnrolled | AsyncEnrollmentSubmitRepIdAlreadyUsed | AsyncEnrollmentSubmitRepInvalidSubmitPayload | AsyncEnrollmentSubmitRepInvalidSubmitPayloadSignature | AsyncEnrollmentSubmitRepInvalidDerX509Certificate | AsyncEnrollmentSubmitRepInvalidX509Trustchain
 
 
-class OrganizationBootstrapReq(Req):
-    """`organization_bootstrap` (anonymous)."""
+class AsyncEnrollmentSubmitReq(ReqOf[AsyncEnrollmentSubmitRep]):
+    """`async_enrollment_submit` (anonymous)."""
 
-    __slots__ = ('bootstrap_token', 'root_verify_key', 'user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', 'sequester_authority_certificate', )
-    CMD: ClassVar[str] = 'organization_bootstrap'
+    __slots__ = ('enrollment_id', 'force', 'submit_payload', 'submit_payload_signature', )
+    CMD: ClassVar[str] = 'async_enrollment_submit'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('bootstrap_token', 'root_verify_key', 'user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', 'sequester_authority_certificate', )
-    bootstrap_token: Final[bytes | None]
-    root_verify_key: Final[bytes]
-    user_certificate: Final[bytes]
-    device_certificate: Final[bytes]
-    redacted_user_certificate: Final[bytes]
-    redacted_device_certificate: Final[bytes]
-    sequester_authority_certificate: Final[bytes | None]
+    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', 'force', 'submit_payload', 'submit_payload_signature', )
+    enrollment_id: Final[AsyncEnrollmentID]
+    force: Final[bool]
+    submit_payload: Final[bytes]
+    submit_payload_signature: Final[dict[str, Any]]
 
-    def __init__(self, bootstrap_token: bytes | None, root_verify_key: bytes, user_certificate: bytes, device_certificate: bytes, redacted_user_certificate: bytes, redacted_device_certificate: bytes, sequester_authority_certificate: bytes | None) -> None:
-        self.bootstrap_token = bootstrap_token
-        self.root_verify_key = root_verify_key
-        self.user_certificate = user_certificate
-        self.device_certificate = device_certificate
-        self.redacted_user_certificate = redacted_user_certificate
-        self.redacted_device_certificate = redacted_device_certificate
-        self.sequester_authority_certificate = sequester_authority_certificate
+    def __init__(self, enrollment_id: AsyncEnrollmentID, force: bool, submit_payload: bytes, submit_payload_signature: dict[str, Any]) -> None:
+        self.enrollment_id = enrollment_id
+        self.force = force
+        self.submit_payload = submit_payload
+        self.submit_payload_signature = submit_payload_signature
 
 
 class OrganizationBootstrapRepOk(TypedDict):
@@ -272,17 +247,29 @@ OrganizationBootstrapStatus = Literal['ok', 'invalid_certificate', 'organization
 OrganizationBootstrapRep = OrganizationBootstrapRepOk | OrganizationBootstrapRepInvalidCertificate | OrganizationBootstrapRepOrganizationAlreadyBootstrapped | OrganizationBootstrapRepInvalidBootstrapToken | OrganizationBootstrapRepTimestampOutOfBallpark
 
 
-class PingReq(Req):
-    """`ping` (anonymous)."""
+class OrganizationBootstrapReq(ReqOf[OrganizationBootstrapRep]):
+    """`organization_bootstrap` (anonymous)."""
 
-    __slots__ = ('ping', )
-    CMD: ClassVar[str] = 'ping'
+    __slots__ = ('bootstrap_token', 'root_verify_key', 'user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', 'sequester_authority_certificate', )
+    CMD: ClassVar[str] = 'organization_bootstrap'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
-    ping: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('bootstrap_token', 'root_verify_key', 'user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', 'sequester_authority_certificate', )
+    bootstrap_token: Final[bytes | None]
+    root_verify_key: Final[bytes]
+    user_certificate: Final[bytes]
+    device_certificate: Final[bytes]
+    redacted_user_certificate: Final[bytes]
+    redacted_device_certificate: Final[bytes]
+    sequester_authority_certificate: Final[bytes | None]
 
-    def __init__(self, ping: str) -> None:
-        self.ping = ping
+    def __init__(self, bootstrap_token: bytes | None, root_verify_key: bytes, user_certificate: bytes, device_certificate: bytes, redacted_user_certificate: bytes, redacted_device_certificate: bytes, sequester_authority_certificate: bytes | None) -> None:
+        self.bootstrap_token = bootstrap_token
+        self.root_verify_key = root_verify_key
+        self.user_certificate = user_certificate
+        self.device_certificate = device_certificate
+        self.redacted_user_certificate = redacted_user_certificate
+        self.redacted_device_certificate = redacted_device_certificate
+        self.sequester_authority_certificate = sequester_authority_certificate
 
 
 class PingRepOk(TypedDict):
@@ -296,21 +283,17 @@ PingStatus = Literal['ok']
 PingRep = PingRepOk
 
 
-class TotpFetchOpaqueKeyReq(Req):
-    """`totp_fetch_opaque_key` (anonymous)."""
+class PingReq(ReqOf[PingRep]):
+    """`ping` (anonymous)."""
 
-    __slots__ = ('user_id', 'opaque_key_id', 'one_time_password', )
-    CMD: ClassVar[str] = 'totp_fetch_opaque_key'
+    __slots__ = ('ping', )
+    CMD: ClassVar[str] = 'ping'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'opaque_key_id', 'one_time_password', )
-    user_id: Final[UserID]
-    opaque_key_id: Final[TOTPOpaqueKeyID]
-    one_time_password: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
+    ping: Final[str]
 
-    def __init__(self, user_id: UserID, opaque_key_id: TOTPOpaqueKeyID, one_time_password: str) -> None:
-        self.user_id = user_id
-        self.opaque_key_id = opaque_key_id
-        self.one_time_password = one_time_password
+    def __init__(self, ping: str) -> None:
+        self.ping = ping
 
 
 class TotpFetchOpaqueKeyRepOk(TypedDict):
@@ -337,20 +320,20 @@ TotpFetchOpaqueKeyStatus = Literal['ok', 'invalid_one_time_password', 'throttled
 TotpFetchOpaqueKeyRep = TotpFetchOpaqueKeyRepOk | TotpFetchOpaqueKeyRepInvalidOneTimePassword | TotpFetchOpaqueKeyRepThrottled
 
 
-class TotpSetupConfirmReq(Req):
-    """`totp_setup_confirm` (anonymous)."""
+class TotpFetchOpaqueKeyReq(ReqOf[TotpFetchOpaqueKeyRep]):
+    """`totp_fetch_opaque_key` (anonymous)."""
 
-    __slots__ = ('user_id', 'token', 'one_time_password', )
-    CMD: ClassVar[str] = 'totp_setup_confirm'
+    __slots__ = ('user_id', 'opaque_key_id', 'one_time_password', )
+    CMD: ClassVar[str] = 'totp_fetch_opaque_key'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'token', 'one_time_password', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'opaque_key_id', 'one_time_password', )
     user_id: Final[UserID]
-    token: Final[bytes]
+    opaque_key_id: Final[TOTPOpaqueKeyID]
     one_time_password: Final[str]
 
-    def __init__(self, user_id: UserID, token: bytes, one_time_password: str) -> None:
+    def __init__(self, user_id: UserID, opaque_key_id: TOTPOpaqueKeyID, one_time_password: str) -> None:
         self.user_id = user_id
-        self.token = token
+        self.opaque_key_id = opaque_key_id
         self.one_time_password = one_time_password
 
 
@@ -376,19 +359,21 @@ TotpSetupConfirmStatus = Literal['ok', 'invalid_one_time_password', 'bad_token']
 TotpSetupConfirmRep = TotpSetupConfirmRepOk | TotpSetupConfirmRepInvalidOneTimePassword | TotpSetupConfirmRepBadToken
 
 
-class TotpSetupGetSecretReq(Req):
-    """`totp_setup_get_secret` (anonymous)."""
+class TotpSetupConfirmReq(ReqOf[TotpSetupConfirmRep]):
+    """`totp_setup_confirm` (anonymous)."""
 
-    __slots__ = ('user_id', 'token', )
-    CMD: ClassVar[str] = 'totp_setup_get_secret'
+    __slots__ = ('user_id', 'token', 'one_time_password', )
+    CMD: ClassVar[str] = 'totp_setup_confirm'
     FAMILY: ClassVar[str] = 'anonymous'
-    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'token', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'token', 'one_time_password', )
     user_id: Final[UserID]
     token: Final[bytes]
+    one_time_password: Final[str]
 
-    def __init__(self, user_id: UserID, token: bytes) -> None:
+    def __init__(self, user_id: UserID, token: bytes, one_time_password: str) -> None:
         self.user_id = user_id
         self.token = token
+        self.one_time_password = one_time_password
 
 
 class TotpSetupGetSecretRepOk(TypedDict):
@@ -406,6 +391,21 @@ class TotpSetupGetSecretRepBadToken(TypedDict):
 
 TotpSetupGetSecretStatus = Literal['ok', 'bad_token']
 TotpSetupGetSecretRep = TotpSetupGetSecretRepOk | TotpSetupGetSecretRepBadToken
+
+
+class TotpSetupGetSecretReq(ReqOf[TotpSetupGetSecretRep]):
+    """`totp_setup_get_secret` (anonymous)."""
+
+    __slots__ = ('user_id', 'token', )
+    CMD: ClassVar[str] = 'totp_setup_get_secret'
+    FAMILY: ClassVar[str] = 'anonymous'
+    FIELDS: ClassVar[tuple[str, ...]] = ('user_id', 'token', )
+    user_id: Final[UserID]
+    token: Final[bytes]
+
+    def __init__(self, user_id: UserID, token: bytes) -> None:
+        self.user_id = user_id
+        self.token = token
 
 
 _ENUM_0 = frozenset({'RSASSA-PSS-SHA256'})

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -40,19 +40,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 )
 
 FAMILY = 'anonymous_server'
-
-class AccountCreateProceedReq(Req):
-    """`account_create_proceed` (anonymous_server)."""
-
-    __slots__ = ('account_create_step', )
-    CMD: ClassVar[str] = 'account_create_proceed'
-    FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('account_create_step', )
-    account_create_step: Final[dict[str, Any]]
-
-    def __init__(self, account_create_step: dict[str, Any]) -> None:
-        self.account_create_step = account_create_step
-
 
 class AccountCreateProceedRepOk(TypedDict):
     """`account_create_proceed` reply `ok`."""
@@ -82,17 +69,17 @@ AccountCreateProceedStatus = Literal['ok', 'invalid_validation_code', 'send_vali
 AccountCreateProceedRep = AccountCreateProceedRepOk | AccountCreateProceedRepInvalidValidationCode | AccountCreateProceedRepSendValidationEmailRequired | AccountCreateProceedRepAuthMethodIdAlreadyExists
 
 
-class AccountCreateSendValidationEmailReq(Req):
-    """`account_create_send_validation_email` (anonymous_server)."""
+class AccountCreateProceedReq(ReqOf[AccountCreateProceedRep]):
+    """`account_create_proceed` (anonymous_server)."""
 
-    __slots__ = ('email', )
-    CMD: ClassVar[str] = 'account_create_send_validation_email'
+    __slots__ = ('account_create_step', )
+    CMD: ClassVar[str] = 'account_create_proceed'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('email', )
-    email: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('account_create_step', )
+    account_create_step: Final[dict[str, Any]]
 
-    def __init__(self, email: str) -> None:
-        self.email = email
+    def __init__(self, account_create_step: dict[str, Any]) -> None:
+        self.account_create_step = account_create_step
 
 
 class AccountCreateSendValidationEmailRepOk(TypedDict):
@@ -124,27 +111,17 @@ AccountCreateSendValidationEmailStatus = Literal['ok', 'email_server_unavailable
 AccountCreateSendValidationEmailRep = AccountCreateSendValidationEmailRepOk | AccountCreateSendValidationEmailRepEmailServerUnavailable | AccountCreateSendValidationEmailRepEmailRecipientRefused | AccountCreateSendValidationEmailRepEmailSendingRateLimited
 
 
-class AccountRecoverProceedReq(Req):
-    """`account_recover_proceed` (anonymous_server)."""
+class AccountCreateSendValidationEmailReq(ReqOf[AccountCreateSendValidationEmailRep]):
+    """`account_create_send_validation_email` (anonymous_server)."""
 
-    __slots__ = ('email', 'validation_code', 'new_vault_key_access', 'new_auth_method_password_algorithm', 'new_auth_method_mac_key', 'new_auth_method_id', )
-    CMD: ClassVar[str] = 'account_recover_proceed'
+    __slots__ = ('email', )
+    CMD: ClassVar[str] = 'account_create_send_validation_email'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('email', 'validation_code', 'new_vault_key_access', 'new_auth_method_password_algorithm', 'new_auth_method_mac_key', 'new_auth_method_id', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('email', )
     email: Final[str]
-    validation_code: Final[str]
-    new_vault_key_access: Final[bytes]
-    new_auth_method_password_algorithm: Final[dict[str, Any] | None]
-    new_auth_method_mac_key: Final[bytes]
-    new_auth_method_id: Final[AccountAuthMethodID]
 
-    def __init__(self, email: str, validation_code: str, new_vault_key_access: bytes, new_auth_method_password_algorithm: dict[str, Any] | None, new_auth_method_mac_key: bytes, new_auth_method_id: AccountAuthMethodID) -> None:
+    def __init__(self, email: str) -> None:
         self.email = email
-        self.validation_code = validation_code
-        self.new_vault_key_access = new_vault_key_access
-        self.new_auth_method_password_algorithm = new_auth_method_password_algorithm
-        self.new_auth_method_mac_key = new_auth_method_mac_key
-        self.new_auth_method_id = new_auth_method_id
 
 
 class AccountRecoverProceedRepOk(TypedDict):
@@ -175,17 +152,27 @@ AccountRecoverProceedStatus = Literal['ok', 'invalid_validation_code', 'send_val
 AccountRecoverProceedRep = AccountRecoverProceedRepOk | AccountRecoverProceedRepInvalidValidationCode | AccountRecoverProceedRepSendValidationEmailRequired | AccountRecoverProceedRepAuthMethodIdAlreadyExists
 
 
-class AccountRecoverSendValidationEmailReq(Req):
-    """`account_recover_send_validation_email` (anonymous_server)."""
+class AccountRecoverProceedReq(ReqOf[AccountRecoverProceedRep]):
+    """`account_recover_proceed` (anonymous_server)."""
 
-    __slots__ = ('email', )
-    CMD: ClassVar[str] = 'account_recover_send_validation_email'
+    __slots__ = ('email', 'validation_code', 'new_vault_key_access', 'new_auth_method_password_algorithm', 'new_auth_method_mac_key', 'new_auth_method_id', )
+    CMD: ClassVar[str] = 'account_recover_proceed'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('email', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('email', 'validation_code', 'new_vault_key_access', 'new_auth_method_password_algorithm', 'new_auth_method_mac_key', 'new_auth_method_id', )
     email: Final[str]
+    validation_code: Final[str]
+    new_vault_key_access: Final[bytes]
+    new_auth_method_password_algorithm: Final[dict[str, Any] | None]
+    new_auth_method_mac_key: Final[bytes]
+    new_auth_method_id: Final[AccountAuthMethodID]
 
-    def __init__(self, email: str) -> None:
+    def __init__(self, email: str, validation_code: str, new_vault_key_access: bytes, new_auth_method_password_algorithm: dict[str, Any] | None, new_auth_method_mac_key: bytes, new_auth_method_id: AccountAuthMethodID) -> None:
         self.email = email
+        self.validation_code = validation_code
+        self.new_vault_key_access = new_vault_key_access
+        self.new_auth_method_password_algorithm = new_auth_method_password_algorithm
+        self.new_auth_method_mac_key = new_auth_method_mac_key
+        self.new_auth_method_id = new_auth_method_id
 
 
 class AccountRecoverSendValidationEmailRepOk(TypedDict):
@@ -217,11 +204,11 @@ AccountRecoverSendValidationEmailStatus = Literal['ok', 'email_server_unavailabl
 AccountRecoverSendValidationEmailRep = AccountRecoverSendValidationEmailRepOk | AccountRecoverSendValidationEmailRepEmailServerUnavailable | AccountRecoverSendValidationEmailRepEmailRecipientRefused | AccountRecoverSendValidationEmailRepEmailSendingRateLimited
 
 
-class AuthMethodPasswordGetAlgorithmReq(Req):
-    """`auth_method_password_get_algorithm` (anonymous_server)."""
+class AccountRecoverSendValidationEmailReq(ReqOf[AccountRecoverSendValidationEmailRep]):
+    """`account_recover_send_validation_email` (anonymous_server)."""
 
     __slots__ = ('email', )
-    CMD: ClassVar[str] = 'auth_method_password_get_algorithm'
+    CMD: ClassVar[str] = 'account_recover_send_validation_email'
     FAMILY: ClassVar[str] = 'anonymous_server'
     FIELDS: ClassVar[tuple[str, ...]] = ('email', )
     email: Final[str]
@@ -241,17 +228,17 @@ AuthMethodPasswordGetAlgorithmStatus = Literal['ok']
 AuthMethodPasswordGetAlgorithmRep = AuthMethodPasswordGetAlgorithmRepOk
 
 
-class PingReq(Req):
-    """`ping` (anonymous_server)."""
+class AuthMethodPasswordGetAlgorithmReq(ReqOf[AuthMethodPasswordGetAlgorithmRep]):
+    """`auth_method_password_get_algorithm` (anonymous_server)."""
 
-    __slots__ = ('ping', )
-    CMD: ClassVar[str] = 'ping'
+    __slots__ = ('email', )
+    CMD: ClassVar[str] = 'auth_method_password_get_algorithm'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
-    ping: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('email', )
+    email: Final[str]
 
-    def __init__(self, ping: str) -> None:
-        self.ping = ping
+    def __init__(self, email: str) -> None:
+        self.email = email
 
 
 class PingRepOk(TypedDict):
@@ -265,23 +252,17 @@ PingStatus = Literal['ok']
 PingRep = PingRepOk
 
 
-class ScwsServiceMutualChallengesReq(Req):
-    """`scws_service_mutual_challenges` (anonymous_server)."""
+class PingReq(ReqOf[PingRep]):
+    """`ping` (anonymous_server)."""
 
-    __slots__ = ('scws_service_challenge_payload', 'scws_service_challenge_signature', 'scws_service_challenge_key_id', 'web_application_challenge_payload', )
-    CMD: ClassVar[str] = 'scws_service_mutual_challenges'
+    __slots__ = ('ping', )
+    CMD: ClassVar[str] = 'ping'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ('scws_service_challenge_payload', 'scws_service_challenge_signature', 'scws_service_challenge_key_id', 'web_application_challenge_payload', )
-    scws_service_challenge_payload: Final[bytes]
-    scws_service_challenge_signature: Final[bytes]
-    scws_service_challenge_key_id: Final[int]
-    web_application_challenge_payload: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
+    ping: Final[str]
 
-    def __init__(self, scws_service_challenge_payload: bytes, scws_service_challenge_signature: bytes, scws_service_challenge_key_id: int, web_application_challenge_payload: bytes) -> None:
-        self.scws_service_challenge_payload = scws_service_challenge_payload
-        self.scws_service_challenge_signature = scws_service_challenge_signature
-        self.scws_service_challenge_key_id = scws_service_challenge_key_id
-        self.web_application_challenge_payload = web_application_challenge_payload
+    def __init__(self, ping: str) -> None:
+        self.ping = ping
 
 
 class ScwsServiceMutualChallengesRepOk(TypedDict):
@@ -319,16 +300,23 @@ ScwsServiceMutualChallengesStatus = Literal['ok', 'not_available', 'unknown_scws
 ScwsServiceMutualChallengesRep = ScwsServiceMutualChallengesRepOk | ScwsServiceMutualChallengesRepNotAvailable | ScwsServiceMutualChallengesRepUnknownScwsServiceChallengeKeyId | ScwsServiceMutualChallengesRepInvalidScwsServiceChallengeSignature | ScwsServiceMutualChallengesRepInvalidWebApplicationChallengePayload
 
 
-class ServerConfigReq(Req):
-    """`server_config` (anonymous_server)."""
+class ScwsServiceMutualChallengesReq(ReqOf[ScwsServiceMutualChallengesRep]):
+    """`scws_service_mutual_challenges` (anonymous_server)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'server_config'
+    __slots__ = ('scws_service_challenge_payload', 'scws_service_challenge_signature', 'scws_service_challenge_key_id', 'web_application_challenge_payload', )
+    CMD: ClassVar[str] = 'scws_service_mutual_challenges'
     FAMILY: ClassVar[str] = 'anonymous_server'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('scws_service_challenge_payload', 'scws_service_challenge_signature', 'scws_service_challenge_key_id', 'web_application_challenge_payload', )
+    scws_service_challenge_payload: Final[bytes]
+    scws_service_challenge_signature: Final[bytes]
+    scws_service_challenge_key_id: Final[int]
+    web_application_challenge_payload: Final[bytes]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, scws_service_challenge_payload: bytes, scws_service_challenge_signature: bytes, scws_service_challenge_key_id: int, web_application_challenge_payload: bytes) -> None:
+        self.scws_service_challenge_payload = scws_service_challenge_payload
+        self.scws_service_challenge_signature = scws_service_challenge_signature
+        self.scws_service_challenge_key_id = scws_service_challenge_key_id
+        self.web_application_challenge_payload = web_application_challenge_payload
 
 
 class ServerConfigRepOk(TypedDict):
@@ -344,6 +332,18 @@ class ServerConfigRepOk(TypedDict):
 
 ServerConfigStatus = Literal['ok']
 ServerConfigRep = ServerConfigRepOk
+
+
+class ServerConfigReq(ReqOf[ServerConfigRep]):
+    """`server_config` (anonymous_server)."""
+
+    __slots__ = ()
+    CMD: ClassVar[str] = 'server_config'
+    FAMILY: ClassVar[str] = 'anonymous_server'
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        pass
 
 
 def _n_account_create_proceed_AccountCreateStep(v: Any) -> dict[str, Any]:

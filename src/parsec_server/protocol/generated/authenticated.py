@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -40,34 +40,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 )
 
 FAMILY = 'authenticated'
-
-class AsyncEnrollmentAcceptReq(Req):
-    """`async_enrollment_accept` (authenticated)."""
-
-    __slots__ = ('enrollment_id', 'submitter_user_certificate', 'submitter_device_certificate', 'submitter_redacted_user_certificate', 'submitter_redacted_device_certificate', 'accept_payload', 'accept_payload_signature', 'send_email', )
-    CMD: ClassVar[str] = 'async_enrollment_accept'
-    FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', 'submitter_user_certificate', 'submitter_device_certificate', 'submitter_redacted_user_certificate', 'submitter_redacted_device_certificate', 'accept_payload', 'accept_payload_signature', 'send_email', )
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({'send_email'})
-    enrollment_id: Final[AsyncEnrollmentID]
-    submitter_user_certificate: Final[bytes]
-    submitter_device_certificate: Final[bytes]
-    submitter_redacted_user_certificate: Final[bytes]
-    submitter_redacted_device_certificate: Final[bytes]
-    accept_payload: Final[bytes]
-    accept_payload_signature: Final[dict[str, Any]]
-    send_email: Final[bool | None]
-
-    def __init__(self, enrollment_id: AsyncEnrollmentID, submitter_user_certificate: bytes, submitter_device_certificate: bytes, submitter_redacted_user_certificate: bytes, submitter_redacted_device_certificate: bytes, accept_payload: bytes, accept_payload_signature: dict[str, Any], send_email: bool | None) -> None:
-        self.enrollment_id = enrollment_id
-        self.submitter_user_certificate = submitter_user_certificate
-        self.submitter_device_certificate = submitter_device_certificate
-        self.submitter_redacted_user_certificate = submitter_redacted_user_certificate
-        self.submitter_redacted_device_certificate = submitter_redacted_device_certificate
-        self.accept_payload = accept_payload
-        self.accept_payload_signature = accept_payload_signature
-        self.send_email = send_email
-
 
 class AsyncEnrollmentAcceptRepOk(TypedDict):
     """`async_enrollment_accept` reply `ok`."""
@@ -169,16 +141,32 @@ AsyncEnrollmentAcceptStatus = Literal['ok', 'author_not_allowed', 'invalid_certi
 AsyncEnrollmentAcceptRep = AsyncEnrollmentAcceptRepOk | AsyncEnrollmentAcceptRepAuthorNotAllowed | AsyncEnrollmentAcceptRepInvalidCertificate | AsyncEnrollmentAcceptRepInvalidAcceptPayload | AsyncEnrollmentAcceptRepInvalidAcceptPayloadSignature | AsyncEnrollmentAcceptRepSubmitAndAcceptIdentitySystemsMismatch | AsyncEnrollmentAcceptRepInvalidDerX509Certificate | AsyncEnrollmentAcceptRepInvalidX509Trustchain | AsyncEnrollmentAcceptRepEnrollmentNotFound | AsyncEnrollmentAcceptRepEnrollmentNoLongerAvailable | AsyncEnrollmentAcceptRepActiveUsersLimitReached | AsyncEnrollmentAcceptRepUserAlreadyExists | AsyncEnrollmentAcceptRepHumanHandleAlreadyTaken | AsyncEnrollmentAcceptRepTimestampOutOfBallpark | AsyncEnrollmentAcceptRepRequireGreaterTimestamp
 
 
-class AsyncEnrollmentListReq(Req):
-    """`async_enrollment_list` (authenticated)."""
+class AsyncEnrollmentAcceptReq(ReqOf[AsyncEnrollmentAcceptRep]):
+    """`async_enrollment_accept` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'async_enrollment_list'
+    __slots__ = ('enrollment_id', 'submitter_user_certificate', 'submitter_device_certificate', 'submitter_redacted_user_certificate', 'submitter_redacted_device_certificate', 'accept_payload', 'accept_payload_signature', 'send_email', )
+    CMD: ClassVar[str] = 'async_enrollment_accept'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', 'submitter_user_certificate', 'submitter_device_certificate', 'submitter_redacted_user_certificate', 'submitter_redacted_device_certificate', 'accept_payload', 'accept_payload_signature', 'send_email', )
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({'send_email'})
+    enrollment_id: Final[AsyncEnrollmentID]
+    submitter_user_certificate: Final[bytes]
+    submitter_device_certificate: Final[bytes]
+    submitter_redacted_user_certificate: Final[bytes]
+    submitter_redacted_device_certificate: Final[bytes]
+    accept_payload: Final[bytes]
+    accept_payload_signature: Final[dict[str, Any]]
+    send_email: Final[bool | None]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, enrollment_id: AsyncEnrollmentID, submitter_user_certificate: bytes, submitter_device_certificate: bytes, submitter_redacted_user_certificate: bytes, submitter_redacted_device_certificate: bytes, accept_payload: bytes, accept_payload_signature: dict[str, Any], send_email: bool | None) -> None:
+        self.enrollment_id = enrollment_id
+        self.submitter_user_certificate = submitter_user_certificate
+        self.submitter_device_certificate = submitter_device_certificate
+        self.submitter_redacted_user_certificate = submitter_redacted_user_certificate
+        self.submitter_redacted_device_certificate = submitter_redacted_device_certificate
+        self.accept_payload = accept_payload
+        self.accept_payload_signature = accept_payload_signature
+        self.send_email = send_email
 
 
 class AsyncEnrollmentListRepOk(TypedDict):
@@ -198,17 +186,16 @@ AsyncEnrollmentListStatus = Literal['ok', 'author_not_allowed']
 AsyncEnrollmentListRep = AsyncEnrollmentListRepOk | AsyncEnrollmentListRepAuthorNotAllowed
 
 
-class AsyncEnrollmentRejectReq(Req):
-    """`async_enrollment_reject` (authenticated)."""
+class AsyncEnrollmentListReq(ReqOf[AsyncEnrollmentListRep]):
+    """`async_enrollment_list` (authenticated)."""
 
-    __slots__ = ('enrollment_id', )
-    CMD: ClassVar[str] = 'async_enrollment_reject'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'async_enrollment_list'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', )
-    enrollment_id: Final[AsyncEnrollmentID]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, enrollment_id: AsyncEnrollmentID) -> None:
-        self.enrollment_id = enrollment_id
+    def __init__(self) -> None:
+        pass
 
 
 class AsyncEnrollmentRejectRepOk(TypedDict):
@@ -239,23 +226,17 @@ AsyncEnrollmentRejectStatus = Literal['ok', 'author_not_allowed', 'enrollment_no
 AsyncEnrollmentRejectRep = AsyncEnrollmentRejectRepOk | AsyncEnrollmentRejectRepAuthorNotAllowed | AsyncEnrollmentRejectRepEnrollmentNotFound | AsyncEnrollmentRejectRepEnrollmentNoLongerAvailable
 
 
-class BlockCreateReq(Req):
-    """`block_create` (authenticated)."""
+class AsyncEnrollmentRejectReq(ReqOf[AsyncEnrollmentRejectRep]):
+    """`async_enrollment_reject` (authenticated)."""
 
-    __slots__ = ('block_id', 'realm_id', 'key_index', 'block', )
-    CMD: ClassVar[str] = 'block_create'
+    __slots__ = ('enrollment_id', )
+    CMD: ClassVar[str] = 'async_enrollment_reject'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('block_id', 'realm_id', 'key_index', 'block', )
-    block_id: Final[BlockID]
-    realm_id: Final[VlobID]
-    key_index: Final[int]
-    block: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('enrollment_id', )
+    enrollment_id: Final[AsyncEnrollmentID]
 
-    def __init__(self, block_id: BlockID, realm_id: VlobID, key_index: int, block: bytes) -> None:
-        self.block_id = block_id
-        self.realm_id = realm_id
-        self.key_index = key_index
-        self.block = block
+    def __init__(self, enrollment_id: AsyncEnrollmentID) -> None:
+        self.enrollment_id = enrollment_id
 
 
 class BlockCreateRepOk(TypedDict):
@@ -311,19 +292,23 @@ BlockCreateStatus = Literal['ok', 'realm_not_found', 'realm_archived', 'realm_de
 BlockCreateRep = BlockCreateRepOk | BlockCreateRepRealmNotFound | BlockCreateRepRealmArchived | BlockCreateRepRealmDeleted | BlockCreateRepBlockAlreadyExists | BlockCreateRepAuthorNotAllowed | BlockCreateRepBadKeyIndex | BlockCreateRepStoreUnavailable
 
 
-class BlockReadReq(Req):
-    """`block_read` (authenticated)."""
+class BlockCreateReq(ReqOf[BlockCreateRep]):
+    """`block_create` (authenticated)."""
 
-    __slots__ = ('block_id', 'realm_id', )
-    CMD: ClassVar[str] = 'block_read'
+    __slots__ = ('block_id', 'realm_id', 'key_index', 'block', )
+    CMD: ClassVar[str] = 'block_create'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('block_id', 'realm_id', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('block_id', 'realm_id', 'key_index', 'block', )
     block_id: Final[BlockID]
     realm_id: Final[VlobID]
+    key_index: Final[int]
+    block: Final[bytes]
 
-    def __init__(self, block_id: BlockID, realm_id: VlobID) -> None:
+    def __init__(self, block_id: BlockID, realm_id: VlobID, key_index: int, block: bytes) -> None:
         self.block_id = block_id
         self.realm_id = realm_id
+        self.key_index = key_index
+        self.block = block
 
 
 class BlockReadRepOk(TypedDict):
@@ -369,23 +354,19 @@ BlockReadStatus = Literal['ok', 'realm_not_found', 'realm_deleted', 'block_not_f
 BlockReadRep = BlockReadRepOk | BlockReadRepRealmNotFound | BlockReadRepRealmDeleted | BlockReadRepBlockNotFound | BlockReadRepAuthorNotAllowed | BlockReadRepStoreUnavailable
 
 
-class CertificateGetReq(Req):
-    """`certificate_get` (authenticated)."""
+class BlockReadReq(ReqOf[BlockReadRep]):
+    """`block_read` (authenticated)."""
 
-    __slots__ = ('common_after', 'sequester_after', 'shamir_recovery_after', 'realm_after', )
-    CMD: ClassVar[str] = 'certificate_get'
+    __slots__ = ('block_id', 'realm_id', )
+    CMD: ClassVar[str] = 'block_read'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('common_after', 'sequester_after', 'shamir_recovery_after', 'realm_after', )
-    common_after: Final[DateTime | None]
-    sequester_after: Final[DateTime | None]
-    shamir_recovery_after: Final[DateTime | None]
-    realm_after: Final[dict[VlobID, DateTime]]
+    FIELDS: ClassVar[tuple[str, ...]] = ('block_id', 'realm_id', )
+    block_id: Final[BlockID]
+    realm_id: Final[VlobID]
 
-    def __init__(self, common_after: DateTime | None, sequester_after: DateTime | None, shamir_recovery_after: DateTime | None, realm_after: dict[VlobID, DateTime]) -> None:
-        self.common_after = common_after
-        self.sequester_after = sequester_after
-        self.shamir_recovery_after = shamir_recovery_after
-        self.realm_after = realm_after
+    def __init__(self, block_id: BlockID, realm_id: VlobID) -> None:
+        self.block_id = block_id
+        self.realm_id = realm_id
 
 
 class CertificateGetRepOk(TypedDict):
@@ -402,19 +383,23 @@ CertificateGetStatus = Literal['ok']
 CertificateGetRep = CertificateGetRepOk
 
 
-class DeviceCreateReq(Req):
-    """`device_create` (authenticated)."""
+class CertificateGetReq(ReqOf[CertificateGetRep]):
+    """`certificate_get` (authenticated)."""
 
-    __slots__ = ('device_certificate', 'redacted_device_certificate', )
-    CMD: ClassVar[str] = 'device_create'
+    __slots__ = ('common_after', 'sequester_after', 'shamir_recovery_after', 'realm_after', )
+    CMD: ClassVar[str] = 'certificate_get'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('device_certificate', 'redacted_device_certificate', )
-    device_certificate: Final[bytes]
-    redacted_device_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('common_after', 'sequester_after', 'shamir_recovery_after', 'realm_after', )
+    common_after: Final[DateTime | None]
+    sequester_after: Final[DateTime | None]
+    shamir_recovery_after: Final[DateTime | None]
+    realm_after: Final[dict[VlobID, DateTime]]
 
-    def __init__(self, device_certificate: bytes, redacted_device_certificate: bytes) -> None:
-        self.device_certificate = device_certificate
-        self.redacted_device_certificate = redacted_device_certificate
+    def __init__(self, common_after: DateTime | None, sequester_after: DateTime | None, shamir_recovery_after: DateTime | None, realm_after: dict[VlobID, DateTime]) -> None:
+        self.common_after = common_after
+        self.sequester_after = sequester_after
+        self.shamir_recovery_after = shamir_recovery_after
+        self.realm_after = realm_after
 
 
 class DeviceCreateRepOk(TypedDict):
@@ -456,16 +441,19 @@ DeviceCreateStatus = Literal['ok', 'invalid_certificate', 'device_already_exists
 DeviceCreateRep = DeviceCreateRepOk | DeviceCreateRepInvalidCertificate | DeviceCreateRepDeviceAlreadyExists | DeviceCreateRepTimestampOutOfBallpark | DeviceCreateRepRequireGreaterTimestamp
 
 
-class EventsListenReq(Req):
-    """`events_listen` (authenticated)."""
+class DeviceCreateReq(ReqOf[DeviceCreateRep]):
+    """`device_create` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'events_listen'
+    __slots__ = ('device_certificate', 'redacted_device_certificate', )
+    CMD: ClassVar[str] = 'device_create'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('device_certificate', 'redacted_device_certificate', )
+    device_certificate: Final[bytes]
+    redacted_device_certificate: Final[bytes]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, device_certificate: bytes, redacted_device_certificate: bytes) -> None:
+        self.device_certificate = device_certificate
+        self.redacted_device_certificate = redacted_device_certificate
 
 
 class EventsListenRepOkPinged(TypedDict):
@@ -595,17 +583,16 @@ EventsListenStatus = Literal['ok', 'not_available']
 EventsListenRep = EventsListenRepOkPinged | EventsListenRepOkOrganizationConfig | EventsListenRepOkInvitation | EventsListenRepOkGreetingAttemptReady | EventsListenRepOkGreetingAttemptCancelled | EventsListenRepOkGreetingAttemptJoined | EventsListenRepOkPkiEnrollment | EventsListenRepOkAsyncEnrollment | EventsListenRepOkCommonCertificate | EventsListenRepOkSequesterCertificate | EventsListenRepOkShamirRecoveryCertificate | EventsListenRepOkRealmCertificate | EventsListenRepOkVlob | EventsListenRepNotAvailable
 
 
-class InviteCancelReq(Req):
-    """`invite_cancel` (authenticated)."""
+class EventsListenReq(ReqOf[EventsListenRep]):
+    """`events_listen` (authenticated)."""
 
-    __slots__ = ('token', )
-    CMD: ClassVar[str] = 'invite_cancel'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'events_listen'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('token', )
-    token: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, token: bytes) -> None:
-        self.token = token
+    def __init__(self) -> None:
+        pass
 
 
 class InviteCancelRepOk(TypedDict):
@@ -642,11 +629,11 @@ InviteCancelStatus = Literal['ok', 'invitation_not_found', 'author_not_allowed',
 InviteCancelRep = InviteCancelRepOk | InviteCancelRepInvitationNotFound | InviteCancelRepAuthorNotAllowed | InviteCancelRepInvitationCompleted | InviteCancelRepInvitationAlreadyCancelled
 
 
-class InviteCompleteReq(Req):
-    """`invite_complete` (authenticated)."""
+class InviteCancelReq(ReqOf[InviteCancelRep]):
+    """`invite_cancel` (authenticated)."""
 
     __slots__ = ('token', )
-    CMD: ClassVar[str] = 'invite_complete'
+    CMD: ClassVar[str] = 'invite_cancel'
     FAMILY: ClassVar[str] = 'authenticated'
     FIELDS: ClassVar[tuple[str, ...]] = ('token', )
     token: Final[bytes]
@@ -689,19 +676,17 @@ InviteCompleteStatus = Literal['ok', 'invitation_not_found', 'author_not_allowed
 InviteCompleteRep = InviteCompleteRepOk | InviteCompleteRepInvitationNotFound | InviteCompleteRepAuthorNotAllowed | InviteCompleteRepInvitationAlreadyCompleted | InviteCompleteRepInvitationCancelled
 
 
-class InviteGreeterCancelGreetingAttemptReq(Req):
-    """`invite_greeter_cancel_greeting_attempt` (authenticated)."""
+class InviteCompleteReq(ReqOf[InviteCompleteRep]):
+    """`invite_complete` (authenticated)."""
 
-    __slots__ = ('greeting_attempt', 'reason', )
-    CMD: ClassVar[str] = 'invite_greeter_cancel_greeting_attempt'
+    __slots__ = ('token', )
+    CMD: ClassVar[str] = 'invite_complete'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'reason', )
-    greeting_attempt: Final[GreetingAttemptID]
-    reason: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('token', )
+    token: Final[bytes]
 
-    def __init__(self, greeting_attempt: GreetingAttemptID, reason: str) -> None:
-        self.greeting_attempt = greeting_attempt
-        self.reason = reason
+    def __init__(self, token: bytes) -> None:
+        self.token = token
 
 
 class InviteGreeterCancelGreetingAttemptRepOk(TypedDict):
@@ -753,17 +738,19 @@ InviteGreeterCancelGreetingAttemptStatus = Literal['ok', 'invitation_completed',
 InviteGreeterCancelGreetingAttemptRep = InviteGreeterCancelGreetingAttemptRepOk | InviteGreeterCancelGreetingAttemptRepInvitationCompleted | InviteGreeterCancelGreetingAttemptRepInvitationCancelled | InviteGreeterCancelGreetingAttemptRepAuthorNotAllowed | InviteGreeterCancelGreetingAttemptRepGreetingAttemptNotFound | InviteGreeterCancelGreetingAttemptRepGreetingAttemptNotJoined | InviteGreeterCancelGreetingAttemptRepGreetingAttemptAlreadyCancelled
 
 
-class InviteGreeterStartGreetingAttemptReq(Req):
-    """`invite_greeter_start_greeting_attempt` (authenticated)."""
+class InviteGreeterCancelGreetingAttemptReq(ReqOf[InviteGreeterCancelGreetingAttemptRep]):
+    """`invite_greeter_cancel_greeting_attempt` (authenticated)."""
 
-    __slots__ = ('token', )
-    CMD: ClassVar[str] = 'invite_greeter_start_greeting_attempt'
+    __slots__ = ('greeting_attempt', 'reason', )
+    CMD: ClassVar[str] = 'invite_greeter_cancel_greeting_attempt'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('token', )
-    token: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'reason', )
+    greeting_attempt: Final[GreetingAttemptID]
+    reason: Final[str]
 
-    def __init__(self, token: bytes) -> None:
-        self.token = token
+    def __init__(self, greeting_attempt: GreetingAttemptID, reason: str) -> None:
+        self.greeting_attempt = greeting_attempt
+        self.reason = reason
 
 
 class InviteGreeterStartGreetingAttemptRepOk(TypedDict):
@@ -801,19 +788,17 @@ InviteGreeterStartGreetingAttemptStatus = Literal['ok', 'invitation_not_found', 
 InviteGreeterStartGreetingAttemptRep = InviteGreeterStartGreetingAttemptRepOk | InviteGreeterStartGreetingAttemptRepInvitationNotFound | InviteGreeterStartGreetingAttemptRepInvitationCompleted | InviteGreeterStartGreetingAttemptRepInvitationCancelled | InviteGreeterStartGreetingAttemptRepAuthorNotAllowed
 
 
-class InviteGreeterStepReq(Req):
-    """`invite_greeter_step` (authenticated)."""
+class InviteGreeterStartGreetingAttemptReq(ReqOf[InviteGreeterStartGreetingAttemptRep]):
+    """`invite_greeter_start_greeting_attempt` (authenticated)."""
 
-    __slots__ = ('greeting_attempt', 'greeter_step', )
-    CMD: ClassVar[str] = 'invite_greeter_step'
+    __slots__ = ('token', )
+    CMD: ClassVar[str] = 'invite_greeter_start_greeting_attempt'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'greeter_step', )
-    greeting_attempt: Final[GreetingAttemptID]
-    greeter_step: Final[dict[str, Any]]
+    FIELDS: ClassVar[tuple[str, ...]] = ('token', )
+    token: Final[bytes]
 
-    def __init__(self, greeting_attempt: GreetingAttemptID, greeter_step: dict[str, Any]) -> None:
-        self.greeting_attempt = greeting_attempt
-        self.greeter_step = greeter_step
+    def __init__(self, token: bytes) -> None:
+        self.token = token
 
 
 class InviteGreeterStepRepOk(TypedDict):
@@ -884,16 +869,19 @@ InviteGreeterStepStatus = Literal['ok', 'not_ready', 'invitation_completed', 'in
 InviteGreeterStepRep = InviteGreeterStepRepOk | InviteGreeterStepRepNotReady | InviteGreeterStepRepInvitationCompleted | InviteGreeterStepRepInvitationCancelled | InviteGreeterStepRepAuthorNotAllowed | InviteGreeterStepRepGreetingAttemptNotFound | InviteGreeterStepRepGreetingAttemptNotJoined | InviteGreeterStepRepGreetingAttemptCancelled | InviteGreeterStepRepStepTooAdvanced | InviteGreeterStepRepStepMismatch
 
 
-class InviteListReq(Req):
-    """`invite_list` (authenticated)."""
+class InviteGreeterStepReq(ReqOf[InviteGreeterStepRep]):
+    """`invite_greeter_step` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'invite_list'
+    __slots__ = ('greeting_attempt', 'greeter_step', )
+    CMD: ClassVar[str] = 'invite_greeter_step'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'greeter_step', )
+    greeting_attempt: Final[GreetingAttemptID]
+    greeter_step: Final[dict[str, Any]]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, greeting_attempt: GreetingAttemptID, greeter_step: dict[str, Any]) -> None:
+        self.greeting_attempt = greeting_attempt
+        self.greeter_step = greeter_step
 
 
 class InviteListRepOk(TypedDict):
@@ -907,17 +895,16 @@ InviteListStatus = Literal['ok']
 InviteListRep = InviteListRepOk
 
 
-class InviteNewDeviceReq(Req):
-    """`invite_new_device` (authenticated)."""
+class InviteListReq(ReqOf[InviteListRep]):
+    """`invite_list` (authenticated)."""
 
-    __slots__ = ('send_email', )
-    CMD: ClassVar[str] = 'invite_new_device'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'invite_list'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('send_email', )
-    send_email: Final[bool]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, send_email: bool) -> None:
-        self.send_email = send_email
+    def __init__(self) -> None:
+        pass
 
 
 class InviteNewDeviceRepOk(TypedDict):
@@ -932,18 +919,16 @@ InviteNewDeviceStatus = Literal['ok']
 InviteNewDeviceRep = InviteNewDeviceRepOk
 
 
-class InviteNewShamirRecoveryReq(Req):
-    """`invite_new_shamir_recovery` (authenticated)."""
+class InviteNewDeviceReq(ReqOf[InviteNewDeviceRep]):
+    """`invite_new_device` (authenticated)."""
 
-    __slots__ = ('claimer_user_id', 'send_email', )
-    CMD: ClassVar[str] = 'invite_new_shamir_recovery'
+    __slots__ = ('send_email', )
+    CMD: ClassVar[str] = 'invite_new_device'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('claimer_user_id', 'send_email', )
-    claimer_user_id: Final[UserID]
+    FIELDS: ClassVar[tuple[str, ...]] = ('send_email', )
     send_email: Final[bool]
 
-    def __init__(self, claimer_user_id: UserID, send_email: bool) -> None:
-        self.claimer_user_id = claimer_user_id
+    def __init__(self, send_email: bool) -> None:
         self.send_email = send_email
 
 
@@ -971,18 +956,18 @@ InviteNewShamirRecoveryStatus = Literal['ok', 'author_not_allowed', 'user_not_fo
 InviteNewShamirRecoveryRep = InviteNewShamirRecoveryRepOk | InviteNewShamirRecoveryRepAuthorNotAllowed | InviteNewShamirRecoveryRepUserNotFound
 
 
-class InviteNewUserReq(Req):
-    """`invite_new_user` (authenticated)."""
+class InviteNewShamirRecoveryReq(ReqOf[InviteNewShamirRecoveryRep]):
+    """`invite_new_shamir_recovery` (authenticated)."""
 
-    __slots__ = ('claimer_email', 'send_email', )
-    CMD: ClassVar[str] = 'invite_new_user'
+    __slots__ = ('claimer_user_id', 'send_email', )
+    CMD: ClassVar[str] = 'invite_new_shamir_recovery'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('claimer_email', 'send_email', )
-    claimer_email: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('claimer_user_id', 'send_email', )
+    claimer_user_id: Final[UserID]
     send_email: Final[bool]
 
-    def __init__(self, claimer_email: str, send_email: bool) -> None:
-        self.claimer_email = claimer_email
+    def __init__(self, claimer_user_id: UserID, send_email: bool) -> None:
+        self.claimer_user_id = claimer_user_id
         self.send_email = send_email
 
 
@@ -1010,16 +995,19 @@ InviteNewUserStatus = Literal['ok', 'author_not_allowed', 'claimer_email_already
 InviteNewUserRep = InviteNewUserRepOk | InviteNewUserRepAuthorNotAllowed | InviteNewUserRepClaimerEmailAlreadyEnrolled
 
 
-class ListFrozenUsersReq(Req):
-    """`list_frozen_users` (authenticated)."""
+class InviteNewUserReq(ReqOf[InviteNewUserRep]):
+    """`invite_new_user` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'list_frozen_users'
+    __slots__ = ('claimer_email', 'send_email', )
+    CMD: ClassVar[str] = 'invite_new_user'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('claimer_email', 'send_email', )
+    claimer_email: Final[str]
+    send_email: Final[bool]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, claimer_email: str, send_email: bool) -> None:
+        self.claimer_email = claimer_email
+        self.send_email = send_email
 
 
 class ListFrozenUsersRepOk(TypedDict):
@@ -1039,11 +1027,11 @@ ListFrozenUsersStatus = Literal['ok', 'author_not_allowed']
 ListFrozenUsersRep = ListFrozenUsersRepOk | ListFrozenUsersRepAuthorNotAllowed
 
 
-class OrganizationInfoReq(Req):
-    """`organization_info` (authenticated)."""
+class ListFrozenUsersReq(ReqOf[ListFrozenUsersRep]):
+    """`list_frozen_users` (authenticated)."""
 
     __slots__ = ()
-    CMD: ClassVar[str] = 'organization_info'
+    CMD: ClassVar[str] = 'list_frozen_users'
     FAMILY: ClassVar[str] = 'authenticated'
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -1063,17 +1051,16 @@ OrganizationInfoStatus = Literal['ok']
 OrganizationInfoRep = OrganizationInfoRepOk
 
 
-class PingReq(Req):
-    """`ping` (authenticated)."""
+class OrganizationInfoReq(ReqOf[OrganizationInfoRep]):
+    """`organization_info` (authenticated)."""
 
-    __slots__ = ('ping', )
-    CMD: ClassVar[str] = 'ping'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'organization_info'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
-    ping: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, ping: str) -> None:
-        self.ping = ping
+    def __init__(self) -> None:
+        pass
 
 
 class PingRepOk(TypedDict):
@@ -1087,17 +1074,17 @@ PingStatus = Literal['ok']
 PingRep = PingRepOk
 
 
-class RealmCreateReq(Req):
-    """`realm_create` (authenticated)."""
+class PingReq(ReqOf[PingRep]):
+    """`ping` (authenticated)."""
 
-    __slots__ = ('realm_role_certificate', )
-    CMD: ClassVar[str] = 'realm_create'
+    __slots__ = ('ping', )
+    CMD: ClassVar[str] = 'ping'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
-    realm_role_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
+    ping: Final[str]
 
-    def __init__(self, realm_role_certificate: bytes) -> None:
-        self.realm_role_certificate = realm_role_certificate
+    def __init__(self, ping: str) -> None:
+        self.ping = ping
 
 
 class RealmCreateRepOk(TypedDict):
@@ -1146,19 +1133,17 @@ RealmCreateStatus = Literal['ok', 'realm_already_exists', 'author_not_allowed', 
 RealmCreateRep = RealmCreateRepOk | RealmCreateRepRealmAlreadyExists | RealmCreateRepAuthorNotAllowed | RealmCreateRepInvalidCertificate | RealmCreateRepTimestampOutOfBallpark | RealmCreateRepRequireGreaterTimestamp
 
 
-class RealmGetKeysBundleReq(Req):
-    """`realm_get_keys_bundle` (authenticated)."""
+class RealmCreateReq(ReqOf[RealmCreateRep]):
+    """`realm_create` (authenticated)."""
 
-    __slots__ = ('realm_id', 'key_index', )
-    CMD: ClassVar[str] = 'realm_get_keys_bundle'
+    __slots__ = ('realm_role_certificate', )
+    CMD: ClassVar[str] = 'realm_create'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'key_index', )
-    realm_id: Final[VlobID]
-    key_index: Final[int]
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
+    realm_role_certificate: Final[bytes]
 
-    def __init__(self, realm_id: VlobID, key_index: int) -> None:
-        self.realm_id = realm_id
-        self.key_index = key_index
+    def __init__(self, realm_role_certificate: bytes) -> None:
+        self.realm_role_certificate = realm_role_certificate
 
 
 class RealmGetKeysBundleRepOk(TypedDict):
@@ -1197,19 +1182,19 @@ RealmGetKeysBundleStatus = Literal['ok', 'access_not_available_for_author', 'aut
 RealmGetKeysBundleRep = RealmGetKeysBundleRepOk | RealmGetKeysBundleRepAccessNotAvailableForAuthor | RealmGetKeysBundleRepAuthorNotAllowed | RealmGetKeysBundleRepRealmDeleted | RealmGetKeysBundleRepBadKeyIndex
 
 
-class RealmRenameReq(Req):
-    """`realm_rename` (authenticated)."""
+class RealmGetKeysBundleReq(ReqOf[RealmGetKeysBundleRep]):
+    """`realm_get_keys_bundle` (authenticated)."""
 
-    __slots__ = ('realm_name_certificate', 'initial_name_or_fail', )
-    CMD: ClassVar[str] = 'realm_rename'
+    __slots__ = ('realm_id', 'key_index', )
+    CMD: ClassVar[str] = 'realm_get_keys_bundle'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_name_certificate', 'initial_name_or_fail', )
-    realm_name_certificate: Final[bytes]
-    initial_name_or_fail: Final[bool]
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'key_index', )
+    realm_id: Final[VlobID]
+    key_index: Final[int]
 
-    def __init__(self, realm_name_certificate: bytes, initial_name_or_fail: bool) -> None:
-        self.realm_name_certificate = realm_name_certificate
-        self.initial_name_or_fail = initial_name_or_fail
+    def __init__(self, realm_id: VlobID, key_index: int) -> None:
+        self.realm_id = realm_id
+        self.key_index = key_index
 
 
 class RealmRenameRepOk(TypedDict):
@@ -1277,23 +1262,19 @@ RealmRenameStatus = Literal['ok', 'initial_name_already_exists', 'author_not_all
 RealmRenameRep = RealmRenameRepOk | RealmRenameRepInitialNameAlreadyExists | RealmRenameRepAuthorNotAllowed | RealmRenameRepBadKeyIndex | RealmRenameRepInvalidCertificate | RealmRenameRepRealmNotFound | RealmRenameRepRealmDeleted | RealmRenameRepTimestampOutOfBallpark | RealmRenameRepRequireGreaterTimestamp
 
 
-class RealmRotateKeyReq(Req):
-    """`realm_rotate_key` (authenticated)."""
+class RealmRenameReq(ReqOf[RealmRenameRep]):
+    """`realm_rename` (authenticated)."""
 
-    __slots__ = ('realm_key_rotation_certificate', 'per_participant_keys_bundle_access', 'per_sequester_service_keys_bundle_access', 'keys_bundle', )
-    CMD: ClassVar[str] = 'realm_rotate_key'
+    __slots__ = ('realm_name_certificate', 'initial_name_or_fail', )
+    CMD: ClassVar[str] = 'realm_rename'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_key_rotation_certificate', 'per_participant_keys_bundle_access', 'per_sequester_service_keys_bundle_access', 'keys_bundle', )
-    realm_key_rotation_certificate: Final[bytes]
-    per_participant_keys_bundle_access: Final[dict[UserID, bytes]]
-    per_sequester_service_keys_bundle_access: Final[dict[SequesterServiceID, bytes] | None]
-    keys_bundle: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_name_certificate', 'initial_name_or_fail', )
+    realm_name_certificate: Final[bytes]
+    initial_name_or_fail: Final[bool]
 
-    def __init__(self, realm_key_rotation_certificate: bytes, per_participant_keys_bundle_access: dict[UserID, bytes], per_sequester_service_keys_bundle_access: dict[SequesterServiceID, bytes] | None, keys_bundle: bytes) -> None:
-        self.realm_key_rotation_certificate = realm_key_rotation_certificate
-        self.per_participant_keys_bundle_access = per_participant_keys_bundle_access
-        self.per_sequester_service_keys_bundle_access = per_sequester_service_keys_bundle_access
-        self.keys_bundle = keys_bundle
+    def __init__(self, realm_name_certificate: bytes, initial_name_or_fail: bool) -> None:
+        self.realm_name_certificate = realm_name_certificate
+        self.initial_name_or_fail = initial_name_or_fail
 
 
 class RealmRotateKeyRepOk(TypedDict):
@@ -1389,17 +1370,23 @@ RealmRotateKeyStatus = Literal['ok', 'author_not_allowed', 'realm_not_found', 'r
 RealmRotateKeyRep = RealmRotateKeyRepOk | RealmRotateKeyRepAuthorNotAllowed | RealmRotateKeyRepRealmNotFound | RealmRotateKeyRepRealmDeleted | RealmRotateKeyRepBadKeyIndex | RealmRotateKeyRepParticipantMismatch | RealmRotateKeyRepSequesterServiceMismatch | RealmRotateKeyRepRejectedBySequesterService | RealmRotateKeyRepSequesterServiceUnavailable | RealmRotateKeyRepOrganizationNotSequestered | RealmRotateKeyRepInvalidCertificate | RealmRotateKeyRepTimestampOutOfBallpark | RealmRotateKeyRepRequireGreaterTimestamp
 
 
-class RealmSelfPromoteToOwnerReq(Req):
-    """`realm_self_promote_to_owner` (authenticated)."""
+class RealmRotateKeyReq(ReqOf[RealmRotateKeyRep]):
+    """`realm_rotate_key` (authenticated)."""
 
-    __slots__ = ('realm_role_certificate', )
-    CMD: ClassVar[str] = 'realm_self_promote_to_owner'
+    __slots__ = ('realm_key_rotation_certificate', 'per_participant_keys_bundle_access', 'per_sequester_service_keys_bundle_access', 'keys_bundle', )
+    CMD: ClassVar[str] = 'realm_rotate_key'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
-    realm_role_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_key_rotation_certificate', 'per_participant_keys_bundle_access', 'per_sequester_service_keys_bundle_access', 'keys_bundle', )
+    realm_key_rotation_certificate: Final[bytes]
+    per_participant_keys_bundle_access: Final[dict[UserID, bytes]]
+    per_sequester_service_keys_bundle_access: Final[dict[SequesterServiceID, bytes] | None]
+    keys_bundle: Final[bytes]
 
-    def __init__(self, realm_role_certificate: bytes) -> None:
-        self.realm_role_certificate = realm_role_certificate
+    def __init__(self, realm_key_rotation_certificate: bytes, per_participant_keys_bundle_access: dict[UserID, bytes], per_sequester_service_keys_bundle_access: dict[SequesterServiceID, bytes] | None, keys_bundle: bytes) -> None:
+        self.realm_key_rotation_certificate = realm_key_rotation_certificate
+        self.per_participant_keys_bundle_access = per_participant_keys_bundle_access
+        self.per_sequester_service_keys_bundle_access = per_sequester_service_keys_bundle_access
+        self.keys_bundle = keys_bundle
 
 
 class RealmSelfPromoteToOwnerRepOk(TypedDict):
@@ -1466,21 +1453,17 @@ RealmSelfPromoteToOwnerStatus = Literal['ok', 'author_is_outsider', 'author_not_
 RealmSelfPromoteToOwnerRep = RealmSelfPromoteToOwnerRepOk | RealmSelfPromoteToOwnerRepAuthorIsOutsider | RealmSelfPromoteToOwnerRepAuthorNotAllowed | RealmSelfPromoteToOwnerRepRealmNotFound | RealmSelfPromoteToOwnerRepRealmDeleted | RealmSelfPromoteToOwnerRepActiveOwnerAlreadyExists | RealmSelfPromoteToOwnerRepInvalidCertificate | RealmSelfPromoteToOwnerRepTimestampOutOfBallpark | RealmSelfPromoteToOwnerRepRequireGreaterTimestamp
 
 
-class RealmShareReq(Req):
-    """`realm_share` (authenticated)."""
+class RealmSelfPromoteToOwnerReq(ReqOf[RealmSelfPromoteToOwnerRep]):
+    """`realm_self_promote_to_owner` (authenticated)."""
 
-    __slots__ = ('realm_role_certificate', 'recipient_keys_bundle_access', 'key_index', )
-    CMD: ClassVar[str] = 'realm_share'
+    __slots__ = ('realm_role_certificate', )
+    CMD: ClassVar[str] = 'realm_self_promote_to_owner'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', 'recipient_keys_bundle_access', 'key_index', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
     realm_role_certificate: Final[bytes]
-    recipient_keys_bundle_access: Final[bytes]
-    key_index: Final[int]
 
-    def __init__(self, realm_role_certificate: bytes, recipient_keys_bundle_access: bytes, key_index: int) -> None:
+    def __init__(self, realm_role_certificate: bytes) -> None:
         self.realm_role_certificate = realm_role_certificate
-        self.recipient_keys_bundle_access = recipient_keys_bundle_access
-        self.key_index = key_index
 
 
 class RealmShareRepOk(TypedDict):
@@ -1566,17 +1549,21 @@ RealmShareStatus = Literal['ok', 'author_not_allowed', 'realm_not_found', 'realm
 RealmShareRep = RealmShareRepOk | RealmShareRepAuthorNotAllowed | RealmShareRepRealmNotFound | RealmShareRepRealmDeleted | RealmShareRepRecipientNotFound | RealmShareRepRecipientRevoked | RealmShareRepRoleIncompatibleWithOutsider | RealmShareRepRoleAlreadyGranted | RealmShareRepBadKeyIndex | RealmShareRepInvalidCertificate | RealmShareRepTimestampOutOfBallpark | RealmShareRepRequireGreaterTimestamp
 
 
-class RealmUnshareReq(Req):
-    """`realm_unshare` (authenticated)."""
+class RealmShareReq(ReqOf[RealmShareRep]):
+    """`realm_share` (authenticated)."""
 
-    __slots__ = ('realm_role_certificate', )
-    CMD: ClassVar[str] = 'realm_unshare'
+    __slots__ = ('realm_role_certificate', 'recipient_keys_bundle_access', 'key_index', )
+    CMD: ClassVar[str] = 'realm_share'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', 'recipient_keys_bundle_access', 'key_index', )
     realm_role_certificate: Final[bytes]
+    recipient_keys_bundle_access: Final[bytes]
+    key_index: Final[int]
 
-    def __init__(self, realm_role_certificate: bytes) -> None:
+    def __init__(self, realm_role_certificate: bytes, recipient_keys_bundle_access: bytes, key_index: int) -> None:
         self.realm_role_certificate = realm_role_certificate
+        self.recipient_keys_bundle_access = recipient_keys_bundle_access
+        self.key_index = key_index
 
 
 class RealmUnshareRepOk(TypedDict):
@@ -1643,17 +1630,17 @@ RealmUnshareStatus = Literal['ok', 'author_not_allowed', 'realm_not_found', 'rea
 RealmUnshareRep = RealmUnshareRepOk | RealmUnshareRepAuthorNotAllowed | RealmUnshareRepRealmNotFound | RealmUnshareRepRealmDeleted | RealmUnshareRepRecipientNotFound | RealmUnshareRepRecipientAlreadyUnshared | RealmUnshareRepInvalidCertificate | RealmUnshareRepTimestampOutOfBallpark | RealmUnshareRepRequireGreaterTimestamp
 
 
-class RealmUpdateArchivingReq(Req):
-    """`realm_update_archiving` (authenticated)."""
+class RealmUnshareReq(ReqOf[RealmUnshareRep]):
+    """`realm_unshare` (authenticated)."""
 
-    __slots__ = ('archiving_certificate', )
-    CMD: ClassVar[str] = 'realm_update_archiving'
+    __slots__ = ('realm_role_certificate', )
+    CMD: ClassVar[str] = 'realm_unshare'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('archiving_certificate', )
-    archiving_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_role_certificate', )
+    realm_role_certificate: Final[bytes]
 
-    def __init__(self, archiving_certificate: bytes) -> None:
-        self.archiving_certificate = archiving_certificate
+    def __init__(self, realm_role_certificate: bytes) -> None:
+        self.realm_role_certificate = realm_role_certificate
 
 
 class RealmUpdateArchivingRepOk(TypedDict):
@@ -1713,17 +1700,17 @@ RealmUpdateArchivingStatus = Literal['ok', 'author_not_allowed', 'invalid_certif
 RealmUpdateArchivingRep = RealmUpdateArchivingRepOk | RealmUpdateArchivingRepAuthorNotAllowed | RealmUpdateArchivingRepInvalidCertificate | RealmUpdateArchivingRepRealmNotFound | RealmUpdateArchivingRepRealmDeleted | RealmUpdateArchivingRepArchivingPeriodTooShort | RealmUpdateArchivingRepRequireGreaterTimestamp | RealmUpdateArchivingRepTimestampOutOfBallpark
 
 
-class ShamirRecoveryDeleteReq(Req):
-    """`shamir_recovery_delete` (authenticated)."""
+class RealmUpdateArchivingReq(ReqOf[RealmUpdateArchivingRep]):
+    """`realm_update_archiving` (authenticated)."""
 
-    __slots__ = ('shamir_recovery_deletion_certificate', )
-    CMD: ClassVar[str] = 'shamir_recovery_delete'
+    __slots__ = ('archiving_certificate', )
+    CMD: ClassVar[str] = 'realm_update_archiving'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('shamir_recovery_deletion_certificate', )
-    shamir_recovery_deletion_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('archiving_certificate', )
+    archiving_certificate: Final[bytes]
 
-    def __init__(self, shamir_recovery_deletion_certificate: bytes) -> None:
-        self.shamir_recovery_deletion_certificate = shamir_recovery_deletion_certificate
+    def __init__(self, archiving_certificate: bytes) -> None:
+        self.archiving_certificate = archiving_certificate
 
 
 class ShamirRecoveryDeleteRepOk(TypedDict):
@@ -1784,23 +1771,17 @@ ShamirRecoveryDeleteStatus = Literal['ok', 'invalid_certificate_corrupted', 'inv
 ShamirRecoveryDeleteRep = ShamirRecoveryDeleteRepOk | ShamirRecoveryDeleteRepInvalidCertificateCorrupted | ShamirRecoveryDeleteRepInvalidCertificateUserIdMustBeSelf | ShamirRecoveryDeleteRepShamirRecoveryNotFound | ShamirRecoveryDeleteRepRecipientsMismatch | ShamirRecoveryDeleteRepShamirRecoveryAlreadyDeleted | ShamirRecoveryDeleteRepTimestampOutOfBallpark | ShamirRecoveryDeleteRepRequireGreaterTimestamp
 
 
-class ShamirRecoverySetupReq(Req):
-    """`shamir_recovery_setup` (authenticated)."""
+class ShamirRecoveryDeleteReq(ReqOf[ShamirRecoveryDeleteRep]):
+    """`shamir_recovery_delete` (authenticated)."""
 
-    __slots__ = ('ciphered_data', 'reveal_token', 'shamir_recovery_brief_certificate', 'shamir_recovery_share_certificates', )
-    CMD: ClassVar[str] = 'shamir_recovery_setup'
+    __slots__ = ('shamir_recovery_deletion_certificate', )
+    CMD: ClassVar[str] = 'shamir_recovery_delete'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ciphered_data', 'reveal_token', 'shamir_recovery_brief_certificate', 'shamir_recovery_share_certificates', )
-    ciphered_data: Final[bytes]
-    reveal_token: Final[bytes]
-    shamir_recovery_brief_certificate: Final[bytes]
-    shamir_recovery_share_certificates: Final[list[bytes]]
+    FIELDS: ClassVar[tuple[str, ...]] = ('shamir_recovery_deletion_certificate', )
+    shamir_recovery_deletion_certificate: Final[bytes]
 
-    def __init__(self, ciphered_data: bytes, reveal_token: bytes, shamir_recovery_brief_certificate: bytes, shamir_recovery_share_certificates: list[bytes]) -> None:
-        self.ciphered_data = ciphered_data
-        self.reveal_token = reveal_token
-        self.shamir_recovery_brief_certificate = shamir_recovery_brief_certificate
-        self.shamir_recovery_share_certificates = shamir_recovery_share_certificates
+    def __init__(self, shamir_recovery_deletion_certificate: bytes) -> None:
+        self.shamir_recovery_deletion_certificate = shamir_recovery_deletion_certificate
 
 
 class ShamirRecoverySetupRepOk(TypedDict):
@@ -1898,16 +1879,23 @@ ShamirRecoverySetupStatus = Literal['ok', 'invalid_certificate_brief_corrupted',
 ShamirRecoverySetupRep = ShamirRecoverySetupRepOk | ShamirRecoverySetupRepInvalidCertificateBriefCorrupted | ShamirRecoverySetupRepInvalidCertificateShareCorrupted | ShamirRecoverySetupRepInvalidCertificateShareRecipientNotInBrief | ShamirRecoverySetupRepInvalidCertificateDuplicateShareForRecipient | ShamirRecoverySetupRepInvalidCertificateAuthorIncludedAsRecipient | ShamirRecoverySetupRepInvalidCertificateMissingShareForRecipient | ShamirRecoverySetupRepInvalidCertificateShareInconsistentTimestamp | ShamirRecoverySetupRepInvalidCertificateUserIdMustBeSelf | ShamirRecoverySetupRepRecipientNotFound | ShamirRecoverySetupRepRevokedRecipient | ShamirRecoverySetupRepShamirRecoveryAlreadyExists | ShamirRecoverySetupRepTimestampOutOfBallpark | ShamirRecoverySetupRepRequireGreaterTimestamp
 
 
-class TotpCreateOpaqueKeyReq(Req):
-    """`totp_create_opaque_key` (authenticated)."""
+class ShamirRecoverySetupReq(ReqOf[ShamirRecoverySetupRep]):
+    """`shamir_recovery_setup` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'totp_create_opaque_key'
+    __slots__ = ('ciphered_data', 'reveal_token', 'shamir_recovery_brief_certificate', 'shamir_recovery_share_certificates', )
+    CMD: ClassVar[str] = 'shamir_recovery_setup'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('ciphered_data', 'reveal_token', 'shamir_recovery_brief_certificate', 'shamir_recovery_share_certificates', )
+    ciphered_data: Final[bytes]
+    reveal_token: Final[bytes]
+    shamir_recovery_brief_certificate: Final[bytes]
+    shamir_recovery_share_certificates: Final[list[bytes]]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, ciphered_data: bytes, reveal_token: bytes, shamir_recovery_brief_certificate: bytes, shamir_recovery_share_certificates: list[bytes]) -> None:
+        self.ciphered_data = ciphered_data
+        self.reveal_token = reveal_token
+        self.shamir_recovery_brief_certificate = shamir_recovery_brief_certificate
+        self.shamir_recovery_share_certificates = shamir_recovery_share_certificates
 
 
 class TotpCreateOpaqueKeyRepOk(TypedDict):
@@ -1922,17 +1910,16 @@ TotpCreateOpaqueKeyStatus = Literal['ok']
 TotpCreateOpaqueKeyRep = TotpCreateOpaqueKeyRepOk
 
 
-class TotpSetupConfirmReq(Req):
-    """`totp_setup_confirm` (authenticated)."""
+class TotpCreateOpaqueKeyReq(ReqOf[TotpCreateOpaqueKeyRep]):
+    """`totp_create_opaque_key` (authenticated)."""
 
-    __slots__ = ('one_time_password', )
-    CMD: ClassVar[str] = 'totp_setup_confirm'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'totp_create_opaque_key'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('one_time_password', )
-    one_time_password: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, one_time_password: str) -> None:
-        self.one_time_password = one_time_password
+    def __init__(self) -> None:
+        pass
 
 
 class TotpSetupConfirmRepOk(TypedDict):
@@ -1957,16 +1944,17 @@ TotpSetupConfirmStatus = Literal['ok', 'invalid_one_time_password', 'already_set
 TotpSetupConfirmRep = TotpSetupConfirmRepOk | TotpSetupConfirmRepInvalidOneTimePassword | TotpSetupConfirmRepAlreadySetup
 
 
-class TotpSetupGetSecretReq(Req):
-    """`totp_setup_get_secret` (authenticated)."""
+class TotpSetupConfirmReq(ReqOf[TotpSetupConfirmRep]):
+    """`totp_setup_confirm` (authenticated)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'totp_setup_get_secret'
+    __slots__ = ('one_time_password', )
+    CMD: ClassVar[str] = 'totp_setup_confirm'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('one_time_password', )
+    one_time_password: Final[str]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, one_time_password: str) -> None:
+        self.one_time_password = one_time_password
 
 
 class TotpSetupGetSecretRepOk(TypedDict):
@@ -1986,23 +1974,16 @@ TotpSetupGetSecretStatus = Literal['ok', 'already_setup']
 TotpSetupGetSecretRep = TotpSetupGetSecretRepOk | TotpSetupGetSecretRepAlreadySetup
 
 
-class UserCreateReq(Req):
-    """`user_create` (authenticated)."""
+class TotpSetupGetSecretReq(ReqOf[TotpSetupGetSecretRep]):
+    """`totp_setup_get_secret` (authenticated)."""
 
-    __slots__ = ('user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', )
-    CMD: ClassVar[str] = 'user_create'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'totp_setup_get_secret'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', )
-    user_certificate: Final[bytes]
-    device_certificate: Final[bytes]
-    redacted_user_certificate: Final[bytes]
-    redacted_device_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, user_certificate: bytes, device_certificate: bytes, redacted_user_certificate: bytes, redacted_device_certificate: bytes) -> None:
-        self.user_certificate = user_certificate
-        self.device_certificate = device_certificate
-        self.redacted_user_certificate = redacted_user_certificate
-        self.redacted_device_certificate = redacted_device_certificate
+    def __init__(self) -> None:
+        pass
 
 
 class UserCreateRepOk(TypedDict):
@@ -2062,17 +2043,23 @@ UserCreateStatus = Literal['ok', 'author_not_allowed', 'active_users_limit_reach
 UserCreateRep = UserCreateRepOk | UserCreateRepAuthorNotAllowed | UserCreateRepActiveUsersLimitReached | UserCreateRepUserAlreadyExists | UserCreateRepHumanHandleAlreadyTaken | UserCreateRepInvalidCertificate | UserCreateRepTimestampOutOfBallpark | UserCreateRepRequireGreaterTimestamp
 
 
-class UserRevokeReq(Req):
-    """`user_revoke` (authenticated)."""
+class UserCreateReq(ReqOf[UserCreateRep]):
+    """`user_create` (authenticated)."""
 
-    __slots__ = ('revoked_user_certificate', )
-    CMD: ClassVar[str] = 'user_revoke'
+    __slots__ = ('user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', )
+    CMD: ClassVar[str] = 'user_create'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('revoked_user_certificate', )
-    revoked_user_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('user_certificate', 'device_certificate', 'redacted_user_certificate', 'redacted_device_certificate', )
+    user_certificate: Final[bytes]
+    device_certificate: Final[bytes]
+    redacted_user_certificate: Final[bytes]
+    redacted_device_certificate: Final[bytes]
 
-    def __init__(self, revoked_user_certificate: bytes) -> None:
-        self.revoked_user_certificate = revoked_user_certificate
+    def __init__(self, user_certificate: bytes, device_certificate: bytes, redacted_user_certificate: bytes, redacted_device_certificate: bytes) -> None:
+        self.user_certificate = user_certificate
+        self.device_certificate = device_certificate
+        self.redacted_user_certificate = redacted_user_certificate
+        self.redacted_device_certificate = redacted_device_certificate
 
 
 class UserRevokeRepOk(TypedDict):
@@ -2127,17 +2114,17 @@ UserRevokeStatus = Literal['ok', 'author_not_allowed', 'user_not_found', 'user_a
 UserRevokeRep = UserRevokeRepOk | UserRevokeRepAuthorNotAllowed | UserRevokeRepUserNotFound | UserRevokeRepUserAlreadyRevoked | UserRevokeRepInvalidCertificate | UserRevokeRepTimestampOutOfBallpark | UserRevokeRepRequireGreaterTimestamp
 
 
-class UserUpdateReq(Req):
-    """`user_update` (authenticated)."""
+class UserRevokeReq(ReqOf[UserRevokeRep]):
+    """`user_revoke` (authenticated)."""
 
-    __slots__ = ('user_update_certificate', )
-    CMD: ClassVar[str] = 'user_update'
+    __slots__ = ('revoked_user_certificate', )
+    CMD: ClassVar[str] = 'user_revoke'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('user_update_certificate', )
-    user_update_certificate: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('revoked_user_certificate', )
+    revoked_user_certificate: Final[bytes]
 
-    def __init__(self, user_update_certificate: bytes) -> None:
-        self.user_update_certificate = user_update_certificate
+    def __init__(self, revoked_user_certificate: bytes) -> None:
+        self.revoked_user_certificate = revoked_user_certificate
 
 
 class UserUpdateRepOk(TypedDict):
@@ -2197,25 +2184,17 @@ UserUpdateStatus = Literal['ok', 'author_not_allowed', 'user_not_found', 'user_r
 UserUpdateRep = UserUpdateRepOk | UserUpdateRepAuthorNotAllowed | UserUpdateRepUserNotFound | UserUpdateRepUserRevoked | UserUpdateRepUserNoChanges | UserUpdateRepInvalidCertificate | UserUpdateRepTimestampOutOfBallpark | UserUpdateRepRequireGreaterTimestamp
 
 
-class VlobCreateReq(Req):
-    """`vlob_create` (authenticated)."""
+class UserUpdateReq(ReqOf[UserUpdateRep]):
+    """`user_update` (authenticated)."""
 
-    __slots__ = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'blob', )
-    CMD: ClassVar[str] = 'vlob_create'
+    __slots__ = ('user_update_certificate', )
+    CMD: ClassVar[str] = 'user_update'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'blob', )
-    realm_id: Final[VlobID]
-    vlob_id: Final[VlobID]
-    key_index: Final[int]
-    timestamp: Final[DateTime]
-    blob: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ('user_update_certificate', )
+    user_update_certificate: Final[bytes]
 
-    def __init__(self, realm_id: VlobID, vlob_id: VlobID, key_index: int, timestamp: DateTime, blob: bytes) -> None:
-        self.realm_id = realm_id
-        self.vlob_id = vlob_id
-        self.key_index = key_index
-        self.timestamp = timestamp
-        self.blob = blob
+    def __init__(self, user_update_certificate: bytes) -> None:
+        self.user_update_certificate = user_update_certificate
 
 
 class VlobCreateRepOk(TypedDict):
@@ -2297,19 +2276,25 @@ VlobCreateStatus = Literal['ok', 'author_not_allowed', 'bad_key_index', 'realm_n
 VlobCreateRep = VlobCreateRepOk | VlobCreateRepAuthorNotAllowed | VlobCreateRepBadKeyIndex | VlobCreateRepRealmNotFound | VlobCreateRepRealmArchived | VlobCreateRepRealmDeleted | VlobCreateRepVlobAlreadyExists | VlobCreateRepRejectedBySequesterService | VlobCreateRepSequesterServiceUnavailable | VlobCreateRepTimestampOutOfBallpark | VlobCreateRepRequireGreaterTimestamp
 
 
-class VlobPollChangesReq(Req):
-    """`vlob_poll_changes` (authenticated)."""
+class VlobCreateReq(ReqOf[VlobCreateRep]):
+    """`vlob_create` (authenticated)."""
 
-    __slots__ = ('realm_id', 'last_checkpoint', )
-    CMD: ClassVar[str] = 'vlob_poll_changes'
+    __slots__ = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'blob', )
+    CMD: ClassVar[str] = 'vlob_create'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'last_checkpoint', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'blob', )
     realm_id: Final[VlobID]
-    last_checkpoint: Final[int]
+    vlob_id: Final[VlobID]
+    key_index: Final[int]
+    timestamp: Final[DateTime]
+    blob: Final[bytes]
 
-    def __init__(self, realm_id: VlobID, last_checkpoint: int) -> None:
+    def __init__(self, realm_id: VlobID, vlob_id: VlobID, key_index: int, timestamp: DateTime, blob: bytes) -> None:
         self.realm_id = realm_id
-        self.last_checkpoint = last_checkpoint
+        self.vlob_id = vlob_id
+        self.key_index = key_index
+        self.timestamp = timestamp
+        self.blob = blob
 
 
 class VlobPollChangesRepOk(TypedDict):
@@ -2342,21 +2327,19 @@ VlobPollChangesStatus = Literal['ok', 'author_not_allowed', 'realm_not_found', '
 VlobPollChangesRep = VlobPollChangesRepOk | VlobPollChangesRepAuthorNotAllowed | VlobPollChangesRepRealmNotFound | VlobPollChangesRepRealmDeleted
 
 
-class VlobReadBatchReq(Req):
-    """`vlob_read_batch` (authenticated)."""
+class VlobPollChangesReq(ReqOf[VlobPollChangesRep]):
+    """`vlob_poll_changes` (authenticated)."""
 
-    __slots__ = ('realm_id', 'vlobs', 'at', )
-    CMD: ClassVar[str] = 'vlob_read_batch'
+    __slots__ = ('realm_id', 'last_checkpoint', )
+    CMD: ClassVar[str] = 'vlob_poll_changes'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlobs', 'at', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'last_checkpoint', )
     realm_id: Final[VlobID]
-    vlobs: Final[list[VlobID]]
-    at: Final[DateTime | None]
+    last_checkpoint: Final[int]
 
-    def __init__(self, realm_id: VlobID, vlobs: list[VlobID], at: DateTime | None) -> None:
+    def __init__(self, realm_id: VlobID, last_checkpoint: int) -> None:
         self.realm_id = realm_id
-        self.vlobs = vlobs
-        self.at = at
+        self.last_checkpoint = last_checkpoint
 
 
 class VlobReadBatchRepOk(TypedDict):
@@ -2396,19 +2379,21 @@ VlobReadBatchStatus = Literal['ok', 'realm_not_found', 'realm_deleted', 'author_
 VlobReadBatchRep = VlobReadBatchRepOk | VlobReadBatchRepRealmNotFound | VlobReadBatchRepRealmDeleted | VlobReadBatchRepAuthorNotAllowed | VlobReadBatchRepTooManyElements
 
 
-class VlobReadVersionsReq(Req):
-    """`vlob_read_versions` (authenticated)."""
+class VlobReadBatchReq(ReqOf[VlobReadBatchRep]):
+    """`vlob_read_batch` (authenticated)."""
 
-    __slots__ = ('realm_id', 'items', )
-    CMD: ClassVar[str] = 'vlob_read_versions'
+    __slots__ = ('realm_id', 'vlobs', 'at', )
+    CMD: ClassVar[str] = 'vlob_read_batch'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'items', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlobs', 'at', )
     realm_id: Final[VlobID]
-    items: Final[list[tuple[VlobID, int]]]
+    vlobs: Final[list[VlobID]]
+    at: Final[DateTime | None]
 
-    def __init__(self, realm_id: VlobID, items: list[tuple[VlobID, int]]) -> None:
+    def __init__(self, realm_id: VlobID, vlobs: list[VlobID], at: DateTime | None) -> None:
         self.realm_id = realm_id
-        self.items = items
+        self.vlobs = vlobs
+        self.at = at
 
 
 class VlobReadVersionsRepOk(TypedDict):
@@ -2448,27 +2433,19 @@ VlobReadVersionsStatus = Literal['ok', 'realm_not_found', 'realm_deleted', 'auth
 VlobReadVersionsRep = VlobReadVersionsRepOk | VlobReadVersionsRepRealmNotFound | VlobReadVersionsRepRealmDeleted | VlobReadVersionsRepAuthorNotAllowed | VlobReadVersionsRepTooManyElements
 
 
-class VlobUpdateReq(Req):
-    """`vlob_update` (authenticated)."""
+class VlobReadVersionsReq(ReqOf[VlobReadVersionsRep]):
+    """`vlob_read_versions` (authenticated)."""
 
-    __slots__ = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'version', 'blob', )
-    CMD: ClassVar[str] = 'vlob_update'
+    __slots__ = ('realm_id', 'items', )
+    CMD: ClassVar[str] = 'vlob_read_versions'
     FAMILY: ClassVar[str] = 'authenticated'
-    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'version', 'blob', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'items', )
     realm_id: Final[VlobID]
-    vlob_id: Final[VlobID]
-    key_index: Final[int]
-    timestamp: Final[DateTime]
-    version: Final[int]
-    blob: Final[bytes]
+    items: Final[list[tuple[VlobID, int]]]
 
-    def __init__(self, realm_id: VlobID, vlob_id: VlobID, key_index: int, timestamp: DateTime, version: int, blob: bytes) -> None:
+    def __init__(self, realm_id: VlobID, items: list[tuple[VlobID, int]]) -> None:
         self.realm_id = realm_id
-        self.vlob_id = vlob_id
-        self.key_index = key_index
-        self.timestamp = timestamp
-        self.version = version
-        self.blob = blob
+        self.items = items
 
 
 class VlobUpdateRepOk(TypedDict):
@@ -2554,6 +2531,29 @@ class VlobUpdateRepRequireGreaterTimestamp(TypedDict):
 
 VlobUpdateStatus = Literal['ok', 'author_not_allowed', 'bad_key_index', 'realm_not_found', 'realm_archived', 'realm_deleted', 'vlob_not_found', 'bad_vlob_version', 'rejected_by_sequester_service', 'sequester_service_unavailable', 'timestamp_out_of_ballpark', 'require_greater_timestamp']
 VlobUpdateRep = VlobUpdateRepOk | VlobUpdateRepAuthorNotAllowed | VlobUpdateRepBadKeyIndex | VlobUpdateRepRealmNotFound | VlobUpdateRepRealmArchived | VlobUpdateRepRealmDeleted | VlobUpdateRepVlobNotFound | VlobUpdateRepBadVlobVersion | VlobUpdateRepRejectedBySequesterService | VlobUpdateRepSequesterServiceUnavailable | VlobUpdateRepTimestampOutOfBallpark | VlobUpdateRepRequireGreaterTimestamp
+
+
+class VlobUpdateReq(ReqOf[VlobUpdateRep]):
+    """`vlob_update` (authenticated)."""
+
+    __slots__ = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'version', 'blob', )
+    CMD: ClassVar[str] = 'vlob_update'
+    FAMILY: ClassVar[str] = 'authenticated'
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'vlob_id', 'key_index', 'timestamp', 'version', 'blob', )
+    realm_id: Final[VlobID]
+    vlob_id: Final[VlobID]
+    key_index: Final[int]
+    timestamp: Final[DateTime]
+    version: Final[int]
+    blob: Final[bytes]
+
+    def __init__(self, realm_id: VlobID, vlob_id: VlobID, key_index: int, timestamp: DateTime, version: int, blob: bytes) -> None:
+        self.realm_id = realm_id
+        self.vlob_id = vlob_id
+        self.key_index = key_index
+        self.timestamp = timestamp
+        self.version = version
+        self.blob = blob
 
 
 _ENUM_0 = frozenset({'RSASSA-PSS-SHA256'})

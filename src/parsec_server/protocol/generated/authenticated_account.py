@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -41,19 +41,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 
 FAMILY = 'authenticated_account'
 
-class AccountDeleteProceedReq(Req):
-    """`account_delete_proceed` (authenticated_account)."""
-
-    __slots__ = ('validation_code', )
-    CMD: ClassVar[str] = 'account_delete_proceed'
-    FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('validation_code', )
-    validation_code: Final[str]
-
-    def __init__(self, validation_code: str) -> None:
-        self.validation_code = validation_code
-
-
 class AccountDeleteProceedRepOk(TypedDict):
     """`account_delete_proceed` reply `ok`."""
 
@@ -76,16 +63,17 @@ AccountDeleteProceedStatus = Literal['ok', 'invalid_validation_code', 'send_vali
 AccountDeleteProceedRep = AccountDeleteProceedRepOk | AccountDeleteProceedRepInvalidValidationCode | AccountDeleteProceedRepSendValidationEmailRequired
 
 
-class AccountDeleteSendValidationEmailReq(Req):
-    """`account_delete_send_validation_email` (authenticated_account)."""
+class AccountDeleteProceedReq(ReqOf[AccountDeleteProceedRep]):
+    """`account_delete_proceed` (authenticated_account)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'account_delete_send_validation_email'
+    __slots__ = ('validation_code', )
+    CMD: ClassVar[str] = 'account_delete_proceed'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('validation_code', )
+    validation_code: Final[str]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, validation_code: str) -> None:
+        self.validation_code = validation_code
 
 
 class AccountDeleteSendValidationEmailRepOk(TypedDict):
@@ -117,11 +105,11 @@ AccountDeleteSendValidationEmailStatus = Literal['ok', 'email_server_unavailable
 AccountDeleteSendValidationEmailRep = AccountDeleteSendValidationEmailRepOk | AccountDeleteSendValidationEmailRepEmailServerUnavailable | AccountDeleteSendValidationEmailRepEmailRecipientRefused | AccountDeleteSendValidationEmailRepEmailSendingRateLimited
 
 
-class AccountInfoReq(Req):
-    """`account_info` (authenticated_account)."""
+class AccountDeleteSendValidationEmailReq(ReqOf[AccountDeleteSendValidationEmailRep]):
+    """`account_delete_send_validation_email` (authenticated_account)."""
 
     __slots__ = ()
-    CMD: ClassVar[str] = 'account_info'
+    CMD: ClassVar[str] = 'account_delete_send_validation_email'
     FAMILY: ClassVar[str] = 'authenticated_account'
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -140,23 +128,16 @@ AccountInfoStatus = Literal['ok']
 AccountInfoRep = AccountInfoRepOk
 
 
-class AuthMethodCreateReq(Req):
-    """`auth_method_create` (authenticated_account)."""
+class AccountInfoReq(ReqOf[AccountInfoRep]):
+    """`account_info` (authenticated_account)."""
 
-    __slots__ = ('auth_method_password_algorithm', 'auth_method_mac_key', 'auth_method_id', 'vault_key_access', )
-    CMD: ClassVar[str] = 'auth_method_create'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'account_info'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('auth_method_password_algorithm', 'auth_method_mac_key', 'auth_method_id', 'vault_key_access', )
-    auth_method_password_algorithm: Final[dict[str, Any] | None]
-    auth_method_mac_key: Final[bytes]
-    auth_method_id: Final[AccountAuthMethodID]
-    vault_key_access: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, auth_method_password_algorithm: dict[str, Any] | None, auth_method_mac_key: bytes, auth_method_id: AccountAuthMethodID, vault_key_access: bytes) -> None:
-        self.auth_method_password_algorithm = auth_method_password_algorithm
-        self.auth_method_mac_key = auth_method_mac_key
-        self.auth_method_id = auth_method_id
-        self.vault_key_access = vault_key_access
+    def __init__(self) -> None:
+        pass
 
 
 class AuthMethodCreateRepOk(TypedDict):
@@ -175,17 +156,23 @@ AuthMethodCreateStatus = Literal['ok', 'auth_method_id_already_exists']
 AuthMethodCreateRep = AuthMethodCreateRepOk | AuthMethodCreateRepAuthMethodIdAlreadyExists
 
 
-class AuthMethodDisableReq(Req):
-    """`auth_method_disable` (authenticated_account)."""
+class AuthMethodCreateReq(ReqOf[AuthMethodCreateRep]):
+    """`auth_method_create` (authenticated_account)."""
 
-    __slots__ = ('auth_method_id', )
-    CMD: ClassVar[str] = 'auth_method_disable'
+    __slots__ = ('auth_method_password_algorithm', 'auth_method_mac_key', 'auth_method_id', 'vault_key_access', )
+    CMD: ClassVar[str] = 'auth_method_create'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('auth_method_id', )
+    FIELDS: ClassVar[tuple[str, ...]] = ('auth_method_password_algorithm', 'auth_method_mac_key', 'auth_method_id', 'vault_key_access', )
+    auth_method_password_algorithm: Final[dict[str, Any] | None]
+    auth_method_mac_key: Final[bytes]
     auth_method_id: Final[AccountAuthMethodID]
+    vault_key_access: Final[bytes]
 
-    def __init__(self, auth_method_id: AccountAuthMethodID) -> None:
+    def __init__(self, auth_method_password_algorithm: dict[str, Any] | None, auth_method_mac_key: bytes, auth_method_id: AccountAuthMethodID, vault_key_access: bytes) -> None:
+        self.auth_method_password_algorithm = auth_method_password_algorithm
+        self.auth_method_mac_key = auth_method_mac_key
         self.auth_method_id = auth_method_id
+        self.vault_key_access = vault_key_access
 
 
 class AuthMethodDisableRepOk(TypedDict):
@@ -216,16 +203,17 @@ AuthMethodDisableStatus = Literal['ok', 'auth_method_not_found', 'auth_method_al
 AuthMethodDisableRep = AuthMethodDisableRepOk | AuthMethodDisableRepAuthMethodNotFound | AuthMethodDisableRepAuthMethodAlreadyDisabled | AuthMethodDisableRepSelfDisableNotAllowed
 
 
-class AuthMethodListReq(Req):
-    """`auth_method_list` (authenticated_account)."""
+class AuthMethodDisableReq(ReqOf[AuthMethodDisableRep]):
+    """`auth_method_disable` (authenticated_account)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'auth_method_list'
+    __slots__ = ('auth_method_id', )
+    CMD: ClassVar[str] = 'auth_method_disable'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('auth_method_id', )
+    auth_method_id: Final[AccountAuthMethodID]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, auth_method_id: AccountAuthMethodID) -> None:
+        self.auth_method_id = auth_method_id
 
 
 class AuthMethodListRepOk(TypedDict):
@@ -239,11 +227,11 @@ AuthMethodListStatus = Literal['ok']
 AuthMethodListRep = AuthMethodListRepOk
 
 
-class InviteSelfListReq(Req):
-    """`invite_self_list` (authenticated_account)."""
+class AuthMethodListReq(ReqOf[AuthMethodListRep]):
+    """`auth_method_list` (authenticated_account)."""
 
     __slots__ = ()
-    CMD: ClassVar[str] = 'invite_self_list'
+    CMD: ClassVar[str] = 'auth_method_list'
     FAMILY: ClassVar[str] = 'authenticated_account'
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -262,11 +250,11 @@ InviteSelfListStatus = Literal['ok']
 InviteSelfListRep = InviteSelfListRepOk
 
 
-class OrganizationSelfListReq(Req):
-    """`organization_self_list` (authenticated_account)."""
+class InviteSelfListReq(ReqOf[InviteSelfListRep]):
+    """`invite_self_list` (authenticated_account)."""
 
     __slots__ = ()
-    CMD: ClassVar[str] = 'organization_self_list'
+    CMD: ClassVar[str] = 'invite_self_list'
     FAMILY: ClassVar[str] = 'authenticated_account'
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -286,17 +274,16 @@ OrganizationSelfListStatus = Literal['ok']
 OrganizationSelfListRep = OrganizationSelfListRepOk
 
 
-class PingReq(Req):
-    """`ping` (authenticated_account)."""
+class OrganizationSelfListReq(ReqOf[OrganizationSelfListRep]):
+    """`organization_self_list` (authenticated_account)."""
 
-    __slots__ = ('ping', )
-    CMD: ClassVar[str] = 'ping'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'organization_self_list'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
-    ping: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, ping: str) -> None:
-        self.ping = ping
+    def __init__(self) -> None:
+        pass
 
 
 class PingRepOk(TypedDict):
@@ -310,16 +297,17 @@ PingStatus = Literal['ok']
 PingRep = PingRepOk
 
 
-class VaultItemListReq(Req):
-    """`vault_item_list` (authenticated_account)."""
+class PingReq(ReqOf[PingRep]):
+    """`ping` (authenticated_account)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'vault_item_list'
+    __slots__ = ('ping', )
+    CMD: ClassVar[str] = 'ping'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
+    ping: Final[str]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, ping: str) -> None:
+        self.ping = ping
 
 
 class VaultItemListRepOk(TypedDict):
@@ -334,11 +322,11 @@ VaultItemListStatus = Literal['ok']
 VaultItemListRep = VaultItemListRepOk
 
 
-class VaultItemRecoveryListReq(Req):
-    """`vault_item_recovery_list` (authenticated_account)."""
+class VaultItemListReq(ReqOf[VaultItemListRep]):
+    """`vault_item_list` (authenticated_account)."""
 
     __slots__ = ()
-    CMD: ClassVar[str] = 'vault_item_recovery_list'
+    CMD: ClassVar[str] = 'vault_item_list'
     FAMILY: ClassVar[str] = 'authenticated_account'
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
@@ -358,19 +346,16 @@ VaultItemRecoveryListStatus = Literal['ok']
 VaultItemRecoveryListRep = VaultItemRecoveryListRepOk
 
 
-class VaultItemUploadReq(Req):
-    """`vault_item_upload` (authenticated_account)."""
+class VaultItemRecoveryListReq(ReqOf[VaultItemRecoveryListRep]):
+    """`vault_item_recovery_list` (authenticated_account)."""
 
-    __slots__ = ('item_fingerprint', 'item', )
-    CMD: ClassVar[str] = 'vault_item_upload'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'vault_item_recovery_list'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('item_fingerprint', 'item', )
-    item_fingerprint: Final[bytes]
-    item: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, item_fingerprint: bytes, item: bytes) -> None:
-        self.item_fingerprint = item_fingerprint
-        self.item = item
+    def __init__(self) -> None:
+        pass
 
 
 class VaultItemUploadRepOk(TypedDict):
@@ -389,25 +374,19 @@ VaultItemUploadStatus = Literal['ok', 'fingerprint_already_exists']
 VaultItemUploadRep = VaultItemUploadRepOk | VaultItemUploadRepFingerprintAlreadyExists
 
 
-class VaultKeyRotationReq(Req):
-    """`vault_key_rotation` (authenticated_account)."""
+class VaultItemUploadReq(ReqOf[VaultItemUploadRep]):
+    """`vault_item_upload` (authenticated_account)."""
 
-    __slots__ = ('new_auth_method_id', 'new_auth_method_mac_key', 'new_auth_method_password_algorithm', 'new_vault_key_access', 'items', )
-    CMD: ClassVar[str] = 'vault_key_rotation'
+    __slots__ = ('item_fingerprint', 'item', )
+    CMD: ClassVar[str] = 'vault_item_upload'
     FAMILY: ClassVar[str] = 'authenticated_account'
-    FIELDS: ClassVar[tuple[str, ...]] = ('new_auth_method_id', 'new_auth_method_mac_key', 'new_auth_method_password_algorithm', 'new_vault_key_access', 'items', )
-    new_auth_method_id: Final[AccountAuthMethodID]
-    new_auth_method_mac_key: Final[bytes]
-    new_auth_method_password_algorithm: Final[dict[str, Any] | None]
-    new_vault_key_access: Final[bytes]
-    items: Final[dict[bytes, bytes]]
+    FIELDS: ClassVar[tuple[str, ...]] = ('item_fingerprint', 'item', )
+    item_fingerprint: Final[bytes]
+    item: Final[bytes]
 
-    def __init__(self, new_auth_method_id: AccountAuthMethodID, new_auth_method_mac_key: bytes, new_auth_method_password_algorithm: dict[str, Any] | None, new_vault_key_access: bytes, items: dict[bytes, bytes]) -> None:
-        self.new_auth_method_id = new_auth_method_id
-        self.new_auth_method_mac_key = new_auth_method_mac_key
-        self.new_auth_method_password_algorithm = new_auth_method_password_algorithm
-        self.new_vault_key_access = new_vault_key_access
-        self.items = items
+    def __init__(self, item_fingerprint: bytes, item: bytes) -> None:
+        self.item_fingerprint = item_fingerprint
+        self.item = item
 
 
 class VaultKeyRotationRepOk(TypedDict):
@@ -430,6 +409,27 @@ class VaultKeyRotationRepNewAuthMethodIdAlreadyExists(TypedDict):
 
 VaultKeyRotationStatus = Literal['ok', 'items_mismatch', 'new_auth_method_id_already_exists']
 VaultKeyRotationRep = VaultKeyRotationRepOk | VaultKeyRotationRepItemsMismatch | VaultKeyRotationRepNewAuthMethodIdAlreadyExists
+
+
+class VaultKeyRotationReq(ReqOf[VaultKeyRotationRep]):
+    """`vault_key_rotation` (authenticated_account)."""
+
+    __slots__ = ('new_auth_method_id', 'new_auth_method_mac_key', 'new_auth_method_password_algorithm', 'new_vault_key_access', 'items', )
+    CMD: ClassVar[str] = 'vault_key_rotation'
+    FAMILY: ClassVar[str] = 'authenticated_account'
+    FIELDS: ClassVar[tuple[str, ...]] = ('new_auth_method_id', 'new_auth_method_mac_key', 'new_auth_method_password_algorithm', 'new_vault_key_access', 'items', )
+    new_auth_method_id: Final[AccountAuthMethodID]
+    new_auth_method_mac_key: Final[bytes]
+    new_auth_method_password_algorithm: Final[dict[str, Any] | None]
+    new_vault_key_access: Final[bytes]
+    items: Final[dict[bytes, bytes]]
+
+    def __init__(self, new_auth_method_id: AccountAuthMethodID, new_auth_method_mac_key: bytes, new_auth_method_password_algorithm: dict[str, Any] | None, new_vault_key_access: bytes, items: dict[bytes, bytes]) -> None:
+        self.new_auth_method_id = new_auth_method_id
+        self.new_auth_method_mac_key = new_auth_method_mac_key
+        self.new_auth_method_password_algorithm = new_auth_method_password_algorithm
+        self.new_vault_key_access = new_vault_key_access
+        self.items = items
 
 
 def _decode_account_delete_proceed(d: dict[Any, Any]) -> AccountDeleteProceedReq:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -40,21 +40,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 )
 
 FAMILY = 'invited'
-
-class InviteClaimerCancelGreetingAttemptReq(Req):
-    """`invite_claimer_cancel_greeting_attempt` (invited)."""
-
-    __slots__ = ('greeting_attempt', 'reason', )
-    CMD: ClassVar[str] = 'invite_claimer_cancel_greeting_attempt'
-    FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'reason', )
-    greeting_attempt: Final[GreetingAttemptID]
-    reason: Final[str]
-
-    def __init__(self, greeting_attempt: GreetingAttemptID, reason: str) -> None:
-        self.greeting_attempt = greeting_attempt
-        self.reason = reason
-
 
 class InviteClaimerCancelGreetingAttemptRepOk(TypedDict):
     """`invite_claimer_cancel_greeting_attempt` reply `ok`."""
@@ -99,17 +84,19 @@ InviteClaimerCancelGreetingAttemptStatus = Literal['ok', 'greeter_revoked', 'gre
 InviteClaimerCancelGreetingAttemptRep = InviteClaimerCancelGreetingAttemptRepOk | InviteClaimerCancelGreetingAttemptRepGreeterRevoked | InviteClaimerCancelGreetingAttemptRepGreeterNotAllowed | InviteClaimerCancelGreetingAttemptRepGreetingAttemptNotFound | InviteClaimerCancelGreetingAttemptRepGreetingAttemptNotJoined | InviteClaimerCancelGreetingAttemptRepGreetingAttemptAlreadyCancelled
 
 
-class InviteClaimerStartGreetingAttemptReq(Req):
-    """`invite_claimer_start_greeting_attempt` (invited)."""
+class InviteClaimerCancelGreetingAttemptReq(ReqOf[InviteClaimerCancelGreetingAttemptRep]):
+    """`invite_claimer_cancel_greeting_attempt` (invited)."""
 
-    __slots__ = ('greeter', )
-    CMD: ClassVar[str] = 'invite_claimer_start_greeting_attempt'
+    __slots__ = ('greeting_attempt', 'reason', )
+    CMD: ClassVar[str] = 'invite_claimer_cancel_greeting_attempt'
     FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ('greeter', )
-    greeter: Final[UserID]
+    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'reason', )
+    greeting_attempt: Final[GreetingAttemptID]
+    reason: Final[str]
 
-    def __init__(self, greeter: UserID) -> None:
-        self.greeter = greeter
+    def __init__(self, greeting_attempt: GreetingAttemptID, reason: str) -> None:
+        self.greeting_attempt = greeting_attempt
+        self.reason = reason
 
 
 class InviteClaimerStartGreetingAttemptRepOk(TypedDict):
@@ -141,19 +128,17 @@ InviteClaimerStartGreetingAttemptStatus = Literal['ok', 'greeter_not_found', 'gr
 InviteClaimerStartGreetingAttemptRep = InviteClaimerStartGreetingAttemptRepOk | InviteClaimerStartGreetingAttemptRepGreeterNotFound | InviteClaimerStartGreetingAttemptRepGreeterRevoked | InviteClaimerStartGreetingAttemptRepGreeterNotAllowed
 
 
-class InviteClaimerStepReq(Req):
-    """`invite_claimer_step` (invited)."""
+class InviteClaimerStartGreetingAttemptReq(ReqOf[InviteClaimerStartGreetingAttemptRep]):
+    """`invite_claimer_start_greeting_attempt` (invited)."""
 
-    __slots__ = ('greeting_attempt', 'claimer_step', )
-    CMD: ClassVar[str] = 'invite_claimer_step'
+    __slots__ = ('greeter', )
+    CMD: ClassVar[str] = 'invite_claimer_start_greeting_attempt'
     FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'claimer_step', )
-    greeting_attempt: Final[GreetingAttemptID]
-    claimer_step: Final[dict[str, Any]]
+    FIELDS: ClassVar[tuple[str, ...]] = ('greeter', )
+    greeter: Final[UserID]
 
-    def __init__(self, greeting_attempt: GreetingAttemptID, claimer_step: dict[str, Any]) -> None:
-        self.greeting_attempt = greeting_attempt
-        self.claimer_step = claimer_step
+    def __init__(self, greeter: UserID) -> None:
+        self.greeter = greeter
 
 
 class InviteClaimerStepRepOk(TypedDict):
@@ -218,16 +203,19 @@ InviteClaimerStepStatus = Literal['ok', 'not_ready', 'greeter_revoked', 'greeter
 InviteClaimerStepRep = InviteClaimerStepRepOk | InviteClaimerStepRepNotReady | InviteClaimerStepRepGreeterRevoked | InviteClaimerStepRepGreeterNotAllowed | InviteClaimerStepRepGreetingAttemptNotFound | InviteClaimerStepRepGreetingAttemptNotJoined | InviteClaimerStepRepGreetingAttemptCancelled | InviteClaimerStepRepStepTooAdvanced | InviteClaimerStepRepStepMismatch
 
 
-class InviteInfoReq(Req):
-    """`invite_info` (invited)."""
+class InviteClaimerStepReq(ReqOf[InviteClaimerStepRep]):
+    """`invite_claimer_step` (invited)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'invite_info'
+    __slots__ = ('greeting_attempt', 'claimer_step', )
+    CMD: ClassVar[str] = 'invite_claimer_step'
     FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('greeting_attempt', 'claimer_step', )
+    greeting_attempt: Final[GreetingAttemptID]
+    claimer_step: Final[dict[str, Any]]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, greeting_attempt: GreetingAttemptID, claimer_step: dict[str, Any]) -> None:
+        self.greeting_attempt = greeting_attempt
+        self.claimer_step = claimer_step
 
 
 class InviteInfoRepOkUser(TypedDict):
@@ -267,17 +255,16 @@ InviteInfoStatus = Literal['ok']
 InviteInfoRep = InviteInfoRepOkUser | InviteInfoRepOkDevice | InviteInfoRepOkShamirRecovery
 
 
-class InviteShamirRecoveryRevealReq(Req):
-    """`invite_shamir_recovery_reveal` (invited)."""
+class InviteInfoReq(ReqOf[InviteInfoRep]):
+    """`invite_info` (invited)."""
 
-    __slots__ = ('reveal_token', )
-    CMD: ClassVar[str] = 'invite_shamir_recovery_reveal'
+    __slots__ = ()
+    CMD: ClassVar[str] = 'invite_info'
     FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ('reveal_token', )
-    reveal_token: Final[bytes]
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, reveal_token: bytes) -> None:
-        self.reveal_token = reveal_token
+    def __init__(self) -> None:
+        pass
 
 
 class InviteShamirRecoveryRevealRepOk(TypedDict):
@@ -303,17 +290,17 @@ InviteShamirRecoveryRevealStatus = Literal['ok', 'bad_invitation_type', 'bad_rev
 InviteShamirRecoveryRevealRep = InviteShamirRecoveryRevealRepOk | InviteShamirRecoveryRevealRepBadInvitationType | InviteShamirRecoveryRevealRepBadRevealToken
 
 
-class PingReq(Req):
-    """`ping` (invited)."""
+class InviteShamirRecoveryRevealReq(ReqOf[InviteShamirRecoveryRevealRep]):
+    """`invite_shamir_recovery_reveal` (invited)."""
 
-    __slots__ = ('ping', )
-    CMD: ClassVar[str] = 'ping'
+    __slots__ = ('reveal_token', )
+    CMD: ClassVar[str] = 'invite_shamir_recovery_reveal'
     FAMILY: ClassVar[str] = 'invited'
-    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
-    ping: Final[str]
+    FIELDS: ClassVar[tuple[str, ...]] = ('reveal_token', )
+    reveal_token: Final[bytes]
 
-    def __init__(self, ping: str) -> None:
-        self.ping = ping
+    def __init__(self, reveal_token: bytes) -> None:
+        self.reveal_token = reveal_token
 
 
 class PingRepOk(TypedDict):
@@ -325,6 +312,19 @@ class PingRepOk(TypedDict):
 
 PingStatus = Literal['ok']
 PingRep = PingRepOk
+
+
+class PingReq(ReqOf[PingRep]):
+    """`ping` (invited)."""
+
+    __slots__ = ('ping', )
+    CMD: ClassVar[str] = 'ping'
+    FAMILY: ClassVar[str] = 'invited'
+    FIELDS: ClassVar[tuple[str, ...]] = ('ping', )
+    ping: Final[str]
+
+    def __init__(self, ping: str) -> None:
+        self.ping = ping
 
 
 _ENUM_0 = frozenset({'MANUALLY_CANCELLED', 'INVALID_NONCE_HASH', 'INVALID_SAS_CODE', 'UNDECIPHERABLE_PAYLOAD', 'UNDESERIALIZABLE_PAYLOAD', 'INCONSISTENT_PAYLOAD', 'AUTOMATICALLY_CANCELLED'})

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict
 
 from parsec_server.protocol._runtime import ABSENT as _ABSENT
 from parsec_server.protocol._runtime import UUID as _UUID
-from parsec_server.protocol._runtime import Req
+from parsec_server.protocol._runtime import Req, ReqOf
 from parsec_server.protocol._runtime import archiving_configuration as _archiving_configuration
 from parsec_server.protocol._runtime import as_bytes as _as_bytes
 from parsec_server.protocol._runtime import as_str as _as_str
@@ -41,19 +41,6 @@ from parsec_server.protocol.ids import (  # noqa: F401
 
 FAMILY = 'tos'
 
-class TosAcceptReq(Req):
-    """`tos_accept` (tos)."""
-
-    __slots__ = ('tos_updated_on', )
-    CMD: ClassVar[str] = 'tos_accept'
-    FAMILY: ClassVar[str] = 'tos'
-    FIELDS: ClassVar[tuple[str, ...]] = ('tos_updated_on', )
-    tos_updated_on: Final[DateTime]
-
-    def __init__(self, tos_updated_on: DateTime) -> None:
-        self.tos_updated_on = tos_updated_on
-
-
 class TosAcceptRepOk(TypedDict):
     """`tos_accept` reply `ok`."""
 
@@ -76,16 +63,17 @@ TosAcceptStatus = Literal['ok', 'no_tos', 'tos_mismatch']
 TosAcceptRep = TosAcceptRepOk | TosAcceptRepNoTos | TosAcceptRepTosMismatch
 
 
-class TosGetReq(Req):
-    """`tos_get` (tos)."""
+class TosAcceptReq(ReqOf[TosAcceptRep]):
+    """`tos_accept` (tos)."""
 
-    __slots__ = ()
-    CMD: ClassVar[str] = 'tos_get'
+    __slots__ = ('tos_updated_on', )
+    CMD: ClassVar[str] = 'tos_accept'
     FAMILY: ClassVar[str] = 'tos'
-    FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ('tos_updated_on', )
+    tos_updated_on: Final[DateTime]
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, tos_updated_on: DateTime) -> None:
+        self.tos_updated_on = tos_updated_on
 
 
 class TosGetRepOk(TypedDict):
@@ -104,6 +92,18 @@ class TosGetRepNoTos(TypedDict):
 
 TosGetStatus = Literal['ok', 'no_tos']
 TosGetRep = TosGetRepOk | TosGetRepNoTos
+
+
+class TosGetReq(ReqOf[TosGetRep]):
+    """`tos_get` (tos)."""
+
+    __slots__ = ()
+    CMD: ClassVar[str] = 'tos_get'
+    FAMILY: ClassVar[str] = 'tos'
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        pass
 
 
 def _decode_tos_accept(d: dict[Any, Any]) -> TosAcceptReq:
