@@ -1,7 +1,9 @@
 """Structured logging on the standard library: JSON lines (production) or readable console lines.
 
 Usage: `log = get_logger(__name__)`, then `log.info("rpc_done", cmd="vlob_create", status="ok")`.
-Never log tokens, keys or blobs.
+Never log tokens, keys or blobs. Values may come from clients (an organization id in a URL, a
+header): both formatters escape control characters (and line separators) in the event and every
+field, so no value can end a line or forge another one, whatever the call site.
 """
 
 from __future__ import annotations
@@ -18,6 +20,37 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "asctime",
     "color_message",  # uvicorn adds a coloured duplicate of the message
 }
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str) -> str:
+    known = _ESCAPES.get(c)
+    if known is not None:
+        return known
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def escape(value: object) -> str:
+    """`value` as text on one line: backslashes and non-printable characters (control characters,
+    line and paragraph separators...) become Python-style escapes (`\\n`, `\\x1b`, `\\u2028`)."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable() and "\\" not in text:  # the usual case, checked in C
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _escape_char(c) for c in text)
+
+
+# Characters JSON leaves raw in strings but some log viewers take as line ends (DEL and C1 controls
+# included): written as \uXXXX escapes, which JSON readers decode back.
+_JSON_RAW_BREAKS = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 
 # one encoder for every line (json.dumps with options builds a new one per call)
@@ -44,7 +77,8 @@ class JsonFormatter(logging.Formatter):
                 doc[k] = v
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return _encode_json(doc)
+        line = _encode_json(doc)  # JSON escapes the C0 controls (\\n...) itself
+        return line if line.isascii() else line.translate(_JSON_RAW_BREAKS)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -57,8 +91,10 @@ class ConsoleFormatter(logging.Formatter):
             self._ts = time.strftime("%H:%M:%S", time.localtime(second))
             self._second = second
         ts = self._ts
-        extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
-        line = f"{ts} [{record.levelname.lower():<7}] {record.getMessage()}" + (
+        extras = " ".join(
+            f"{k}={escape(v)}" for k, v in record.__dict__.items() if k not in _RESERVED
+        )
+        line = f"{ts} [{record.levelname.lower():<7}] {escape(record.getMessage())}" + (
             f" {extras}" if extras else ""
         )
         if record.exc_info:

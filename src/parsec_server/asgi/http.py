@@ -76,7 +76,11 @@ async def read_body(
 async def send_response(
     send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
+    """A complete response. A 413 closes the connection (`connection: close`): the rest of the
+    oversized body is not read, only dropped for a moment (cli/httpproto.py)."""
     hdrs = [(b"content-length", str(len(body)).encode()), *headers]
+    if status == 413:
+        hdrs.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
 

@@ -16,9 +16,10 @@ accepts every connection the kernel hands it. `GuardedHttpProtocol` adds, per co
   closed; one warning when the cap is reached and one line when the process is back under it,
   per episode.
 
-A connection refused or closed early answers, stops reading and sends its FIN at once, then drops
-whatever the client still sends for at most `LINGER` seconds before closing (an immediate close
-with unread data would send a TCP reset that can destroy the answer before the client reads it).
+A connection refused or closed early answers, stops reading and sends its FIN at once, then waits
+`LINGER` seconds before closing: an immediate close with unread data would send a TCP reset that
+can destroy the answer before the client reads it. Nothing more is read meanwhile: what the client
+keeps sending fills the kernel's buffers, then the client blocks, until the close.
 
 Each response goes out in one write (`_OneWriteTransport`).
 """
@@ -39,7 +40,7 @@ log = get_logger("parsec_server.http")
 
 MAX_URL = 8 * 1024  # bytes of the request target (414 beyond)
 MAX_HEADER_LINE = 16 * 1024  # bytes of one header's name and value (431 beyond)
-LINGER = 1.0  # seconds a refused connection's late bytes are dropped before it is closed
+LINGER = 1.0  # seconds between the answer (and FIN) of a refused connection and its close
 WARNING_INTERVAL = 60.0  # seconds between two warnings of the same kind (refused heads, timeouts)
 
 _REASONS = {
@@ -208,7 +209,7 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
         # --- bounds on the request head ----------------------------------------------------------
         def data_received(self, data: bytes) -> None:
             if self._lingering:
-                return  # dropped: the answer is out, the connection closes soon
+                return  # (reading is paused) the answer is out, the connection closes soon
             self._unset_keepalive_if_required()
             if self._in_head:
                 self._head_bytes += len(data)
@@ -257,6 +258,12 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
             super().on_message_complete()
             self._in_head = True
             self._head_bytes = 0
+
+        def on_response_complete(self) -> None:
+            if self._lingering:  # uvicorn would resume reading and arm the keep-alive timer
+                self.server_state.total_requests += 1
+                return
+            super().on_response_complete()
 
         # --- deadlines -----------------------------------------------------------------------------
         def _cancel_head_timer(self) -> None:
@@ -315,7 +322,7 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
             if proxy.is_closing():
                 return
             if self.flow is not None:
-                self.flow.resume_reading()  # drop late bytes rather than leave them unread
+                self.flow.pause_reading()  # what the client still sends waits in the kernel
             try:
                 proxy.write_eof()
             except (OSError, RuntimeError, NotImplementedError):  # pragma: no cover

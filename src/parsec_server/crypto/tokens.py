@@ -10,8 +10,10 @@ Parsing mirrors the official server exactly (it is what decides 401 vs 403): the
 blanks into exactly `Bearer` (any case) and the token; the token splits at its last `.`, the rest
 in exactly three parts; the id accepts every form of `XxxID.from_hex` (32 hex digits, hyphenated,
 `{...}`, `urn:uuid:`); the seconds go through Python's `int()`; the signature through
-`base64.urlsafe_b64decode` (padding required, stray characters skipped). A parse failure raises
-`TokenError` (HTTP 401); a bad signature only shows at verification (403).
+strict URL-safe base64 (padding required; unlike the official server, which skips stray characters
+and ignores anything after the padding, any character outside the alphabet or after the padding
+is refused, so one signature has one spelling). A parse failure raises `TokenError` (HTTP 401);
+a bad signature only shows at verification (403).
 """
 
 from __future__ import annotations
@@ -104,6 +106,17 @@ def _bearer(raw: bytes | str | None) -> str:
     return parts[1]
 
 
+_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+
+
+def _strict_b64url(text: str) -> bytes:
+    """URL-safe base64, strictly: padding required, nothing outside the alphabet, nothing after the
+    padding (binascii.Error otherwise)."""
+    if "+" in text or "/" in text:  # standard-alphabet characters are not URL-safe base64
+        raise binascii.Error("not URL-safe base64")
+    return binascii.a2b_base64(text.translate(_STANDARD_ALPHABET).encode("ascii"), strict_mode=True)
+
+
 def _split_token(token: str, header: str) -> tuple[uuid.UUID, int, bytes, bytes]:
     try:
         signed, _, raw_signature = token.rpartition(".")
@@ -112,13 +125,13 @@ def _split_token(token: str, header: str) -> tuple[uuid.UUID, int, bytes, bytes]
         parts = signed.split(".")
         if len(parts) != 3 or parts[0] != header:
             raise ValueError
-        signature = base64.urlsafe_b64decode(raw_signature.encode("utf-8"))
+        signature = _strict_b64url(raw_signature)
         ident = parse_uuid(parts[1])
         seconds = int(parts[2].encode("utf-8"))
         if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
             raise ValueError
         signed_bytes = signed.encode("utf-8")
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error):  # UnicodeEncodeError is a ValueError
         raise TokenError("invalid token format") from None
     return ident, seconds, signed_bytes, signature
 
