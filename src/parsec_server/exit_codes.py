@@ -22,3 +22,6 @@ class Exit(IntEnum):
     EMBEDDED_POSTGRES = 11  # the embedded PostgreSQL could not be created or started
     SERVER_ERROR = 12  # the server failed at start (e.g. port in use)
     SCHEMA_CONFLICT = 13  # an object a migration would create exists with another definition
+    NOT_FOUND = 14  # operator commands: the organization, realm or user named does not exist
+    REFUSED = 15  # operator commands: not allowed in this state, or the confirmation was declined
+    BLOCKSTORE_FAILED = 16  # operator commands: the object store failed (what is left is listed)

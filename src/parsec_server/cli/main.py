@@ -19,10 +19,23 @@ def cli() -> None:
 def _register() -> None:
     from parsec_server.cli.backup import backup_cmd, restore_cmd
     from parsec_server.cli.migrate import migrate_cmd
+    from parsec_server.cli.organization import organization_group
+    from parsec_server.cli.realm_ops import (
+        delete_realm_cmd,
+        export_realm_cmd,
+        human_accesses_cmd,
+        list_deletable_realms_cmd,
+    )
     from parsec_server.cli.run import run_cmd
+    from parsec_server.cli.user import user_group
 
     for cmd in (run_cmd, migrate_cmd, backup_cmd, restore_cmd):
         cli.add_command(cmd)
+    # The official server's operator commands (same names), then ours.
+    for cmd in (export_realm_cmd, human_accesses_cmd, list_deletable_realms_cmd, delete_realm_cmd):
+        cli.add_command(cmd)
+    cli.add_command(organization_group)
+    cli.add_command(user_group)
 
 
 _register()
