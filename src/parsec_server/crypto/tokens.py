@@ -6,14 +6,15 @@
   mac = keyed BLAKE2b-512 (key = the auth method's 32-byte MAC key) over the same prefix.
 * Invitation token: `Bearer <32 hex digits>` = the 16-byte AccessToken.
 
-Parsing mirrors the official server exactly (it is what decides 401 vs 403): the header splits on
+Parsing mirrors the official server (it is what decides 401 vs 403), but for the signature's junk
+characters: the header splits on
 blanks into exactly `Bearer` (any case) and the token; the token splits at its last `.`, the rest
 in exactly three parts; the id accepts every form of `XxxID.from_hex` (32 hex digits, hyphenated,
 `{...}`, `urn:uuid:`); the seconds go through Python's `int()`; the signature through
-strict URL-safe base64 (padding required; unlike the official server, which skips stray characters
-and ignores anything after the padding, any character outside the alphabet or after the padding
-is refused, so one signature has one spelling). A parse failure raises `TokenError` (HTTP 401);
-a bad signature only shows at verification (403).
+URL-safe base64 decoded as the official server does (`-_` or `+/`, padding required) but
+strictly: the official server skips characters outside the alphabet and ignores anything after the
+padding, ours refuses them (`binascii.a2b_base64(strict_mode=True)`). A parse failure raises
+`TokenError` (HTTP 401); a bad signature only shows at verification (403).
 """
 
 from __future__ import annotations
@@ -110,10 +111,8 @@ _STANDARD_ALPHABET = str.maketrans("-_", "+/")
 
 
 def _strict_b64url(text: str) -> bytes:
-    """URL-safe base64, strictly: padding required, nothing outside the alphabet, nothing after the
-    padding (binascii.Error otherwise)."""
-    if "+" in text or "/" in text:  # standard-alphabet characters are not URL-safe base64
-        raise binascii.Error("not URL-safe base64")
+    """URL-safe base64 (the standard alphabet is accepted too, as by the official server), strictly:
+    padding required, nothing outside the alphabet, nothing after the padding (binascii.Error)."""
     return binascii.a2b_base64(text.translate(_STANDARD_ALPHABET).encode("ascii"), strict_mode=True)
 
 

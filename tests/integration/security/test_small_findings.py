@@ -143,18 +143,25 @@ def test_signature_token_with_junk_after_the_padding_is_refused(junk: str) -> No
         parse_authorization(f"Bearer {token}{junk}".encode())
 
 
-@pytest.mark.parametrize("change", ["missing padding", "standard alphabet", "inner junk"])
-def test_signature_token_is_strict_url_safe_base64(change: str) -> None:
+@pytest.mark.parametrize("change", ["missing padding", "inner junk", "blank"])
+def test_signature_token_is_strict_base64(change: str) -> None:
     token, signature = _device_token()
     prefix = token[: -len(signature)]
-    raw = base64.urlsafe_b64decode(signature)
     if change == "missing padding":
         bad = signature.rstrip("=")
-    elif change == "standard alphabet":
-        raw = b"\xfb\xff" + raw[2:]  # encodes to characters that differ between the alphabets
-        bad = base64.b64encode(raw).decode()
-        assert "+" in bad or "/" in bad
-    else:
+    elif change == "inner junk":
         bad = signature[:10] + "!" + signature[10:]
+    else:
+        bad = signature[:10] + "\t" + signature[10:]
     with pytest.raises(TokenError):
         parse_authorization(f"Bearer {prefix}{bad}".encode())
+
+
+def test_signature_token_in_the_standard_alphabet_is_accepted() -> None:
+    """As by the official server: `+/` for `-_` (not junk, the same bytes)."""
+    token, signature = _device_token()
+    raw = b"\xfb\xff" + base64.urlsafe_b64decode(signature)[2:]
+    std = base64.b64encode(raw).decode()
+    assert "+" in std or "/" in std
+    parsed = parse_authorization(f"Bearer {token[: -len(signature)]}{std}".encode())
+    assert parsed.signature == raw
