@@ -16,46 +16,69 @@ Sequester webhooks are not called (the official PostgreSQL back end does not eit
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from typing import assert_never
 
 import asyncpg
 
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.crypto.ballpark import in_ballpark, timestamp_out_of_ballpark
 from parsec_server.protocol.codec import now as utc_now
+from parsec_server.protocol.generated.authenticated import (
+    VlobCreateRep,
+    VlobCreateReq,
+    VlobPollChangesRep,
+    VlobPollChangesReq,
+    VlobReadBatchRep,
+    VlobReadBatchRepAuthorNotAllowed,
+    VlobReadBatchRepRealmDeleted,
+    VlobReadBatchRepRealmNotFound,
+    VlobReadBatchReq,
+    VlobReadVersionsRep,
+    VlobReadVersionsReq,
+    VlobUpdateRep,
+    VlobUpdateReq,
+)
 from parsec_server.storage import vlob as vlob_storage
+from parsec_server.storage.vlob import ReadFacts, VlobItems
+from parsec_server.storage.write_rules import Refusal, WriteFacts, write_refusal
 
 READ_ITEMS_LIMIT = 1000
 # A write retries when a certificate of its realm or organization committed while it ran; more
 # than a few in a row would take a flood of certificates.
 _STALE_RETRIES = 20
 
-_REALM_NOT_FOUND = {"status": "realm_not_found"}
-_REALM_DELETED = {"status": "realm_deleted"}
-_REALM_ARCHIVED = {"status": "realm_archived"}
-_AUTHOR_NOT_ALLOWED = {"status": "author_not_allowed"}
-_VLOB_NOT_FOUND = {"status": "vlob_not_found"}
-_BAD_VLOB_VERSION = {"status": "bad_vlob_version"}
-_VLOB_ALREADY_EXISTS = {"status": "vlob_already_exists"}
-_TOO_MANY_ELEMENTS = {"status": "too_many_elements"}
-_OK = {"status": "ok"}
-_WRITE_ROLES = frozenset(vlob_storage.WRITE_ROLES)
 
-
-def _check_author(row: Any) -> None:
+def _check_author(is_expired: bool, revoked: bool) -> None:
     """Handshake-level refusals found inside the command (state changed since authentication)."""
-    if row is None:
-        raise HandshakeError(404)
-    if row["is_expired"]:
+    if is_expired:
         raise HandshakeError(460)
-    if row["revoked"]:
+    if revoked:
         raise HandshakeError(461)
 
 
+class _Refused:
+    """A write the statement refused: its facts and the first rule they break."""
+
+    __slots__ = ("facts", "now", "refusal")
+
+    def __init__(self, facts: WriteFacts, refusal: Refusal, now: datetime.datetime) -> None:
+        self.facts = facts
+        self.refusal = refusal
+        self.now = now
+
+
+class _Raced:
+    """A concurrent write of the same version committed first (unique index)."""
+
+    __slots__ = ()
+
+
 async def _write(
-    client: AuthenticatedClient, req: Any, version: int, update: bool
-) -> dict[str, Any]:
+    client: AuthenticatedClient, req: VlobCreateReq | VlobUpdateReq, version: int, update: bool
+) -> _Refused | _Raced | None:
+    """Run the write statement (again while its snapshot is stale); None: written."""
     now = utc_now()
     ballpark_ok = in_ballpark(req.timestamp, now)
     device = client.device
@@ -63,7 +86,7 @@ async def _write(
     for _ in range(_STALE_RETRIES):
         try:
             async with db.connection() as conn:
-                row = await vlob_storage.write(
+                out = await vlob_storage.write(
                     conn,
                     org_internal_id=client.org.internal_id,
                     organization_id=client.org.organization_id,
@@ -80,81 +103,141 @@ async def _write(
                     in_ballpark=ballpark_ok,
                 )
         except asyncpg.UniqueViolationError:
-            # A concurrent write of the same version committed first.
-            return _BAD_VLOB_VERSION if update else _VLOB_ALREADY_EXISTS
-        if row is None or not row["stale"]:
+            return _Raced()
+        if out is None:
+            raise HandshakeError(404)
+        if not out.stale:
             break
     else:
         raise asyncpg.SerializationError("vlob write kept racing with certificate writes")
 
-    _check_author(row)
-    if row["written"]:
-        return _OK
-    if row["realm"] is None:
-        return _REALM_NOT_FOUND
-    status = row["status"]
-    if status != "AVAILABLE":
-        return _REALM_DELETED if status == "DELETED" else _REALM_ARCHIVED
-    if row["role"] not in _WRITE_ROLES:
-        return _AUTHOR_NOT_ALLOWED
-    if row["key_index"] != req.key_index:
-        return {"status": "bad_key_index", "last_realm_certificate_timestamp": row["realm_ts"]}
-    current = row["current_version"]
-    if update:
-        if current is None:
-            return _VLOB_NOT_FOUND
-        if version != current + 1:
-            return _BAD_VLOB_VERSION
-    if not ballpark_ok:
-        return timestamp_out_of_ballpark(req.timestamp, now)
-    if req.timestamp <= row["common_ts"]:
-        return {"status": "require_greater_timestamp", "strictly_greater_than": row["common_ts"]}
-    if req.timestamp <= row["realm_ts"]:
-        return {"status": "require_greater_timestamp", "strictly_greater_than": row["realm_ts"]}
-    if not update and current is not None:
-        return _VLOB_ALREADY_EXISTS
-    raise AssertionError(f"vlob write refused for no known reason: {dict(row)!r:.300}")
+    _check_author(out.is_expired, out.revoked)
+    if out.written:
+        return None
+    refusal = write_refusal(
+        out.facts,
+        key_index=req.key_index,
+        expect=version if update else "create",
+        timestamp=req.timestamp,
+        in_ballpark=ballpark_ok,
+    )
+    if refusal is None:
+        raise AssertionError(f"the SQL refused a vlob write write_refusal accepts: {out!r:.300}")
+    return _Refused(out.facts, refusal, now)
 
 
-@handles(AUTHENTICATED, "vlob_create")
-async def vlob_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    return await _write(client, req, 1, update=False)
+@command(VlobCreateReq)
+async def vlob_create(client: AuthenticatedClient, req: VlobCreateReq) -> VlobCreateRep:
+    out = await _write(client, req, 1, update=False)
+    if out is None:
+        return {"status": "ok"}
+    if isinstance(out, _Raced):
+        return {"status": "vlob_already_exists"}
+    facts = out.facts
+    match out.refusal:
+        case Refusal.REALM_NOT_FOUND:
+            return {"status": "realm_not_found"}
+        case Refusal.REALM_ARCHIVED:
+            return {"status": "realm_archived"}
+        case Refusal.REALM_DELETED:
+            return {"status": "realm_deleted"}
+        case Refusal.AUTHOR_NOT_ALLOWED:
+            return {"status": "author_not_allowed"}
+        case Refusal.BAD_KEY_INDEX:
+            assert facts.realm_ts is not None
+            return {"status": "bad_key_index", "last_realm_certificate_timestamp": facts.realm_ts}
+        case Refusal.TIMESTAMP_OUT_OF_BALLPARK:
+            return timestamp_out_of_ballpark(req.timestamp, out.now)
+        case Refusal.REQUIRE_GREATER_COMMON_TIMESTAMP:
+            assert facts.common_ts is not None
+            return {"status": "require_greater_timestamp", "strictly_greater_than": facts.common_ts}
+        case Refusal.REQUIRE_GREATER_REALM_TIMESTAMP:
+            assert facts.realm_ts is not None
+            return {"status": "require_greater_timestamp", "strictly_greater_than": facts.realm_ts}
+        case Refusal.ALREADY_EXISTS:
+            return {"status": "vlob_already_exists"}
+        case Refusal.VLOB_NOT_FOUND | Refusal.BAD_VLOB_VERSION:
+            raise AssertionError(f"{out.refusal} for a vlob_create")
+        case _:
+            assert_never(out.refusal)
 
 
-@handles(AUTHENTICATED, "vlob_update")
-async def vlob_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    return await _write(client, req, req.version, update=True)
+@command(VlobUpdateReq)
+async def vlob_update(client: AuthenticatedClient, req: VlobUpdateReq) -> VlobUpdateRep:
+    out = await _write(client, req, req.version, update=True)
+    if out is None:
+        return {"status": "ok"}
+    if isinstance(out, _Raced):
+        return {"status": "bad_vlob_version"}
+    facts = out.facts
+    match out.refusal:
+        case Refusal.REALM_NOT_FOUND:
+            return {"status": "realm_not_found"}
+        case Refusal.REALM_ARCHIVED:
+            return {"status": "realm_archived"}
+        case Refusal.REALM_DELETED:
+            return {"status": "realm_deleted"}
+        case Refusal.AUTHOR_NOT_ALLOWED:
+            return {"status": "author_not_allowed"}
+        case Refusal.BAD_KEY_INDEX:
+            assert facts.realm_ts is not None
+            return {"status": "bad_key_index", "last_realm_certificate_timestamp": facts.realm_ts}
+        case Refusal.VLOB_NOT_FOUND:
+            return {"status": "vlob_not_found"}
+        case Refusal.BAD_VLOB_VERSION:
+            return {"status": "bad_vlob_version"}
+        case Refusal.TIMESTAMP_OUT_OF_BALLPARK:
+            return timestamp_out_of_ballpark(req.timestamp, out.now)
+        case Refusal.REQUIRE_GREATER_COMMON_TIMESTAMP:
+            assert facts.common_ts is not None
+            return {"status": "require_greater_timestamp", "strictly_greater_than": facts.common_ts}
+        case Refusal.REQUIRE_GREATER_REALM_TIMESTAMP:
+            assert facts.realm_ts is not None
+            return {"status": "require_greater_timestamp", "strictly_greater_than": facts.realm_ts}
+        case Refusal.ALREADY_EXISTS:
+            raise AssertionError("already_exists for a vlob_update")
+        case _:
+            assert_never(out.refusal)
 
 
-def _read_refusal(row: Any) -> dict[str, Any] | None:
-    _check_author(row)
-    if row["realm"] is None:
-        return _REALM_NOT_FOUND
-    if row["status"] == "DELETED":
-        return _REALM_DELETED
-    if row["role"] is None:
-        return _AUTHOR_NOT_ALLOWED
+_ReadRefusal = (
+    VlobReadBatchRepRealmNotFound | VlobReadBatchRepRealmDeleted | VlobReadBatchRepAuthorNotAllowed
+)
+
+
+def _read_refusal(facts: ReadFacts) -> _ReadRefusal | None:
+    _check_author(facts.is_expired, facts.revoked)
+    if not facts.realm_found:
+        return {"status": "realm_not_found"}
+    if facts.status == "DELETED":
+        return {"status": "realm_deleted"}
+    if facts.role is None:
+        return {"status": "author_not_allowed"}
     return None
 
 
-def _read_reply(row: Any) -> dict[str, Any]:
-    refusal = _read_refusal(row)
+def _read_reply(out: VlobItems | None) -> VlobReadBatchRep:
+    if out is None:
+        raise HandshakeError(404)
+    facts = out.facts
+    refusal = _read_refusal(facts)
     if refusal is not None:
         return refusal
+    assert facts.common_ts is not None and facts.realm_ts is not None
     return {
         "status": "ok",
-        "items": vlob_storage.items_of(row),
-        "needed_common_certificate_timestamp": row["common_ts"],
-        "needed_realm_certificate_timestamp": row["realm_ts"],
+        "items": out.items,
+        "needed_common_certificate_timestamp": facts.common_ts,
+        "needed_realm_certificate_timestamp": facts.realm_ts,
     }
 
 
-@handles(AUTHENTICATED, "vlob_read_batch")
-async def vlob_read_batch(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(VlobReadBatchReq)
+async def vlob_read_batch(client: AuthenticatedClient, req: VlobReadBatchReq) -> VlobReadBatchRep:
     if len(req.vlobs) > READ_ITEMS_LIMIT:
-        return _TOO_MANY_ELEMENTS
+        return {"status": "too_many_elements"}
     async with client.backend.db.connection() as conn:
-        row = await vlob_storage.read_batch(
+        out = await vlob_storage.read_batch(
             conn,
             client.org.internal_id,
             client.device.user_internal_id,
@@ -162,43 +245,43 @@ async def vlob_read_batch(client: AuthenticatedClient, req: Any) -> dict[str, An
             req.vlobs,
             req.at,
         )
-    return _read_reply(row)
+    return _read_reply(out)
 
 
-@handles(AUTHENTICATED, "vlob_read_versions")
-async def vlob_read_versions(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(VlobReadVersionsReq)
+async def vlob_read_versions(
+    client: AuthenticatedClient, req: VlobReadVersionsReq
+) -> VlobReadVersionsRep:
     if len(req.items) > READ_ITEMS_LIMIT:
-        return _TOO_MANY_ELEMENTS
+        return {"status": "too_many_elements"}
     async with client.backend.db.connection() as conn:
-        row = await vlob_storage.read_versions(
+        out = await vlob_storage.read_versions(
             conn, client.org.internal_id, client.device.user_internal_id, req.realm_id, req.items
         )
-    return _read_reply(row)
+    return _read_reply(out)
 
 
-@handles(AUTHENTICATED, "vlob_poll_changes")
-async def vlob_poll_changes(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(VlobPollChangesReq)
+async def vlob_poll_changes(
+    client: AuthenticatedClient, req: VlobPollChangesReq
+) -> VlobPollChangesRep:
     """Each vlob changed after `last_checkpoint` once, with its latest version, in order of first
     change; `current_checkpoint`: the last change's checkpoint, or `last_checkpoint` itself when
     nothing changed since (even if it is beyond the realm's last checkpoint, like the official
     server)."""
     async with client.backend.db.connection() as conn:
-        rows = await vlob_storage.poll_changes(
+        out = await vlob_storage.poll_changes(
             conn,
             client.org.internal_id,
             client.device.user_internal_id,
             req.realm_id,
             req.last_checkpoint,
         )
-    row = rows[0] if rows else None
-    refusal = _read_refusal(row)
+    if out is None:
+        raise HandshakeError(404)
+    refusal = _read_refusal(out.facts)
     if refusal is not None:
         return refusal
-    assert row is not None
-    if row["vlob_ids"] is None:
+    if out.last_checkpoint is None:
         return {"status": "ok", "changes": [], "current_checkpoint": req.last_checkpoint}
-    return {
-        "status": "ok",
-        "changes": list(zip(row["vlob_ids"], row["versions"], strict=True)),
-        "current_checkpoint": row["last_checkpoint"],
-    }
+    return {"status": "ok", "changes": out.changes, "current_checkpoint": out.last_checkpoint}

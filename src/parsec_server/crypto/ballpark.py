@@ -7,13 +7,14 @@ vlob timestamps (reply `timestamp_out_of_ballpark`) and for auth tokens (HTTP 49
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Literal, TypedDict
 
 from parsec_server.protocol.codec import datetime_to_us
 
 __all__ = [
     "BALLPARK_CLIENT_EARLY_OFFSET",
     "BALLPARK_CLIENT_LATE_OFFSET",
+    "OutOfBallpark",
     "check_ballpark",
     "in_ballpark",
     "seconds_in_ballpark",
@@ -24,6 +25,17 @@ BALLPARK_CLIENT_EARLY_OFFSET = 300.0  # seconds a client may be ahead of the ser
 BALLPARK_CLIENT_LATE_OFFSET = 320.0  # seconds a client may be behind
 _EARLY_US = 300_000_000
 _LATE_US = 320_000_000
+
+
+class OutOfBallpark(TypedDict):
+    """The `timestamp_out_of_ballpark` reply: the same fields in every command that has it (so it
+    fits each command's generated `<Cmd>RepTimestampOutOfBallpark`)."""
+
+    status: Literal["timestamp_out_of_ballpark"]
+    ballpark_client_early_offset: float
+    ballpark_client_late_offset: float
+    server_timestamp: datetime.datetime
+    client_timestamp: datetime.datetime
 
 
 def in_ballpark(client: datetime.datetime, server: datetime.datetime) -> bool:
@@ -37,7 +49,7 @@ def seconds_in_ballpark(client_seconds: int, server: datetime.datetime) -> bool:
 
 def timestamp_out_of_ballpark(
     client: datetime.datetime, server: datetime.datetime
-) -> dict[str, Any]:
+) -> OutOfBallpark:
     """The `timestamp_out_of_ballpark` reply (same in every command that has it)."""
     return {
         "status": "timestamp_out_of_ballpark",
@@ -48,7 +60,7 @@ def timestamp_out_of_ballpark(
     }
 
 
-def check_ballpark(client: datetime.datetime, server: datetime.datetime) -> dict[str, Any] | None:
+def check_ballpark(client: datetime.datetime, server: datetime.datetime) -> OutOfBallpark | None:
     """None if in the ballpark, else the reply to return."""
     if in_ballpark(client, server):
         return None

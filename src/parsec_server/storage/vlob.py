@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,9 +35,14 @@ from parsec_server.events.types import vlob_payload_head, vlob_payload_sql
 from parsec_server.protocol.codec import ext_datetime, ext_uuid
 from parsec_server.protocol.registry import Flat
 from parsec_server.storage.topics import NOTIFY_CHANNEL
+from parsec_server.storage.write_rules import WriteFacts, write_ok_sql
 
 __all__ = [
     "INT4_MAX",
+    "ReadFacts",
+    "VlobChanges",
+    "VlobItems",
+    "VlobWrite",
     "poll_changes",
     "read_batch",
     "read_versions",
@@ -44,13 +51,17 @@ __all__ = [
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
-WRITE_ROLES = ("OWNER", "MANAGER", "CONTRIBUTOR")
+
+# The refusal rules in SQL (storage/write_rules.py decides the same in Python).
+_WRITE_OK = write_ok_sql(
+    "facts", key_index="$6", version="$10", update="$13", timestamp="$7", in_ballpark="$9"
+)
 
 # $1 org, $2 author user, $3 author device, $4 realm_id, $5 vlob_id, $6 key_index, $7 timestamp,
 # $8 blob, $9 timestamp in the ballpark, $10 version (1 for vlob_create), $11 notify channel,
 # $12 event payload head, $13 update (the vlob must exist at version $10 - 1) or create (it must not
 # exist)
-_WRITE_HEAD = """
+_WRITE_HEAD = f"""
 WITH r0 AS (
     SELECT id, status, key_index FROM realm WHERE organization = $1 AND realm_id = $4
 ),
@@ -88,18 +99,7 @@ facts AS MATERIALIZED (
     WHERE o.id = $1
 ),
 ctx AS (
-    SELECT facts.*, (
-        NOT facts.is_expired AND NOT facts.revoked AND NOT facts.stale
-        AND facts.status = 'AVAILABLE'
-        AND facts.role IN ('OWNER', 'MANAGER', 'CONTRIBUTOR')
-        AND facts.key_index = $6
-        AND $9
-        AND $7 > facts.common_ts AND $7 > facts.realm_ts
-        AND CASE WHEN $13
-            THEN facts.current_version + 1 = $10
-            ELSE facts.current_version IS NULL
-        END
-    ) AS ok
+    SELECT facts.*, ({_WRITE_OK}) AS ok
     FROM facts
 ),
 upd AS (
@@ -135,6 +135,18 @@ FROM ctx
 )
 
 
+@dataclass(frozen=True, slots=True)
+class VlobWrite:
+    """The outcome of `write`: `written`, or the facts that refused it (`stale`: certificates
+    committed meanwhile, run it again; `is_expired` / `revoked`: the author's state now)."""
+
+    written: bool
+    stale: bool
+    is_expired: bool
+    revoked: bool
+    facts: WriteFacts
+
+
 async def write(
     conn: asyncpg.Connection,
     *,
@@ -151,13 +163,10 @@ async def write(
     version: int,
     update: bool,
     in_ballpark: bool,
-) -> asyncpg.Record:
+) -> VlobWrite | None:
     """Write version `version` of a vlob (vlob_update, or vlob_create: version 1) if every check
-    passes.
-
-    The record holds the facts (is_expired, revoked, realm (None: not found), status, key_index,
-    role, common_ts, realm_ts, current_version, stale, ok) and `written`. Raises
-    UniqueViolationError when a concurrent write of the same version won."""
+    passes: what the statement found and did, None if the organization or the author is gone.
+    Raises UniqueViolationError when a concurrent write of the same version won."""
     head = vlob_payload_head(
         organization_id, realm_id, vlob_id, device_id, timestamp, version, blob
     )
@@ -178,7 +187,23 @@ async def write(
         head,
         update,
     )
-    return row
+    if row is None:
+        return None
+    return VlobWrite(
+        written=row["written"],
+        stale=row["stale"],
+        is_expired=row["is_expired"],
+        revoked=row["revoked"],
+        facts=WriteFacts(
+            realm_found=row["realm"] is not None,
+            status=row["status"],
+            role=row["role"],
+            key_index=row["key_index"],
+            common_ts=row["common_ts"],
+            realm_ts=row["realm_ts"],
+            current_version=row["current_version"],
+        ),
+    )
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -291,21 +316,64 @@ LEFT JOIN LATERAL (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ReadFacts:
+    """What a read statement found: the author's state now, whether the realm exists and may be
+    read by the author (`role` None: not a member), the topics' timestamps."""
+
+    is_expired: bool
+    revoked: bool
+    realm_found: bool
+    status: str | None
+    role: str | None
+    common_ts: datetime.datetime | None
+    realm_ts: datetime.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class VlobItems:
+    """read_batch / read_versions: the facts and the items (wire form, see `items_of`)."""
+
+    facts: ReadFacts
+    items: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class VlobChanges:
+    """poll_changes: the facts, then each changed vlob (id, latest version) in order of first
+    change and the last change's checkpoint (None: no change)."""
+
+    facts: ReadFacts
+    changes: list[tuple[uuid.UUID, int]]
+    last_checkpoint: int | None
+
+
+def _read_facts(row: asyncpg.Record) -> ReadFacts:
+    return ReadFacts(
+        is_expired=row["is_expired"],
+        revoked=row["revoked"],
+        realm_found=row["realm"] is not None,
+        status=row["status"],
+        role=row["role"],
+        common_ts=row["common_ts"],
+        realm_ts=row["realm_ts"],
+    )
+
+
 async def read_batch(
     conn: asyncpg.Connection,
     org_internal_id: int,
     user_internal_id: int,
     realm_id: uuid.UUID,
-    vlob_ids: list[uuid.UUID],
+    vlob_ids: Sequence[uuid.UUID],
     at: datetime.datetime | None,
-) -> asyncpg.Record | None:
-    """One row: the read facts (is_expired, revoked, realm, status, role, common_ts, realm_ts) then,
-    when readable, the latest version (at `at`) of each requested vlob that has one, as arrays (see
-    `items_of`). None if the organization or user is gone."""
+) -> VlobItems | None:
+    """The read facts then, when readable, the latest version (at `at`) of each requested vlob
+    that has one. None if the organization or user is gone."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_READ_BATCH, org_internal_id, user_internal_id, realm_id, vlob_ids, at
     )
-    return row
+    return None if row is None else VlobItems(_read_facts(row), items_of(row))
 
 
 async def read_versions(
@@ -313,8 +381,8 @@ async def read_versions(
     org_internal_id: int,
     user_internal_id: int,
     realm_id: uuid.UUID,
-    items: list[tuple[uuid.UUID, int]],
-) -> asyncpg.Record | None:
+    items: Sequence[tuple[uuid.UUID, int]],
+) -> VlobItems | None:
     """Like read_batch, for explicit (vlob_id, version) pairs (versions out of range are not
     sent)."""
     ids = [vlob_id for vlob_id, version in items if 1 <= version <= INT4_MAX]
@@ -322,7 +390,7 @@ async def read_versions(
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_READ_VERSIONS, org_internal_id, user_internal_id, realm_id, ids, versions
     )
-    return row
+    return None if row is None else VlobItems(_read_facts(row), items_of(row))
 
 
 async def poll_changes(
@@ -331,13 +399,22 @@ async def poll_changes(
     user_internal_id: int,
     realm_id: uuid.UUID,
     last_checkpoint: int,
-) -> list[asyncpg.Record]:
-    """One row: the read facts (plus vlob_checkpoint), then `vlob_ids` and `versions` (the changes
-    after `last_checkpoint`; None: none) and `last_checkpoint` (that of the last change)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+) -> VlobChanges | None:
+    """The read facts, then the changes after `last_checkpoint`. None if the organization or user
+    is gone."""
+    row: asyncpg.Record | None = await conn.fetchrow(
         _Q_POLL_CHANGES, org_internal_id, user_internal_id, realm_id, min(last_checkpoint, INT8_MAX)
     )
-    return rows
+    if row is None:
+        return None
+    vlob_ids = row["vlob_ids"]
+    if vlob_ids is None:
+        return VlobChanges(_read_facts(row), [], None)
+    return VlobChanges(
+        _read_facts(row),
+        list(zip(vlob_ids, row["versions"], strict=True)),
+        row["last_checkpoint"],
+    )
 
 
 def items_of(row: asyncpg.Record) -> list[tuple[Any, ...]]:
