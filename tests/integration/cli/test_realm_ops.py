@@ -342,3 +342,36 @@ async def test_human_accesses(world: World, db_url: str) -> None:
 
     nope = cli("human_accesses", "--organization", "NoSuchOrg", "--db", db_url)
     assert nope.returncode == 14 and "not found" in error_line(nope)
+
+
+async def test_delete_realm_with_blocks_in_postgresql(db_url: str) -> None:
+    """The default blockstore: the blocks' data rows (`block_data`) go too, the other realm's stay."""
+    async with running_server(db_url) as server:
+        org = await server.bootstrap_org()
+        alice = org.alice
+        blocks: dict[uuid.UUID, dict[uuid.UUID, bytes]] = {}
+        doomed, kept = await new_realm(alice), await new_realm(alice)
+        await _fill(alice, doomed, b"doomed", blocks)
+        await _fill(alice, kept, b"kept", blocks)
+        await sql(
+            server,
+            "UPDATE realm SET status = 'DELETION_PLANNED', deletion_date = now() - interval '1 s' "
+            "WHERE realm_id = $1",
+            doomed,
+        )
+        res = cli(
+            "delete_realm",
+            "--organization",
+            org.organization_id,
+            "--realm",
+            doomed.hex,
+            "--db",
+            db_url,
+            "--yes",
+        )
+        assert res.returncode == 0, res.stderr
+        left = {r["block_id"] for r in await sql(server, "SELECT block_id FROM block_data")}
+        assert left == set(blocks[kept])
+        for block_id, data in blocks[kept].items():
+            rep = await alice.rpc("block_read", block_id=block_id, realm_id=kept)
+            assert rep["status"] == "ok" and rep["block"] == data
