@@ -4,17 +4,19 @@
 * RAID1, mirror: a block is written to every node at once. The create succeeds when at least one
   node stored it: with a node down, blocks are still accepted on the others (logged as
   `blockstore_raid1_degraded_write`, each naming the block and the nodes lacking it; the group is
-  not redundant for those blocks until the node is back and they are copied to it). A read asks the
-  nodes in turn (nodes that failed recently last), starting the next one as soon as one fails or
-  is slow to answer, and returns the first data; a node that lacks the block is no failure as long
-  as another has it.
+  not redundant for those blocks until the node is back and they are copied to it). Once a node
+  stored the block, a create does not wait for nodes that failed in the last `SUSPECT_FOR` s.
+  A read asks the nodes in turn (nodes that failed recently last), starting the next one as soon
+  as one fails or is slow to answer, and returns the first data; a node that lacks the block is
+  no failure as long as another has it.
 * RAID5, striping with parity: the payload `u32 BE length || block || zero padding` is split into
   N-1 equal chunks stored on nodes 0..N-2, and their XOR on node N-1. The create fails unless all N
   writes succeed; a read needs any N-1 of the N chunks (the parity is fetched as soon as a data
   node fails or is slow to answer).
 
 Every operation of a group, on all its nodes, ends within the group's `timeout`
-(`--blockstore-timeout`): a node that has not answered by then counts as failed.
+(`--blockstore-timeout`): a node that has not answered by then counts as failed. Operations that
+need every node (RAID5 creates, deletes) end at the first failure.
 
 Every node of a RAID1/RAID5 group holds an entry for every block whose create succeeded with all
 nodes up, so `iter_blocks` merges the nodes' sorted listings and tolerates as many dead nodes as a
@@ -121,27 +123,58 @@ class _RaidBlockstore(Blockstore):
         return BlockstoreUnavailable(f"no answer within {self.timeout:g} s")
 
     async def _on_each(
-        self, op: Callable[[int, Blockstore], Awaitable[None]]
+        self,
+        op: Callable[[int, Blockstore], Awaitable[None]],
+        *,
+        all_needed: bool = True,
     ) -> dict[int, BlockstoreUnavailable]:
         """Run `op` on every node at once, for at most `timeout`; the nodes that failed.
 
-        A node still busy at the deadline is cancelled and counts as failed.
+        A node still busy at the deadline is cancelled and counts as failed. With `all_needed`,
+        the first failure ends the operation (the others are cancelled: it fails anyway); without,
+        once a node succeeded the operation does not wait for nodes that failed in the last
+        `SUSPECT_FOR` seconds (each dead node makes one operation wait the whole `timeout` every
+        `SUSPECT_FOR` seconds, not every one).
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         tasks = {
             asyncio.ensure_future(self._tracked(i, functools.partial(op, i, node))): i
             for i, node in enumerate(self.nodes)
         }
         failures: dict[int, BlockstoreUnavailable] = {}
+        succeeded = 0
+        pending = set(tasks)
+        reason = "no answer in time"
         try:
-            done, pending = await asyncio.wait(tasks, timeout=self.timeout)
-            for task in done:
-                exc = task.exception()
-                if isinstance(exc, BlockstoreUnavailable):
-                    failures[tasks[task]] = exc
-                elif exc is not None:
-                    raise exc  # a bug
+            while pending and loop.time() < deadline:
+                done, pending = await asyncio.wait(
+                    pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    exc = task.exception()
+                    if isinstance(exc, BlockstoreUnavailable):
+                        failures[tasks[task]] = exc
+                    elif exc is not None:
+                        raise exc  # a bug
+                    else:
+                        succeeded += 1
+                if all_needed and failures:
+                    reason = "cancelled: another node failed"
+                    break
+                if (
+                    not all_needed
+                    and succeeded
+                    and all(self._health.suspect(tasks[t]) for t in pending)
+                ):
+                    reason = f"not waited for: failed in the last {SUSPECT_FOR:g} s"
+                    break
             for task in pending:
-                failures[tasks[task]] = self._no_answer(tasks[task])
+                i = tasks[task]
+                if loop.time() >= deadline:
+                    failures[i] = self._no_answer(i)
+                else:
+                    failures[i] = BlockstoreUnavailable(reason)
         finally:
             await _cancel(tasks)
         return failures
@@ -276,7 +309,9 @@ class Raid1Blockstore(_RaidBlockstore):
 
     async def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
         what = f"create of {organization_id}/{block_id}"
-        failures = await self._on_each(lambda i, node: node.create(organization_id, block_id, data))
+        failures = await self._on_each(
+            lambda i, node: node.create(organization_id, block_id, data), all_needed=False
+        )
         if len(failures) == len(self.nodes):
             raise BlockstoreUnavailable(self._failed(what, failures))
         if failures:

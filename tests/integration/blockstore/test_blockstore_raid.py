@@ -412,3 +412,32 @@ def test_redundant_group_needs_distinct_stores(
     pg = BlockstoreConfig("POSTGRESQL")
     with pytest.raises(ValueError, match="same store"):
         build_blockstore(BlockstoreConfig(kind, nodes=(pg, make_s3_config(), pg)), None)  # type: ignore[arg-type]
+
+
+async def test_raid1_hung_node_bounded_then_not_waited_for(
+    make_s3_config: Callable[..., BlockstoreConfig], hung_endpoint: str
+) -> None:
+    """A mirror that never answers: the first write waits for it at most the group's timeout, the
+    next ones (it failed recently) not at all; reads never wait for it once it is known."""
+    timeout = 1.0
+    healthy = make_s3_config()
+    hung = make_s3_config(endpoint=hung_endpoint, bucket="hung")
+    raid = build_blockstore(BlockstoreConfig("RAID1", nodes=(hung, healthy), timeout=timeout), None)  # type: ignore[arg-type]
+    assert isinstance(raid, Raid1Blockstore)
+    await raid.start()
+    try:
+        blocks = {uuid.uuid4(): os.urandom(1000) for _ in range(3)}
+        laps = []
+        for block_id, data in blocks.items():
+            t0 = time.monotonic()
+            await raid.create(ORG, block_id, data)
+            laps.append(time.monotonic() - t0)
+        assert timeout * 0.9 <= laps[0] < 3 * timeout  # gave the hung mirror its chance, bounded
+        assert all(lap < timeout for lap in laps[1:])  # then did not wait for it
+        for block_id, data in blocks.items():
+            t0 = time.monotonic()
+            assert await raid.read(ORG, block_id) == data
+            assert time.monotonic() - t0 < timeout
+        assert raid.read_order() == [1, 0]
+    finally:
+        await raid.stop()
