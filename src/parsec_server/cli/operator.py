@@ -39,8 +39,24 @@ class OperatorError(Exception):
 
 
 def database_options(f: F) -> F:
-    """--db, or the embedded PostgreSQL under --data-dir (stop the server that holds it first)."""
-    return db_option()(data_dir_option()(f))
+    """--db, or the embedded PostgreSQL under --data-dir (stop the server that holds it first);
+    and the official commands' connection, logging and debug options, accepted (and unused) so
+    that an official server's script runs unchanged."""
+    f = db_option()(data_dir_option()(f))
+    for decl, kwargs in _OFFICIAL_COMPAT_OPTIONS:
+        f = click.option(*decl, expose_value=False, **kwargs)(f)
+    return f
+
+
+_COMPAT = "Accepted for compatibility with the official server; unused."
+_OFFICIAL_COMPAT_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--db-min-connections",), {"type": int, "metavar": "INTEGER", "help": _COMPAT}),
+    (("--db-max-connections",), {"type": int, "metavar": "INTEGER", "help": _COMPAT}),
+    (("--log-level", "-l"), {"metavar": "LEVEL", "help": _COMPAT}),
+    (("--log-format", "-f"), {"metavar": "FORMAT", "help": _COMPAT}),
+    (("--log-file", "-o"), {"metavar": "FILE", "help": _COMPAT}),
+    (("--debug",), {"is_flag": True, "help": _COMPAT}),
+]
 
 
 def blockstore_option(f: F) -> F:

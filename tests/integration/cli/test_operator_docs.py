@@ -47,3 +47,23 @@ def test_every_operator_option_is_documented() -> None:
                 if opt.startswith("--") and opt not in common and f"`{opt}" not in text:
                     missing.append(f"{name} {opt}")
     assert not missing, f"options not documented: {missing}"
+
+
+def test_official_options_are_accepted() -> None:
+    """An official server's script runs unchanged: its connection, logging and debug options parse
+    (here the database is unreachable: exit 6, not a usage error)."""
+    from click.testing import CliRunner
+
+    from parsec_server.embedded_pg import free_tcp_port
+
+    db = f"postgresql://postgres@127.0.0.1:{free_tcp_port()}/nope"
+    official = ["--db-min-connections", "1", "--db-max-connections", "7", "-l", "INFO"]
+    official += ["-f", "CONSOLE", "-o", "/dev/null", "--debug"]
+    for args in (
+        ["list_deletable_realms", "--organization", "Acme", "--json"],
+        ["human_accesses", "--organization", "Acme", "--filter", "bob"],
+        ["delete_realm", "--organization", "Acme", "--realm", "ab" * 16, "--dry-run"],
+        ["export_realm", "--organization", "Acme", "--realm", "ab" * 16],
+    ):
+        res = CliRunner().invoke(cli, [*args, "--db", db, *official])
+        assert res.exit_code == 6, (args, res.output)
