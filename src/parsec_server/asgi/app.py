@@ -171,6 +171,7 @@ async def _health(backend: Backend, send: Send) -> None:
     whether this process's event listener is connected (informational). See docs/faults.md."""
     problem = await backend.db.probe()
     if problem is None:
+        rpc.OUTAGE.writable_again()
         problem = rpc.OUTAGE.writes_failing()
     doc: dict[str, Any] = {"version": __version__}
     if problem == "unreachable":

@@ -124,6 +124,11 @@ class OutageLog:
             return None
         return self.write_failure
 
+    def writable_again(self) -> None:
+        """The database was seen accepting writes (not read-only): a READ_ONLY refusal is over."""
+        if self.write_failure == READ_ONLY:
+            self.write_failed_at = self.write_failure = None
+
     def served(self) -> None:
         """A request was served: ends an outage of an unreachable database (or of failing writes once
         none failed for WRITE_FAILURE_WINDOW)."""
