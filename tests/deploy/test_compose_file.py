@@ -232,3 +232,17 @@ def test_every_secret_the_server_requires_is_provided(service: str) -> None:
         "PARSEC_ADMINISTRATION_TOKEN",
         "PARSEC_SERVER_ADDR",
     } <= provided
+
+
+def test_administration_token_stays_out_of_command_lines() -> None:
+    """The token reaches the server through its env file (or a file, PARSEC_ADMINISTRATION_TOKEN_FILE),
+    never through `command:`, where every local user could read it in the process list (and `run`
+    would log administration_token_on_command_line)."""
+    for name in _parsec_services():
+        svc = SERVICES[name]
+        command = " ".join(svc.get("command") or [])
+        assert "--administration-token" not in command or "--administration-token-file" in command
+        env = svc.get("environment") or {}
+        assert "PARSEC_ADMINISTRATION_TOKEN" not in env, "a literal token in the compose file"
+    template = read_env_file(ENV_TEMPLATES / "admin-token.env.template")
+    assert set(template) <= {"PARSEC_ADMINISTRATION_TOKEN", "PARSEC_ADMINISTRATION_TOKEN_FILE"}
