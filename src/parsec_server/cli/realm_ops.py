@@ -150,7 +150,10 @@ def delete_realm_cmd(
             now = datetime.datetime.now(datetime.UTC)
             async with be.db.connection() as conn:
                 org, realm = await _org_and_realm(conn, organization, realm_id)
-                if realm.status == "DELETED":
+                counts = await ops.realm_counts(conn, realm.internal_id)
+                block_ids = await ops.realm_block_ids(conn, realm.internal_id)
+                resuming = realm.status == "DELETED"
+                if resuming and not block_ids:
                     raise OperatorError(
                         f"realm {realm_id.hex} was already deleted ({rfc3339(realm.deleted_on)})",
                         Exit.REFUSED,
@@ -158,7 +161,7 @@ def delete_realm_cmd(
                 deletable = {
                     c.realm_id for c in await ops.deletion_candidates(conn, org.internal_id, now)
                 }
-                if realm_id not in deletable:
+                if not resuming and realm_id not in deletable:
                     if realm.status == "DELETION_PLANNED":
                         reason = (
                             f"its deletion date ({rfc3339(realm.deletion_date)}) has not passed"
@@ -168,29 +171,35 @@ def delete_realm_cmd(
                     raise OperatorError(
                         f"realm {realm_id.hex} cannot be deleted: {reason}", Exit.REFUSED
                     )
-                counts = await ops.realm_counts(conn, realm.internal_id)
-                block_ids = await ops.realm_block_ids(conn, realm.internal_id)
             if dump_realm_blocks is not None:
                 write_slugs(dump_realm_blocks, organization, block_ids)
                 click.echo(f"Exported {len(block_ids)} block slug(s) to {dump_realm_blocks}")
-            summary = (
-                f"realm {realm_id.hex} of {organization}: {counts['vlobs']} vlob version(s), "
-                f"{counts['blocks']} block(s) ({counts['block_bytes']} bytes) in "
-                f"{be.blockstore.describe()}"
-            )
+            if resuming:
+                summary = (
+                    f"the {len(block_ids)} block(s) an interrupted deletion left of realm "
+                    f"{realm_id.hex} of {organization} in {be.blockstore.describe()}"
+                )
+            else:
+                summary = (
+                    f"realm {realm_id.hex} of {organization}: {counts['vlobs']} vlob version(s), "
+                    f"{counts['blocks']} block(s) ({counts['block_bytes']} bytes) in "
+                    f"{be.blockstore.describe()}"
+                )
             if dry_run:
                 click.echo(f"Dry run: would delete {summary}; nothing deleted")
                 return
             confirm(f"Delete {summary}?", yes)
-            async with be.db.transaction() as conn:
-                realm = await ops.realm(conn, org.internal_id, realm_id)
-                assert realm is not None
-                await conn.execute(
-                    "SELECT 1 FROM realm WHERE id = $1 FOR UPDATE", realm.internal_id
-                )
-                block_ids = await ops.realm_block_ids(conn, realm.internal_id)
-                await ops.delete_realm_metadata(conn, realm.internal_id, now)
+            if not resuming:
+                async with be.db.transaction() as conn:
+                    await conn.execute(
+                        "SELECT 1 FROM realm WHERE id = $1 FOR UPDATE", realm.internal_id
+                    )
+                    block_ids = await ops.realm_block_ids(conn, realm.internal_id)
+                    await ops.delete_realm_metadata(conn, realm.internal_id, now)
             failed = await delete_blocks(be.blockstore, organization, block_ids)
+            done = sorted(set(block_ids) - set(failed))
+            async with be.db.transaction() as conn:
+                await ops.delete_block_rows(conn, realm.internal_id, done)
             if failed:
                 raise leftover_error(
                     f"realm {realm_id.hex} deleted from the database", organization, failed, None

@@ -258,7 +258,6 @@ async def realm_block_ids(conn: asyncpg.Connection, realm_internal_id: int) -> l
 
 _DELETE_REALM = """
 WITH
-blocks AS (DELETE FROM block WHERE realm = $1),
 updates AS (DELETE FROM realm_vlob_update WHERE realm = $1),
 vlobs AS (DELETE FROM vlob_atom WHERE realm = $1),
 seq_access AS (
@@ -277,9 +276,21 @@ UPDATE realm SET status = 'DELETED', deleted_on = $2 WHERE id = $1
 async def delete_realm_metadata(
     conn: asyncpg.Connection, realm_internal_id: int, now: datetime.datetime
 ) -> None:
-    """Vlobs, block metadata, keys-bundle accesses and contents removed; the realm marked DELETED
-    (in the caller's transaction). Certificates, names and the archiving history stay."""
+    """Vlobs, keys-bundle accesses and contents removed; the realm marked DELETED (in the caller's
+    transaction). Certificates, names and the archiving history stay. The `block` rows stay until
+    the caller has deleted their data from the blockstore (`delete_block_rows`): a deletion the
+    blockstore interrupted is finished from them (a DELETED realm's blocks are never served)."""
     await conn.execute(_DELETE_REALM, realm_internal_id, now)
+
+
+async def delete_block_rows(
+    conn: asyncpg.Connection, realm_internal_id: int, block_ids: list[uuid.UUID]
+) -> None:
+    await conn.execute(
+        "DELETE FROM block WHERE realm = $1 AND block_id = ANY($2::uuid[])",
+        realm_internal_id,
+        block_ids,
+    )
 
 
 _REALM_COUNTS = """
@@ -454,6 +465,7 @@ __all__ = [
     "RealmRow",
     "blocks",
     "certificates",
+    "delete_block_rows",
     "delete_organization",
     "delete_realm_metadata",
     "deletion_candidates",

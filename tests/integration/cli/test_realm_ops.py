@@ -30,7 +30,7 @@ EXE = [sys.executable, "-m", "parsec_server.cli.main"]
 REGION, KEY, SECRET = "us-east-1", "ops-key", "ops-secret"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
     return subprocess.run(
         [*EXE, *args],
@@ -39,6 +39,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=120,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
 
 
@@ -375,3 +376,37 @@ async def test_delete_realm_with_blocks_in_postgresql(db_url: str) -> None:
         for block_id, data in blocks[kept].items():
             rep = await alice.rpc("block_read", block_id=block_id, realm_id=kept)
             assert rep["status"] == "ok" and rep["block"] == data
+
+
+async def test_delete_realm_interrupted_by_the_blockstore_is_finished_by_a_rerun(
+    world: World, db_url: str, bucket: tuple[Any, str, str], tmp_path: Path
+) -> None:
+    s3, name, spec = bucket
+    org_id = world.org.organization_id
+    broken = spec.replace(f":{name}:", ":no-such-bucket:")
+    args = [*_org_args(world, db_url), "--realm", world.orphaned.hex, "--yes"]
+    res = cli("delete_realm", *args, "--blockstore", broken, cwd=tmp_path)
+    assert res.returncode == 16, res.stderr
+    line = error_line(res)
+    assert "2 block(s) could not be deleted" in line and "rerun" in line
+    (listing,) = files(tmp_path, "parsec-blocks-left-*.txt")
+    expected = {f"{org_id}/{b}" for b in world.blocks[world.orphaned]}
+    assert set(listing.read_text().split()) == expected
+    # The realm is deleted for clients already; its objects are still in the bucket.
+    rep = await world.org.alice.rpc("vlob_poll_changes", realm_id=world.orphaned, last_checkpoint=0)
+    assert rep["status"] == "realm_deleted"
+    assert expected <= objects(s3, name)
+
+    dry = cli("delete_realm", *args, "--blockstore", spec, "--dry-run")
+    assert dry.returncode == 0 and "interrupted deletion left" in dry.stdout
+    rerun = cli("delete_realm", *args, "--blockstore", spec)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not expected & objects(s3, name)
+    rows = await sql(
+        world.server,
+        "SELECT count(*) AS n FROM block b JOIN realm r ON r.id = b.realm WHERE r.realm_id = $1",
+        world.orphaned,
+    )
+    assert rows[0]["n"] == 0
+    again = cli("delete_realm", *args, "--blockstore", spec)
+    assert again.returncode == 15 and "already deleted" in error_line(again)
