@@ -235,6 +235,20 @@ async def test_block_id_raced_by_two_realms(server: Server, org: Org) -> None:
         assert await read(loser, loser_realm, block_id) == {"status": "block_not_found"}
 
 
+async def test_block_creates_beyond_the_pool(server: Server, org: Org) -> None:
+    """Outside the POSTGRESQL blockstore a create holds a database connection while its data are
+    written; a RAID group with POSTGRESQL members needs a second one for the data. Three times
+    more concurrent creates than the pool has connections all complete (no pool deadlock)."""
+    alice = org.alice
+    realm_id = await new_realm(alice)
+    count = 3 * server.backend.db.pool.max_size
+    ids = [uuid.uuid4() for _ in range(count)]
+    reps = await asyncio.gather(*(create(alice, realm_id, b.bytes, b) for b in ids))
+    assert reps == [OK] * count
+    for block_id in ids[:3] + ids[-3:]:
+        assert (await read(alice, realm_id, block_id))["block"] == block_id.bytes
+
+
 async def test_block_store_unavailable(db_url: str, moto: str) -> None:
     """An object store that refuses every operation (no such bucket)."""
     async with running_server(db_url, blockstore=s3_config(moto, "no-such-bucket")) as server:
