@@ -73,43 +73,11 @@ def realm_certificate(
     )
 
 
-def vlob(
-    org: str,
-    realm_id: uuid.UUID,
-    vlob_id: uuid.UUID,
-    author: uuid.UUID,
-    timestamp: datetime,
-    version: int,
-    blob: bytes,
-    last_common_certificate_timestamp: datetime,
-    last_realm_certificate_timestamp: datetime,
-) -> Event:
-    return new_event(
-        org,
-        "VLOB",
-        **_vlob_fields(realm_id, vlob_id, author, timestamp, version, blob),
-        last_common_certificate_timestamp=_us(last_common_certificate_timestamp),
-        last_realm_certificate_timestamp=_us(last_realm_certificate_timestamp),
-    )
-
-
-def _vlob_fields(
-    realm_id: uuid.UUID,
-    vlob_id: uuid.UUID,
-    author: uuid.UUID,
-    timestamp: datetime,
-    version: int,
-    blob: bytes,
-) -> dict[str, Any]:
-    """A VLOB event's fields but its two topic timestamps (see `vlob_payload_head`)."""
-    return {
-        "realm_id": realm_id.hex,
-        "vlob_id": vlob_id.hex,
-        "author": author.hex,
-        "timestamp": _us(timestamp),
-        "version": version,
-        "blob": base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
-    }
+# The VLOB event is built in one place: `vlob_payload_head` (every field but the two topic timestamps,
+# known only inside the writing statement), completed by `_REALM_KEY`, the realm timestamp and `}`. The
+# writing statement completes it in SQL (`vlob_payload_sql`); `vlob` completes it in Python.
+_COMMON_KEY = ',"last_common_certificate_timestamp":'
+_REALM_KEY = ',"last_realm_certificate_timestamp":'
 
 
 def vlob_payload_head(
@@ -121,24 +89,48 @@ def vlob_payload_head(
     version: int,
     blob: bytes,
 ) -> str:
-    """The NOTIFY payload of a VLOB event, but for its two topic timestamps, known only inside the writing
-    statement. That statement completes it with (`VLOB_PAYLOAD_TAIL_SQL`):
+    """The NOTIFY payload of a VLOB event up to its common topic timestamp (excluded), which the writing
+    statement appends with the rest (`vlob_payload_sql`):
 
-        $head || <common topic µs> || ',"last_realm_certificate_timestamp":' || <realm topic µs> || '}'
+        head || <common topic µs> || ',"last_realm_certificate_timestamp":' || <realm topic µs> || '}'
     """
     event = new_event(
-        org, "VLOB", **_vlob_fields(realm_id, vlob_id, author, timestamp, version, blob)
+        org,
+        "VLOB",
+        realm_id=realm_id.hex,
+        vlob_id=vlob_id.hex,
+        author=author.hex,
+        timestamp=_us(timestamp),
+        version=version,
+        blob=base64.b64encode(blob).decode() if len(blob) < VLOB_BLOB_MAX else None,
     )
-    return json.dumps(event, separators=(",", ":"))[:-1] + ',"last_common_certificate_timestamp":'
+    return json.dumps(event, separators=(",", ":"))[:-1] + _COMMON_KEY
 
 
 def vlob_payload_sql(head: str, common_ts: str, realm_ts: str) -> str:
     """SQL text completing `vlob_payload_head` (`head`: its parameter, `*_ts`: timestamptz expressions)."""
     return (
         f"{head} || (EXTRACT(EPOCH FROM {common_ts}) * 1000000)::bigint"
-        f" || ',\"last_realm_certificate_timestamp\":' || (EXTRACT(EPOCH FROM {realm_ts}) * 1000000)::bigint"
-        " || '}'"
+        f" || '{_REALM_KEY}' || (EXTRACT(EPOCH FROM {realm_ts}) * 1000000)::bigint || '}}'"
     )
+
+
+def vlob(
+    org: str,
+    realm_id: uuid.UUID,
+    vlob_id: uuid.UUID,
+    author: uuid.UUID,
+    timestamp: datetime,
+    version: int,
+    blob: bytes,
+    last_common_certificate_timestamp: datetime,
+    last_realm_certificate_timestamp: datetime,
+) -> Event:
+    """The event `vlob_payload_head` + `vlob_payload_sql` publish, completed in Python."""
+    head = vlob_payload_head(org, realm_id, vlob_id, author, timestamp, version, blob)
+    common, realm = _us(last_common_certificate_timestamp), _us(last_realm_certificate_timestamp)
+    event: Event = json.loads(f"{head}{common}{_REALM_KEY}{realm}}}")
+    return event
 
 
 def invitation(
