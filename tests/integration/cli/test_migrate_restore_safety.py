@@ -148,3 +148,29 @@ def test_backup_is_owner_only_and_restore_creates_a_missing_database(
                 await conn.close()
 
         asyncio.run(drop())
+
+
+def test_restore_says_what_to_run_when_it_cannot_create_the_database(
+    db_url: str, tmp_path: Path
+) -> None:
+    output = tmp_path / "b"
+    assert _cli("backup", "--db", db_url, "--output", str(output)).returncode == 0
+    role = f"nocreate_{uuid.uuid4().hex[:8]}"
+
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE ROLE "{role}" LOGIN NOCREATEDB'))
+    try:
+        base = db_url.split("://", 1)[1].split("@", 1)[1]  # host:port/database
+        target = f"postgresql://{role}@{base.rsplit('/', 1)[0]}/never_{uuid.uuid4().hex[:8]}"
+        res = _cli("restore", "--db", target, str(output))
+        assert res.returncode == 9, res.stderr
+        line = res.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: the database") and "createdb" in line, line
+    finally:
+        asyncio.run(sql(f'DROP ROLE "{role}"'))
