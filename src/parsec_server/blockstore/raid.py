@@ -16,7 +16,8 @@
 
 Every operation of a group, on all its nodes, ends within the group's `timeout`
 (`--blockstore-timeout`): a node that has not answered by then counts as failed. Operations that
-need every node (RAID5 creates, deletes) end at the first failure.
+need every node (RAID5 creates, deletes) end at the first failure, and do not wait for a node that
+failed in the last `SUSPECT_FOR` s once the others answered.
 
 Every node of a RAID1/RAID5 group holds an entry for every block whose create succeeded with all
 nodes up, so `iter_blocks` merges the nodes' sorted listings and tolerates as many dead nodes as a
@@ -131,10 +132,10 @@ class _RaidBlockstore(Blockstore):
         """Run `op` on every node at once, for at most `timeout`; the nodes that failed.
 
         A node still busy at the deadline is cancelled and counts as failed. With `all_needed`,
-        the first failure ends the operation (the others are cancelled: it fails anyway); without,
-        once a node succeeded the operation does not wait for nodes that failed in the last
-        `SUSPECT_FOR` seconds (each dead node makes one operation wait the whole `timeout` every
-        `SUSPECT_FOR` seconds, not every one).
+        the first failure ends the operation (the others are cancelled: it fails anyway). Once the
+        other nodes answered, the operation does not wait for nodes that failed in the last
+        `SUSPECT_FOR` seconds: each dead node makes one operation wait the whole `timeout` every
+        `SUSPECT_FOR` seconds, not every one.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -162,11 +163,7 @@ class _RaidBlockstore(Blockstore):
                 if all_needed and failures:
                     reason = "cancelled: another node failed"
                     break
-                if (
-                    not all_needed
-                    and succeeded
-                    and all(self._health.suspect(tasks[t]) for t in pending)
-                ):
+                if succeeded and all(self._health.suspect(tasks[t]) for t in pending):
                     reason = f"not waited for: failed in the last {SUSPECT_FOR:g} s"
                     break
             for task in pending:
