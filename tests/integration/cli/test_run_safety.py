@@ -21,8 +21,10 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, env=_env(), timeout=60)
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EXE, *args], capture_output=True, text=True, env={**_env(), **env}, timeout=60
+    )
 
 
 def _socket_dirs() -> set[Path]:
@@ -34,7 +36,7 @@ def test_port_in_use_is_one_error_line_and_exit_12(db_url: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        res = _run("run", "--db", db_url, "--administration-token", "t", "--port", str(port))
+        res = _run("run", "--db", db_url, "--port", str(port), PARSEC_ADMINISTRATION_TOKEN="t")
     assert res.returncode == 12, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
