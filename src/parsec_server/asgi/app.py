@@ -19,7 +19,7 @@ from parsec_server.commands.context import Backend
 from parsec_server.config import ServerConfig
 from parsec_server.events.bus import EventBus
 from parsec_server.log import get_logger
-from parsec_server.storage.db import Database
+from parsec_server.storage.db import COMMAND_TIMEOUT, Database
 
 log = get_logger("parsec_server.asgi")
 
@@ -44,7 +44,10 @@ class ParsecApp:
     # --- lifecycle ---------------------------------------------------------------------------------
     async def startup(self) -> None:
         db = await Database.open(
-            self.config.db_url, self.config.db_min_connections, self.config.db_max_connections
+            self.config.db_url,
+            self.config.db_min_connections,
+            self.config.db_max_connections,
+            command_timeout=COMMAND_TIMEOUT,
         )
         try:
             blockstore = build_blockstore(self.config.blockstore, db)

@@ -32,6 +32,12 @@ Record = asyncpg.Record
 
 SERVER_SETTINGS = {"timezone": "UTC", "plan_cache_mode": "force_generic_plan"}
 STATEMENT_CACHE_SIZE = 1024
+# Bounded waits (docs/faults.md): opening a connection; waiting for a free pooled connection when all
+# `max_size` are busy; one statement of the server's pool (the app's pool only: operator commands and
+# backups open theirs without it). Each ends in TimeoutError, which requests answer with 503.
+CONNECT_TIMEOUT = 10.0
+ACQUIRE_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 60.0
 
 
 class DatabaseUnavailable(Exception):
@@ -99,12 +105,18 @@ class Pool:
     `execute` run one statement on a pooled connection."""
 
     def __init__(
-        self, url: str, min_size: int, max_size: int, connect_timeout: float = 10.0
+        self,
+        url: str,
+        min_size: int,
+        max_size: int,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        command_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
         self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
         self._idle: list[asyncpg.Connection] = []
         self._all: set[asyncpg.Connection] = set()
         self._opening = 0
@@ -127,6 +139,7 @@ class Pool:
             conn = await asyncpg.connect(
                 self.url,
                 timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
                 statement_cache_size=STATEMENT_CACHE_SIZE,
                 server_settings=SERVER_SETTINGS,
             )
@@ -137,6 +150,7 @@ class Pool:
 
     # --- taking and giving back -------------------------------------------------------------
     async def get(self, timeout: float | None = None) -> asyncpg.Connection:  # noqa: ASYNC109
+        """A connection; waits at most `timeout` (None: ACQUIRE_TIMEOUT) seconds for one to be free."""
         if self._closing:
             raise asyncpg.InterfaceError("pool is closing")
         idle = self._idle
@@ -150,9 +164,7 @@ class Pool:
         fut: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            if timeout is None:
-                return await fut
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(ACQUIRE_TIMEOUT if timeout is None else timeout):
                 return await fut
         except BaseException:
             if fut.done() and not fut.cancelled():  # handed over while we gave up: pass it on
@@ -323,8 +335,11 @@ class Database:
         self.url = url
 
     @classmethod
-    async def open(cls, url: str, min_size: int = 2, max_size: int = 10) -> Database:
-        pool = Pool(url, min_size, max_size)
+    async def open(
+        cls, url: str, min_size: int = 2, max_size: int = 10, command_timeout: float | None = None
+    ) -> Database:
+        """`command_timeout`: seconds one statement may take (None: unbounded, for operator commands)."""
+        pool = Pool(url, min_size, max_size, command_timeout=command_timeout)
         try:
             await pool.start()
         except _CONNECT_ERRORS as exc:
