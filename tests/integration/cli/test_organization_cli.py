@@ -239,3 +239,16 @@ async def test_delete_organizations(db_url: str, bucket: tuple[Any, str, str]) -
 
         nothing = cli("organization", "delete", *db)
         assert nothing.returncode == 2
+
+
+async def test_delete_organization_with_blocks_in_postgresql(db_url: str) -> None:
+    async with running_server(db_url) as server:
+        blocks: dict[uuid.UUID, dict[uuid.UUID, bytes]] = {}
+        doomed, kept = await server.bootstrap_org(), await server.bootstrap_org()
+        await _fill(doomed.alice, await new_realm(doomed.alice), b"doomed", blocks)
+        await _fill(kept.alice, await new_realm(kept.alice), b"kept", blocks)
+        res = cli("organization", "delete", doomed.organization_id, "--yes", "--db", db_url)
+        assert res.returncode == 0, res.stderr
+        assert "(2 block(s) removed)" in res.stdout
+        rows = await sql(server, "SELECT DISTINCT organization_id FROM block_data")
+        assert [r["organization_id"] for r in rows] == [kept.organization_id]
