@@ -17,13 +17,15 @@ a RAID group with POSTGRESQL members takes its data connections from there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from parsec_server.blockstore.base import BlockstoreUnavailable
-from parsec_server.commands.context import AuthenticatedClient
+from parsec_server.commands.context import AuthenticatedClient, Backend
 from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
 from parsec_server.log import get_logger
 from parsec_server.protocol.codec import now as utc_now
@@ -75,12 +77,25 @@ class _DataWriteFailed(Exception):
 _writers: weakref.WeakKeyDictionary[Pool, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
-def _writer_slots(pool: Pool) -> asyncio.Semaphore:
-    """Creates holding a connection across a data write: at most half of the pool."""
+@contextlib.asynccontextmanager
+async def _writer_slot(backend: Backend) -> AsyncIterator[None]:
+    """A turn to hold a connection across a data write: at most half of the pool's connections at
+    once. The wait for a turn is bounded by the blockstore timeout too (`_DataWriteFailed`), so
+    that a dead store makes queued creates fail within it rather than one after the other."""
+    pool = backend.db.pool
     slots = _writers.get(pool)
     if slots is None:
         slots = _writers[pool] = asyncio.Semaphore(max(1, pool.max_size // 2))
-    return slots
+    try:
+        async with asyncio.timeout(backend.config.blockstore.timeout):
+            await slots.acquire()
+    except TimeoutError:
+        log.warning("blockstore_create_no_turn", timeout=backend.config.blockstore.timeout)
+        raise _DataWriteFailed from None
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 @handles(AUTHENTICATED, "block_create")
@@ -109,7 +124,7 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             assert refusal is not None, "block create refused for no known reason"
             return refusal
 
-        async with _writer_slots(backend.db.pool), backend.db.transaction() as conn:
+        async with _writer_slot(backend), backend.db.transaction() as conn:
             row = await block_storage.check(
                 conn, client.org.internal_id, device.user_internal_id, req.realm_id, req.block_id
             )

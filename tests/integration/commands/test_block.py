@@ -9,6 +9,8 @@ test_dp_block.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -247,6 +249,37 @@ async def test_block_creates_beyond_the_pool(server: Server, org: Org) -> None:
     assert reps == [OK] * count
     for block_id in ids[:3] + ids[-3:]:
         assert (await read(alice, realm_id, block_id))["block"] == block_id.bytes
+
+
+async def test_block_creates_queued_on_a_dead_store_end_within_the_timeout(db_url: str) -> None:
+    """The turns to hold a connection across a data write (half the pool: 1 here) are waited for
+    within the blockstore timeout too: ten creates on a store that never answers all end about
+    when the first does, not one after the other (10 x 0.3 s). A behaviour bound, not a benchmark."""
+    timeout = 0.3
+    sockets: list[asyncio.StreamWriter] = []
+
+    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sockets.append(writer)  # accepted, never answered
+
+    hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    host, port = hole.sockets[0].getsockname()[:2]
+    config = dataclasses.replace(s3_config(f"http://{host}:{port}", "dark"), timeout=timeout)
+    try:
+        async with running_server(db_url, blockstore=config, db_max_connections=2) as server:
+            org = await server.bootstrap_org()
+            realm_id = await new_realm(org.alice)
+            start = time.monotonic()
+            reps = await asyncio.gather(*(create(org.alice, realm_id) for _ in range(10)))
+            elapsed = time.monotonic() - start
+            assert reps == [{"status": "store_unavailable"}] * 10
+            assert elapsed < 5 * timeout, elapsed
+            rows = await sql(server, "SELECT count(*) AS n FROM block")
+            assert rows[0]["n"] == 0
+    finally:
+        for writer in sockets:
+            writer.close()
+        hole.close()
+        await hole.wait_closed()
 
 
 async def test_block_store_unavailable(db_url: str, moto: str) -> None:
