@@ -13,7 +13,7 @@ accepts every connection the kernel hands it. `GuardedHttpProtocol` adds, per co
   event stream (which never completes its response) is not cut. Idle keep-alive connections
   between requests are closed by uvicorn's `timeout_keep_alive` (`--keep-alive-timeout`);
 * a cap on the open connections of the process: beyond it a new connection gets `503` and is
-  closed; one warning when the cap is reached and one line when the process is back under it,
+  closed at once; one warning when the cap is reached and one line when the process is back under it,
   per episode.
 
 A connection refused or closed early answers, stops reading and sends its FIN at once, then waits
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,8 @@ class _OneWriteTransport:
         self._transport = transport
         self._head: bytes | None = None
         self._loop = asyncio.get_running_loop()
-        self.on_close: Any = None  # () -> bool: True when the protocol took care of the close
+        # True when the protocol took care of the close (see the class)
+        self.on_close: Callable[[], bool] | None = None
 
     def write(self, data: bytes) -> None:
         head = self._head
@@ -189,12 +191,15 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
                         "(--max-connections)",
                     )
                 cap.refused += 1
-                self._refuse(503, "")
+                # closed at once (nothing to read yet): a flood must not pile up lingering sockets
+                self._refuse(503, "", linger=False)
                 return
             self._head_timer = self.loop.call_later(head_timeout, self._head_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            if self._proxy is not None:
+                self._proxy.on_close = None  # uvicorn closes the (lost) transport: no lingering
             super().connection_lost(exc)
             if cap.active and len(self.connections) < cap.limit:
                 cap.active = False
@@ -217,13 +222,10 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
                     self._head_timer = self.loop.call_later(head_timeout, self._head_timeout)
             try:
                 self.parser.feed_data(data)
-            except _Refused as exc:  # not raised by httptools, which wraps it: for type checkers
-                self._refuse(exc.status, exc.reason)
-                return
             except httptools.HttpParserUpgrade:
                 return  # no protocol upgrade is served (uvicorn is given ws="none")
             except httptools.HttpParserError as exc:
-                cause = exc.__context__
+                cause = exc.__context__  # httptools wraps what a callback raises
                 if isinstance(cause, _Refused):
                     self._refuse(cause.status, cause.reason)
                 else:
@@ -284,12 +286,15 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
             if self._head_bytes:
                 timed_out.hit(received=self._head_bytes, timeout=head_timeout)
                 self._refuse(408, "")
-            else:  # a connection opened and left silent: nothing to answer
-                self._linger()
+            else:  # a connection opened and left silent: nothing to answer, nothing unread
+                assert self._proxy is not None
+                self._cancel_head_timer()
+                self._proxy.force_close()
 
         # --- closing ---------------------------------------------------------------------------
-        def _refuse(self, status: int, reason: str) -> None:
-            """Answer `status` (with `reason` as the body) and close the connection."""
+        def _refuse(self, status: int, reason: str, linger: bool = True) -> None:
+            """Answer `status` (with `reason` as the body) and close the connection (after
+            `LINGER` unless `linger` is false)."""
             if status != 503 and status != 408:
                 refused_heads.hit(status=status, reason=reason)
             body = reason.encode("ascii")
@@ -298,7 +303,12 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                 % (status, _REASONS[status], len(body), body)
             )
-            self._linger()
+            if linger:
+                self._linger()
+            else:
+                self._lingering = True
+                assert self._proxy is not None
+                self._proxy.force_close()
 
         def _on_transport_close(self) -> bool:
             """uvicorn closes the transport after a `connection: close` answer: linger when the
