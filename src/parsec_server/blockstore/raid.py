@@ -339,6 +339,7 @@ class Raid1Blockstore(_RaidBlockstore):
         to_ask = self.read_order()
         tasks: dict[asyncio.Task[bytes], int] = {}
         failures: dict[int, BlockstoreUnavailable] = {}
+        asked: list[int] = []
         next_ask = loop.time()
         try:
             while True:
@@ -346,6 +347,7 @@ class Raid1Blockstore(_RaidBlockstore):
                 if to_ask and (now >= next_ask or not tasks):
                     i = to_ask.pop(0)
                     tasks[self._read_task(i, organization_id, block_id)] = i
+                    asked.append(i)
                     next_ask = now + hedge
                 if not tasks or now >= deadline:
                     break
@@ -357,6 +359,11 @@ class Raid1Blockstore(_RaidBlockstore):
                     i = tasks.pop(task)
                     exc = task.exception()
                     if exc is None:
+                        # Nodes asked earlier that still have not answered were too slow: they
+                        # are asked last for a while (see `_NodeHealth`).
+                        for j in tasks.values():
+                            if asked.index(j) < asked.index(i):
+                                self._health.failed(j)
                         return task.result()
                     if not isinstance(exc, BlockstoreUnavailable):
                         raise exc  # a bug
@@ -493,6 +500,12 @@ class Raid5Blockstore(_RaidBlockstore):
             if not enough() and loop.time() >= deadline:
                 for i in tasks.values():
                     failures[i] = self._no_answer(i)
+            elif enough() and chunks[parity] is not None:
+                # Rebuilt from the parity: the data nodes that have not answered were too slow,
+                # the next reads fetch the parity at once (see `_NodeHealth`).
+                for i in tasks.values():
+                    if i != parity:
+                        self._health.failed(i)
         finally:
             await _cancel(tasks)
 

@@ -441,3 +441,33 @@ async def test_raid1_hung_node_bounded_then_not_waited_for(
         assert raid.read_order() == [1, 0]
     finally:
         await raid.stop()
+
+
+@pytest.mark.parametrize("kind", ["RAID1", "RAID5"])
+async def test_slow_node_left_aside_after_one_read(
+    make_s3_config: Callable[..., BlockstoreConfig], hung_endpoint: str, kind: str
+) -> None:
+    """A node that never answers a read is not waited for (RAID1 asks the next mirror after
+    `timeout / N`, RAID5 fetches the parity after `timeout / 2`), then left aside at once."""
+    timeout = 2.0
+    nodes = [make_s3_config() for _ in range(3)]
+    healthy = build_blockstore(BlockstoreConfig(kind, nodes=tuple(nodes), timeout=timeout), None)  # type: ignore[arg-type]
+    nodes[0] = make_s3_config(endpoint=hung_endpoint, bucket="hung")
+    degraded = build_blockstore(BlockstoreConfig(kind, nodes=tuple(nodes), timeout=timeout), None)  # type: ignore[arg-type]
+    await healthy.start()
+    await degraded.start()
+    try:
+        block_id, data = uuid.uuid4(), os.urandom(10_000)
+        await healthy.create(ORG, block_id, data)
+        laps = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            assert await degraded.read(ORG, block_id) == data
+            laps.append(time.monotonic() - t0)
+        assert laps[0] < timeout
+        assert laps[1] < timeout / 3  # the hung node was not asked first, nor waited for
+        if isinstance(degraded, Raid1Blockstore):
+            assert degraded.read_order() == [1, 2, 0]
+    finally:
+        await healthy.stop()
+        await degraded.stop()
