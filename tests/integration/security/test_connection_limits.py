@@ -155,3 +155,28 @@ def test_connection_cap(spawn_server: Callable[..., ServerProcess]) -> None:
     assert log.count("connection_cap_reached") == 1, log
     assert log.count("connection_cap_cleared") == 1, log
     assert "refused=10" in log, log
+
+
+def test_pipelined_requests_are_all_answered(spawn_server: Callable[..., ServerProcess]) -> None:
+    """The head accounting restarts at each request: 40 pipelined requests in one write (more
+    bytes in all than one head may take) are all answered."""
+    server = spawn_server("--max-request-head-size", "1024")
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        one = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 40 + b"\r\n\r\n"
+        writer.write(one * 40)
+        statuses = []
+        for _ in range(40):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            statuses.append(int(head.split(b" ", 2)[1]))
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+        writer.transport.abort()
+        assert statuses == [200] * 40
+
+    asyncio.run(client())
