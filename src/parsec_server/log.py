@@ -98,7 +98,9 @@ class ConsoleFormatter(logging.Formatter):
             f" {extras}" if extras else ""
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            # indented: an exception message holding client data cannot start a line of its own
+            tb = self.formatException(record.exc_info)
+            line += "\n" + "\n".join("    " + t for t in tb.splitlines())
         return line
 
 

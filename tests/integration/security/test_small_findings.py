@@ -165,3 +165,18 @@ def test_signature_token_in_the_standard_alphabet_is_accepted() -> None:
     assert "+" in std or "/" in std
     parsed = parse_authorization(f"Bearer {token[: -len(signature)]}{std}".encode())
     assert parsed.signature == raw
+
+
+def test_console_tracebacks_cannot_start_a_line() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "console")
+    handler = logging.getLogger().handlers[0]
+    handler.stream = stream  # type: ignore[attr-defined]
+    try:
+        raise ValueError("bad org 'x\n12:00:00 [info   ] forged'")
+    except ValueError:
+        get_logger("security.test").exception("unhandled_error", path="/x\n")
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert "unhandled_error" in lines[0] and "path=/x\\n" in lines[0]
+    assert all(line.startswith("    ") for line in lines[1:]), lines
