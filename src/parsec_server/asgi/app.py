@@ -152,6 +152,8 @@ class ParsecApp:
             if path in ("/health", "/healthz") and method in ("GET", "HEAD"):
                 return await _health(backend, send)
             await send_html(send, 404, NOT_FOUND)
+        except rpc.OUTAGE_ERRORS as exc:  # e.g. an administration request during a database outage
+            await rpc.send_unavailable(backend, send, exc)
         except Exception:
             log.exception("unhandled_error", path=path, method=method)
             # The response may have started already; uvicorn then closes the connection.

@@ -53,6 +53,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
     asyncpg.InterfaceError,
+    # a pooled connection the server closed while idle (e.g. fast shutdown: FATAL 57P01) may fail its
+    # next statement with "cannot switch to state ...; another operation is in progress"
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
