@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -147,3 +150,28 @@ class Stopwatch:
     @property
     def last(self) -> float:
         return self.laps[-1]
+
+
+def spawn_run(log_path: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`parsec-server run *args` with `env` on top of ours (no other PARSEC_* variable); its
+    output goes to `log_path`. Stop it with `stop()`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+    full_env.update(env)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "parsec_server.cli.main", "run", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

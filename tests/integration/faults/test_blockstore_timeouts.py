@@ -12,22 +12,26 @@ go dark at any time. `BOUND` is a behaviour bound (5x the timeout), not a benchm
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
-from blockstore_support import BlackHole, Stopwatch, make_bucket, s3_config
+from blockstore_support import BlackHole, Stopwatch, make_bucket, s3_config, spawn_run, stop
 from click.testing import CliRunner
-from core_helpers import Server, running_server
+from core_helpers import ADMIN_TOKEN, Server, running_server
 from moto.server import ThreadedMotoServer
 from test_realm import new_realm
 
 from parsec_server.cli.main import cli
 from parsec_server.config import BlockstoreConfig
+from parsec_server.embedded_pg import free_tcp_port
 
 TIMEOUT = 0.5
 BOUND = 5 * TIMEOUT
@@ -249,3 +253,50 @@ def test_blockstore_timeout_option_is_checked(value: str) -> None:
         assert result.exit_code == 2, result.output
         assert "blockstore-timeout" in result.output
         assert "Traceback" not in result.output
+
+
+async def test_run_with_black_holed_store_starts_within_the_bound(
+    db_url: str, black_hole: BlackHole, watch: Stopwatch, tmp_path: Path
+) -> None:
+    """`parsec-server run --blockstore-timeout`: the start-up check gives up within it (logged),
+    the server starts, and block calls answer store_unavailable within it."""
+    port = free_tcp_port()
+    log_path = tmp_path / "server.log"
+    endpoint = black_hole.url.replace(":", "\\:")  # escaped for --blockstore
+    proc = spawn_run(
+        log_path,
+        "--db",
+        db_url,
+        "--blockstore",
+        f"s3:{endpoint}:us-east-1:blocks:key:secret",
+        "--administration-token",
+        ADMIN_TOKEN,
+        "--port",
+        str(port),
+        "--log-format",
+        "json",
+        env={"PARSEC_BLOCKSTORE_TIMEOUT": str(TIMEOUT)},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            for _ in range(300):
+                assert proc.poll() is None, log_path.read_text()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"server not ready:\n{log_path.read_text()}")
+            started = log_path.read_text()
+            assert "blockstore_s3_unreachable" in started
+            assert f'"timeout": {TIMEOUT}' in started  # the variable reached the store
+            assert black_hole.accepted >= 1
+
+            server = Server(app=None, http=http)  # type: ignore[arg-type]
+            org = await server.bootstrap_org()
+            realm_id = await new_realm(org.alice)
+            with watch():
+                assert await create(org.alice, realm_id, uuid.uuid4(), b"data") == UNAVAILABLE
+            assert watch.last < BOUND
+    finally:
+        stop(proc)
