@@ -69,7 +69,7 @@ def test_shipped_0002_refuses_a_squatter(empty_db_url: str, squatter: str, what:
     execute(empty_db_url, f"{drop} block_realm_size")
     again = cli("--db", empty_db_url, "--no-backup")
     assert again.exit_code == 0, again.output
-    assert history(empty_db_url) == ["0001_initial", "0002_usage_size_indexes"]
+    assert history(empty_db_url)[:2] == ["0001_initial", "0002_usage_size_indexes"]
     assert _indexdef(empty_db_url, "block_realm_size") == (
         "CREATE INDEX block_realm_size ON public.block USING btree (realm) INCLUDE (size)"
     )
