@@ -43,6 +43,8 @@ def test_accepted(config: BlockstoreConfig) -> None:
             "cannot itself be a RAID",
         ),
         (BlockstoreConfig("POSTGRESQL", nodes=(PG,)), "has no nodes"),
+        (BlockstoreConfig("POSTGRESQL", timeout=0), "timeout must be positive"),
+        (BlockstoreConfig("RAID1", nodes=(PG,), timeout=-1), "timeout must be positive"),
     ],
 )
 def test_refused(config: BlockstoreConfig, message: str) -> None:
