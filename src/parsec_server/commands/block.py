@@ -20,54 +20,82 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import assert_never
 
 import asyncpg
 
 from parsec_server.blockstore.base import BlockstoreUnavailable
 from parsec_server.commands.context import AuthenticatedClient, Backend
-from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.log import get_logger
 from parsec_server.protocol.codec import now as utc_now
+from parsec_server.protocol.generated.authenticated import (
+    BlockCreateRep,
+    BlockCreateReq,
+    BlockReadRep,
+    BlockReadRepAuthorNotAllowed,
+    BlockReadRepBlockNotFound,
+    BlockReadRepRealmDeleted,
+    BlockReadRepRealmNotFound,
+    BlockReadReq,
+)
 from parsec_server.storage import block as block_storage
+from parsec_server.storage.block import BlockFacts
 from parsec_server.storage.db import Pool
+from parsec_server.storage.write_rules import Refusal, write_refusal
 
 log = get_logger("parsec_server.block")
 
-_WRITE_ROLES = frozenset({"OWNER", "MANAGER", "CONTRIBUTOR"})
-_OK = {"status": "ok"}
-_REALM_NOT_FOUND = {"status": "realm_not_found"}
-_REALM_DELETED = {"status": "realm_deleted"}
-_REALM_ARCHIVED = {"status": "realm_archived"}
-_AUTHOR_NOT_ALLOWED = {"status": "author_not_allowed"}
-_BLOCK_ALREADY_EXISTS = {"status": "block_already_exists"}
-_BLOCK_NOT_FOUND = {"status": "block_not_found"}
-_STORE_UNAVAILABLE = {"status": "store_unavailable"}
 
-
-def _check_author(row: Any) -> None:
-    if row is None:
+def _check_author(facts: BlockFacts | None) -> BlockFacts:
+    if facts is None:
         raise HandshakeError(404)
-    if row["is_expired"]:
+    if facts.is_expired:
         raise HandshakeError(460)
-    if row["revoked"]:
+    if facts.revoked:
         raise HandshakeError(461)
+    return facts
 
 
-def _create_refusal(row: Any, key_index: int) -> dict[str, Any] | None:
-    _check_author(row)
-    if row["realm"] is None:
-        return _REALM_NOT_FOUND
-    status = row["status"]
-    if status != "AVAILABLE":
-        return _REALM_DELETED if status == "DELETED" else _REALM_ARCHIVED
-    if row["key_index"] != key_index:
-        return {"status": "bad_key_index", "last_realm_certificate_timestamp": row["realm_ts"]}
-    if row["role"] not in _WRITE_ROLES:
-        return _AUTHOR_NOT_ALLOWED
-    if row["block_id_taken"]:
-        return _BLOCK_ALREADY_EXISTS
-    return None
+def _create_refusal(facts: BlockFacts, key_index: int) -> BlockCreateRep | None:
+    """The reply of a refused create (the rules: storage/write_rules.py), None if it may go on."""
+    refusal = write_refusal(
+        facts.write,
+        key_index=key_index,
+        expect="create",
+        timestamp=None,
+        in_ballpark=True,
+        key_index_first=True,
+    )
+    match refusal:
+        case None:
+            return None
+        case Refusal.REALM_NOT_FOUND:
+            return {"status": "realm_not_found"}
+        case Refusal.REALM_ARCHIVED:
+            return {"status": "realm_archived"}
+        case Refusal.REALM_DELETED:
+            return {"status": "realm_deleted"}
+        case Refusal.BAD_KEY_INDEX:
+            assert facts.write.realm_ts is not None
+            return {
+                "status": "bad_key_index",
+                "last_realm_certificate_timestamp": facts.write.realm_ts,
+            }
+        case Refusal.AUTHOR_NOT_ALLOWED:
+            return {"status": "author_not_allowed"}
+        case Refusal.ALREADY_EXISTS:
+            return {"status": "block_already_exists"}
+        case (
+            Refusal.VLOB_NOT_FOUND
+            | Refusal.BAD_VLOB_VERSION
+            | Refusal.TIMESTAMP_OUT_OF_BALLPARK
+            | Refusal.REQUIRE_GREATER_COMMON_TIMESTAMP
+            | Refusal.REQUIRE_GREATER_REALM_TIMESTAMP
+        ):
+            raise AssertionError(f"{refusal} for a block_create")
+        case _:
+            assert_never(refusal)
 
 
 class _DataWriteFailed(Exception):
@@ -98,15 +126,15 @@ async def _writer_slot(backend: Backend) -> AsyncIterator[None]:
         slots.release()
 
 
-@handles(AUTHENTICATED, "block_create")
-async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(BlockCreateReq)
+async def block_create(client: AuthenticatedClient, req: BlockCreateReq) -> BlockCreateRep:
     backend = client.backend
     device = client.device
     now = utc_now()
     try:
         if backend.blockstore.in_server_database:
             async with backend.db.connection() as conn:
-                row = await block_storage.create_with_data(
+                out = await block_storage.create_with_data(
                     conn,
                     org_internal_id=client.org.internal_id,
                     organization_id=client.org.organization_id,
@@ -118,24 +146,34 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
                     data=req.block,
                     now=now,
                 )
-            if row is not None and row["written"]:
-                return _OK
-            refusal = _create_refusal(row, req.key_index)
-            assert refusal is not None, "block create refused for no known reason"
+            if out is not None and out.written:
+                return {"status": "ok"}
+            facts = _check_author(None if out is None else out.facts)
+            refusal = _create_refusal(facts, req.key_index)
+            if refusal is None:
+                raise AssertionError(
+                    f"the SQL refused a block write write_refusal accepts: {out!r:.300}"
+                )
             return refusal
 
         async with _writer_slot(backend), backend.db.transaction() as conn:
-            row = await block_storage.check(
-                conn, client.org.internal_id, device.user_internal_id, req.realm_id, req.block_id
+            facts = _check_author(
+                await block_storage.check(
+                    conn,
+                    client.org.internal_id,
+                    device.user_internal_id,
+                    req.realm_id,
+                    req.block_id,
+                )
             )
-            refusal = _create_refusal(row, req.key_index)
+            refusal = _create_refusal(facts, req.key_index)
             if refusal is not None:
                 return refusal
-            assert row is not None
+            assert facts.realm is not None
             await block_storage.insert(
                 conn,
                 client.org.internal_id,
-                row["realm"],
+                facts.realm,
                 req.block_id,
                 device.device_internal_id,
                 req.key_index,
@@ -147,62 +185,73 @@ async def block_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             except BlockstoreUnavailable as exc:
                 log.warning("blockstore_create_failed", block_id=req.block_id.hex, error=str(exc))
                 raise _DataWriteFailed from exc
-        return _OK
+        return {"status": "ok"}
     except _DataWriteFailed:
-        return _STORE_UNAVAILABLE
+        return {"status": "store_unavailable"}
     except asyncpg.UniqueViolationError:
         # A concurrent create of the same block id (in any realm) committed first.
-        return _BLOCK_ALREADY_EXISTS
+        return {"status": "block_already_exists"}
 
 
-def _read_refusal(row: Any) -> dict[str, Any] | None:
-    _check_author(row)
-    if row["realm"] is None:
-        return _REALM_NOT_FOUND
-    if row["status"] == "DELETED":
-        return _REALM_DELETED
-    if row["block"] is None:
-        return _BLOCK_NOT_FOUND
-    if row["role"] is None:
-        return _AUTHOR_NOT_ALLOWED
+_ReadRefusal = (
+    BlockReadRepRealmNotFound
+    | BlockReadRepRealmDeleted
+    | BlockReadRepBlockNotFound
+    | BlockReadRepAuthorNotAllowed
+)
+
+
+def _read_refusal(facts: BlockFacts) -> _ReadRefusal | None:
+    if facts.realm is None:
+        return {"status": "realm_not_found"}
+    if facts.write.status == "DELETED":
+        return {"status": "realm_deleted"}
+    if facts.block is None:
+        return {"status": "block_not_found"}
+    if facts.write.role is None:
+        return {"status": "author_not_allowed"}
     return None
 
 
-@handles(AUTHENTICATED, "block_read")
-async def block_read(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(BlockReadReq)
+async def block_read(client: AuthenticatedClient, req: BlockReadReq) -> BlockReadRep:
     backend = client.backend
     org = client.org
     user = client.device.user_internal_id
+    data: bytes | None
     if backend.blockstore.in_server_database:
         async with backend.db.connection() as conn:
-            row = await block_storage.read_with_data(
+            out = await block_storage.read_with_data(
                 conn, org.internal_id, org.organization_id, user, req.realm_id, req.block_id
             )
-        refusal = _read_refusal(row)
+        facts = _check_author(None if out is None else out.facts)
+        refusal = _read_refusal(facts)
         if refusal is not None:
             return refusal
-        assert row is not None
-        data = row["data"]
+        assert out is not None
+        data = out.data
         if data is None:
             log.warning(
                 "block_data_missing", organization=org.organization_id, block_id=req.block_id.hex
             )
-            return _STORE_UNAVAILABLE
+            return {"status": "store_unavailable"}
     else:
         async with backend.db.connection() as conn:
-            row = await block_storage.check(conn, org.internal_id, user, req.realm_id, req.block_id)
-        refusal = _read_refusal(row)
+            facts = _check_author(
+                await block_storage.check(conn, org.internal_id, user, req.realm_id, req.block_id)
+            )
+        refusal = _read_refusal(facts)
         if refusal is not None:
             return refusal
-        assert row is not None
         try:
             data = await backend.blockstore.read(org.organization_id, req.block_id)
         except BlockstoreUnavailable as exc:  # BlockNotFound included
             log.warning("blockstore_read_failed", block_id=req.block_id.hex, error=str(exc))
-            return _STORE_UNAVAILABLE
+            return {"status": "store_unavailable"}
+    assert facts.block_key_index is not None and facts.write.realm_ts is not None
     return {
         "status": "ok",
         "block": data,
-        "key_index": row["block_key_index"],
-        "needed_realm_certificate_timestamp": row["realm_ts"],
+        "key_index": facts.block_key_index,
+        "needed_realm_certificate_timestamp": facts.write.realm_ts,
     }

@@ -23,12 +23,76 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
-__all__ = ["check", "create_with_data", "insert", "read_with_data"]
+from parsec_server.storage.write_rules import WriteFacts, write_ok_sql
+
+__all__ = [
+    "BlockCreate",
+    "BlockFacts",
+    "BlockRead",
+    "check",
+    "create_with_data",
+    "insert",
+    "read_with_data",
+]
 
 INT4_MAX = 2**31 - 1
+
+# The refusal rules in SQL (storage/write_rules.py decides the same in Python): no timestamp, and
+# the id must not be taken.
+_WRITE_OK = write_ok_sql(
+    "ctx", key_index="$5", version="1", update="FALSE", timestamp=None, in_ballpark=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFacts:
+    """What a block statement found: the author's state now, the realm (internal id, None: not
+    found) and its write facts, the block in this realm (None: no such block here) and its key
+    index."""
+
+    is_expired: bool
+    revoked: bool
+    realm: int | None
+    write: WriteFacts
+    block: int | None
+    block_key_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCreate:
+    facts: BlockFacts
+    written: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRead:
+    facts: BlockFacts
+    data: bytes | None  # None: not readable, or no data
+
+
+def _facts(row: asyncpg.Record) -> BlockFacts:
+    realm = row["realm"]
+    return BlockFacts(
+        is_expired=row["is_expired"],
+        revoked=row["revoked"],
+        realm=realm,
+        write=WriteFacts(
+            realm_found=realm is not None,
+            status=row["status"],
+            role=row["role"],
+            key_index=row["key_index"],
+            common_ts=None,
+            realm_ts=row["realm_ts"],
+            current_version=row["current_version"],
+        ),
+        block=row["block"],
+        block_key_index=row["block_key_index"],
+    )
+
 
 # $1 org, $2 user, $3 realm_id, $4 block_id
 _CTX = """
@@ -46,7 +110,10 @@ ctx AS MATERIALIZED (
         (SELECT t.last_timestamp FROM topic_realm t WHERE t.realm = r0.id) AS realm_ts,
         CASE WHEN b.realm = r0.id THEN b.id END AS block,
         CASE WHEN b.realm = r0.id THEN b.key_index END AS block_key_index,
-        b.id IS NOT NULL AS block_id_taken
+        b.id IS NOT NULL AS block_id_taken,
+        -- the columns storage/write_rules.py reads: an existing id is "version 1", never stale
+        CASE WHEN b.id IS NOT NULL THEN 1 END AS current_version,
+        FALSE AS stale
     FROM organization o
     JOIN user_ u ON u.id = $2
     LEFT JOIN r0 ON TRUE
@@ -60,15 +127,9 @@ _Q_CHECK = _CTX + "SELECT * FROM ctx"
 # $5 key index, $6 author device, $7 size, $8 created_on, $9 organization_id, $10 data
 _Q_CREATE_WITH_DATA = (
     _CTX
-    + """,
+    + f""",
 ok AS (
-    SELECT ctx.*, (
-        NOT ctx.is_expired AND NOT ctx.revoked
-        AND ctx.status = 'AVAILABLE'
-        AND ctx.key_index = $5
-        AND ctx.role IN ('OWNER', 'MANAGER', 'CONTRIBUTOR')
-        AND NOT ctx.block_id_taken
-    ) AS ok
+    SELECT ctx.*, ({_WRITE_OK}) AS ok
     FROM ctx
 ),
 meta AS (
@@ -112,14 +173,13 @@ async def check(
     user_internal_id: int,
     realm_id: uuid.UUID,
     block_id: uuid.UUID,
-) -> asyncpg.Record | None:
-    """The facts: is_expired, revoked, realm (None: not found), status, key_index, role, realm_ts,
-    block (None: no such block in the realm), block_key_index, block_id_taken (some realm of the
-    organization holds this block id). None if the organization or user is gone."""
+) -> BlockFacts | None:
+    """The facts (`current_version` 1: some realm of the organization holds this block id). None if
+    the organization or user is gone."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_CHECK, org_internal_id, user_internal_id, realm_id, block_id
     )
-    return row
+    return None if row is None else _facts(row)
 
 
 async def create_with_data(
@@ -134,7 +194,7 @@ async def create_with_data(
     key_index: int,
     data: bytes,
     now: datetime.datetime,
-) -> asyncpg.Record | None:
+) -> BlockCreate | None:
     """POSTGRESQL blockstore: check, then store metadata and data if every check passes (`written`).
     Raises UniqueViolationError when a concurrent create of the same block id (in any realm of the
     organization) won; nothing is written then."""
@@ -151,7 +211,7 @@ async def create_with_data(
         organization_id,
         data,
     )
-    return row
+    return None if row is None else BlockCreate(_facts(row), row["written"])
 
 
 async def insert(
@@ -186,10 +246,10 @@ async def read_with_data(
     user_internal_id: int,
     realm_id: uuid.UUID,
     block_id: uuid.UUID,
-) -> asyncpg.Record | None:
+) -> BlockRead | None:
     """POSTGRESQL blockstore: the facts of `check` plus `data` (None when not readable or
     missing)."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_READ_WITH_DATA, org_internal_id, user_internal_id, realm_id, block_id, organization_id
     )
-    return row
+    return None if row is None else BlockRead(_facts(row), row["data"])

@@ -9,6 +9,10 @@ write was refused, in the official server's order:
     timestamp_out_of_ballpark -> require_greater_timestamp (common topic first, then realm topic)
     -> (create) already_exists.
 
+The one difference between vlobs and blocks is the official server's too: block_create checks the
+key index before the role (`key_index_first`); a block write has no timestamp (no ballpark, no
+causality) and no version (`expect="create"`, `current_version` 1 when the id is taken).
+
 `write_ok_sql()` is the SQL side of the same rules: tests/integration/commands/test_write_rules.py
 checks, on generated facts evaluated by PostgreSQL, that it is true exactly when `write_refusal()`
 finds no refusal (and the author is neither revoked nor expired, and the snapshot is not stale).
@@ -74,12 +78,15 @@ def write_refusal(
     expect: Expect,
     timestamp: datetime.datetime | None,
     in_ballpark: bool,
+    key_index_first: bool = False,
 ) -> Refusal | None:
     """Why the write is refused, or None (the first rule broken, in the official order)."""
     if not facts.realm_found:
         return Refusal.REALM_NOT_FOUND
     if facts.status != "AVAILABLE":
         return Refusal.REALM_DELETED if facts.status == "DELETED" else Refusal.REALM_ARCHIVED
+    if key_index_first and facts.key_index != key_index:
+        return Refusal.BAD_KEY_INDEX
     if facts.role not in WRITE_ROLES:
         return Refusal.AUTHOR_NOT_ALLOWED
     if facts.key_index != key_index:

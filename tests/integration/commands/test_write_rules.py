@@ -116,6 +116,7 @@ def test_sql_ok_exactly_when_no_refusal(
             expect=expect if isinstance(expect, int) else "create",
             timestamp=timestamp if timestamped else None,
             in_ballpark=in_ballpark,
+            key_index_first=not timestamped,  # block_create's order
         )
         seen.add(refusal)
         sql_ok, _, _ = loop.run_until_complete(
