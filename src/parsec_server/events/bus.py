@@ -45,8 +45,8 @@ BARRIER = "_BARRIER"  # a process's own marker (see EventBus.barrier), never dis
 # Told to every subscriber (never cached, never sent to clients): the LISTEN connection was lost / is back.
 LISTENER_LOST = "_LISTENER_LOST"
 LISTENER_BACK = "_LISTENER_BACK"
-# Reconnection delays of the listener: the first attempts at once, then a slow back-off up to 2 s.
-RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+# Reconnection delays of the listener: the first attempts at once, then one attempt a second.
+RECONNECT_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 CONNECT_TIMEOUT = 5.0  # seconds for one connection attempt of the listener
 PROBE_INTERVAL = 5.0  # seconds between two liveness probes of an idle listener connection
 PROBE_TIMEOUT = 5.0  # a probe unanswered after this long: the listener is taken as lost
