@@ -75,7 +75,7 @@ def verify_authored(
         return INVALID_CERTIFICATE
     late = check_ballpark(cert.timestamp, now)  # type: ignore[attr-defined]
     if late is not None:
-        return late
+        return dict(late)  # legacy untyped reply (not converted to @command yet)
     return cert
 
 

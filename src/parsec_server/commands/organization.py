@@ -57,7 +57,7 @@ def _validate_bootstrap(
         return INVALID_CERTIFICATE
     late = check_ballpark(user.timestamp, now)
     if late is not None:
-        return late
+        return dict(late)  # legacy untyped reply (not converted to @command yet)
     if not new.redacted_match():
         return INVALID_CERTIFICATE
     sequester_ts = sequester_key = None
@@ -70,7 +70,7 @@ def _validate_bootstrap(
             return INVALID_CERTIFICATE
         late = check_ballpark(authority.timestamp, now)
         if late is not None:
-            return late
+            return dict(late)  # legacy untyped reply (not converted to @command yet)
         if authority.timestamp != user.timestamp:
             return INVALID_CERTIFICATE
         sequester_ts, sequester_key = authority.timestamp, authority.verify_key_der

@@ -67,7 +67,7 @@ def _validate_setup(
     except certs.InvalidCertificate:
         return {"status": "invalid_certificate_brief_corrupted"}
     if (late := check_ballpark(brief.timestamp, server_now)) is not None:
-        return late
+        return dict(late)  # legacy untyped reply (not converted to @command yet)
     if brief.user_id != device.user_id:
         return {"status": "invalid_certificate_user_id_must_be_self"}
     if len(brief.per_recipient_shares) != len(req.shamir_recovery_share_certificates):
@@ -164,7 +164,7 @@ async def shamir_recovery_delete(client: AuthenticatedClient, req: Any) -> dict[
         except certs.InvalidCertificate:
             return {"status": "invalid_certificate_corrupted"}
         if (late := check_ballpark(deletion.timestamp, server_now)) is not None:
-            return late
+            return dict(late)  # legacy untyped reply (not converted to @command yet)
         if deletion.setup_to_delete_user_id != device.user_id:
             return {"status": "invalid_certificate_user_id_must_be_self"}
         setup = await storage.setup_created_on(

@@ -68,7 +68,7 @@ def _validate_user_create(
         return INVALID_CERTIFICATE
     late = check_ballpark(user.timestamp, now)
     if late is not None:
-        return late
+        return dict(late)  # legacy untyped reply (not converted to @command yet)
     if user.user_id != device.user_id or not new.redacted_match():
         return INVALID_CERTIFICATE
     email, label = stored_human(user)
@@ -123,7 +123,7 @@ def _validate_device_create(
         return INVALID_CERTIFICATE
     late = check_ballpark(device.timestamp, now)
     if late is not None:
-        return late
+        return dict(late)  # legacy untyped reply (not converted to @command yet)
     if (
         device.user_id != client.device.user_id
         or not certs.is_redacted(r_device)
