@@ -6,7 +6,6 @@ Written directly against ASGI (no framework): the RPC path is the hot path and e
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from parsec_server import __version__
@@ -208,4 +207,4 @@ def build_app(config: ServerConfig) -> ParsecApp:
     return ParsecApp(config)
 
 
-__all__ = ["ParsecApp", "build_app", "json"]
+__all__ = ["ParsecApp", "build_app"]

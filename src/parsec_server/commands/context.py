@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from parsec_server.config import ServerConfig
     from parsec_server.events.bus import EventBus
     from parsec_server.storage.db import Database
+    from parsec_server.storage.invite import Invitation
 
 
 class AuthCache(Protocol):
@@ -61,7 +62,7 @@ class AnonymousClient:
 class InvitedClient:
     backend: Backend
     org: Organization
-    invitation: Any  # storage.invite.Invitation
+    invitation: Invitation
     api_revision: int
 
 
