@@ -2,7 +2,9 @@
 # Install everything the tests need and run the whole suite:
 #   1. unit + integration tests (pytest, real PostgreSQL started by the test setup, real S3 server on loopback);
 #   2. compatibility tests: the official client library (parsec-cloud 3.9.3, Python 3.12 venv) against our server;
-#   3. lint: ruff check and ruff format --check.
+#   3. lint: ruff check (PERF rules included) and ruff format --check;
+#   4. types and layers: mypy --strict on src/ (zero errors), the import-linter layering contract
+#      (cli -> asgi -> commands -> storage/blockstore/crypto -> events -> protocol, pyproject.toml).
 # Extra arguments go to the first pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +16,7 @@ status=0
 ./scripts/compat.sh ours || status=$?
 .venv/bin/ruff check src tests bench tools || status=$?
 .venv/bin/ruff format --check --quiet src tests bench tools || status=$?
+.venv/bin/mypy src || status=$?
+.venv/bin/lint-imports --no-cache || status=$?
 if [ "$status" -eq 0 ]; then echo "test.sh: all test suites passed"; else echo "test.sh: FAILED (status $status)"; fi
 exit "$status"

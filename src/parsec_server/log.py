@@ -72,9 +72,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        for k, v in record.__dict__.items():
-            if k not in _RESERVED:
-                doc[k] = v
+        doc.update((k, v) for k, v in record.__dict__.items() if k not in _RESERVED)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         line = _encode_json(doc)  # JSON escapes the C0 controls (\\n...) itself

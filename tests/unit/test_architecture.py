@@ -86,3 +86,42 @@ def test_imports_point_down(path: Path) -> None:
         if t not in allowed
     ]
     assert not bad, f"{path.relative_to(SRC)} ({layer}) " + "; ".join(bad)
+
+
+def _contract_layers() -> list[set[str]]:
+    """The layers of the import-linter contract in pyproject.toml (checked by `lint-imports` in
+    scripts/test.sh), top first; each a set of top-level package names."""
+    import tomllib
+
+    doc = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+    (contract,) = doc["tool"]["importlinter"]["contracts"]
+    return [
+        {name.strip().removeprefix("parsec_server.") for name in layer.split("|")}
+        for layer in contract["layers"]
+    ]
+
+
+def test_contract_agrees_with_allowed() -> None:
+    """The import-linter contract and ALLOWED say the same: no layer may import a layer above it
+    (nor a sibling on its own line), and every package of the contract has a place in ALLOWED."""
+    layers = _contract_layers()
+    assert {p for layer in layers for p in layer} <= set(ALLOWED)
+    for i, layer in enumerate(layers):
+        forbidden = set().union(*layers[:i]) | set()
+        for pkg in layer:
+            siblings = layer - {pkg}
+            assert not ALLOWED[pkg] & (forbidden | siblings), (pkg, ALLOWED[pkg] & forbidden)
+
+
+def test_import_linter_contract_kept() -> None:
+    """The import-linter contract holds on the source (the same check as the test.sh gate)."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe is not None, "import-linter is a test dependency (pyproject.toml test extras)"
+    proc = subprocess.run(
+        [exe, "--no-cache"], cwd=SRC.parents[1], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -48,11 +48,11 @@ def status_cmd(
         notes = []
         if it.get("attempts", 1) > 1:
             notes.append(f"{it['attempts']} attempts")
-        for r in it.get("repairs") or []:
-            notes.append(
-                f"repaired {r.get('repaired_on', '?')[:19].replace('T', ' ')} by {r.get('by')} "
-                f"({r.get('old_checksum', '')[:8]}→{r.get('new_checksum', '')[:8]})"
-            )
+        notes.extend(
+            f"repaired {r.get('repaired_on', '?')[:19].replace('T', ' ')} by {r.get('by')} "
+            f"({r.get('old_checksum', '')[:8]}→{r.get('new_checksum', '')[:8]})"
+            for r in it.get("repairs") or []
+        )
         applied = it.get("applied_on")
         rows.append(
             (

@@ -148,9 +148,11 @@ def _plan_events(
                 )
             )
         stepping_up = {s.number for s in plan.steps if s.direction == "up"}
-        for m in plan.pending:
-            if m.index not in stepping_up:
-                events.append(_migration_event("beyond_target", m.filename))
+        events.extend(
+            _migration_event("beyond_target", m.filename)
+            for m in plan.pending
+            if m.index not in stepping_up
+        )
     return events
 
 
@@ -538,8 +540,7 @@ async def status(url: str, *, source: MigrationsSource = None) -> dict[str, Any]
             "drift" if m.index in drifted else "conflict" if m.index in conflicting else "applied"
         )
         items.append(_status_item(row, state))
-    for row in plan.unknown:
-        items.append(_status_item(row, "unknown"))
+    items.extend(_status_item(row, "unknown") for row in plan.unknown)
     return {
         "event": "status",
         "database": redact_url(url),
