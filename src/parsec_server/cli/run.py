@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,7 @@ def run_cmd(**opts: Any) -> None:
         token = admin_token
         if target.embedded is not None and not token:
             token = _embedded_token(target.embedded.data_dir)
+        assert token is not None  # checked above: --db needs a token, embedded runs make one
         config = ServerConfig(
             db_url=target.url,
             administration_token=token,
@@ -491,6 +493,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 def _serve(
     config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float, sock: socket.socket
 ) -> int:
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
 
@@ -549,7 +552,7 @@ async def _async_serve(
             log_config=None,
             access_log=False,
             server_header=False,
-            timeout_graceful_shutdown=graceful,
+            timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # seconds, float at run time
             http=guarded_protocol(config.http),
             ws="none",
             timeout_keep_alive=config.http.keep_alive_timeout,  # type: ignore[arg-type]
