@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from parsec_server.cli.migrate.adoption import refuse_official
 from parsec_server.cli.migrate.common import (
     Renderer,
     db_opt,
@@ -59,8 +60,10 @@ Exit codes: {Exit.OK} done/up to date; {Exit.MIGRATION_FAILED} a migration faile
 than this server; {Exit.CANNOT_CONNECT} cannot connect; {Exit.BACKUP_FAILED} the backup before
 migrating failed (nothing applied); {Exit.DATA_LOSS_REFUSED} a down step would
 discard data (see --allow-data-loss); {Exit.SCHEMA_CONFLICT} an object a migration would
-create already exists with another definition (nothing skipped). A dry run exits with the code the
-real run would.
+create already exists with another definition (nothing skipped); {Exit.OFFICIAL_LEVEL} an
+official Parsec server database at another level than 3.9.x (upgrade it with the official server
+first); {Exit.ADOPTION_UNAVAILABLE} an official 3.9.x database, which this release cannot convert
+yet (nothing changed). A dry run exits with the code the real run would.
 """
 
 
@@ -194,6 +197,10 @@ def migrate_cmd(
     renderer = Renderer(as_json, show_sql=show_sql)
     if dry_run and not as_json:
         click.echo(f"Dry run on {engine.redact_url(url)}: nothing is changed in the database.")
+    # an official Parsec server's database: refused here (exit 17/18), before the engine
+    refuse_official(
+        url, dry_run=dry_run, migrations_dir=migrations_dir, renderer=renderer, debug=debug
+    )
     run(
         engine.migrate(
             url,

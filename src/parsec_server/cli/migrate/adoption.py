@@ -1,0 +1,97 @@
+"""`parsec-server migrate` on a database of the official Parsec server (docs/switching-from-official.md).
+
+Runs before the engine: the engine would take the official tables for squatters of its own
+migrations. Reads only. An official database at a level this release does not adopt (older or
+newer 3.x, 2.x) is refused with what to upgrade first (exit 17); an official 3.9.x database gets
+the two lineages in the official guide's format on --dry-run, then, this release not converting
+yet, the refusal (exit 18). Nothing is changed in either case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from parsec_server.cli.migrate.common import Renderer, fail, run
+from parsec_server.exit_codes import Exit
+from parsec_server.storage.adoption import (
+    ADOPTABLE_RELEASE,
+    OfficialDatabase,
+    OfficialLevel,
+    detect,
+)
+from parsec_server.storage.migrations.connection import close, connect
+from parsec_server.storage.migrations.source import discover
+
+UNAVAILABLE = (
+    f"this is an official Parsec server {ADOPTABLE_RELEASE}.x database: this parsec-server release "
+    "only detects it and cannot convert it yet (see docs/switching-from-official.md); keep the "
+    "official server running on it; nothing was changed"
+)
+
+
+async def _detect(url: str) -> OfficialDatabase | None:
+    conn = await connect(url, purpose="migrate-detect", read_only=True)
+    try:
+        async with conn.transaction(readonly=True):
+            return await detect(conn)
+    finally:
+        await close(conn)
+
+
+def refuse_official(
+    url: str, *, dry_run: bool, migrations_dir: Path | None, renderer: Renderer, debug: bool
+) -> None:
+    """Return when the database is not an official server's; otherwise print and exit."""
+    found = run(_detect(url), debug=debug, renderer=renderer)
+    if found is None:
+        return
+    if found.level is not OfficialLevel.V3_9:
+        fail(Exit.OFFICIAL_LEVEL, found.upgrade_advice(), renderer)
+    if dry_run:
+        _print_lineages(found, [m.filename for m in discover(migrations_dir)], renderer)
+    fail(Exit.ADOPTION_UNAVAILABLE, UNAVAILABLE, renderer)
+
+
+def _print_lineages(found: OfficialDatabase, ours: list[str], renderer: Renderer) -> None:
+    def header(lineage: str, table: str, text: str) -> None:
+        renderer({"event": "lineage", "lineage": lineage, "table": table, "text": text})
+        if not renderer.as_json:
+            click.echo(text)
+
+    header(
+        "official",
+        "migration",
+        f"Lineage of the official Parsec server {ADOPTABLE_RELEASE}.x (table `migration`), "
+        "applied by the official server:",
+    )
+    for name in found.applied:
+        renderer(
+            {"event": "migration", "name": name, "state": "already_applied", "lineage": "official"}
+        )
+    header(
+        "parsec-server",
+        "schema_migration",
+        "Lineage of parsec-server (table `schema_migration`), applied by the adoption:",
+    )
+    for name in ours:
+        renderer(
+            {"event": "migration", "name": name, "state": "pending", "lineage": "parsec-server"}
+        )
+    renderer(
+        {
+            "event": "summary",
+            "dry_run": True,
+            "direction": "up",
+            "to_apply": ours,
+            "to_revert": [],
+            "data_loss": [],
+            "already_applied": len(found.applied),
+            "unknown": [],
+            "pending": ours,
+            "warnings": [],
+            "official": {"release": ADOPTABLE_RELEASE, "applied": list(found.applied)},
+            "refused": {"exit_code": int(Exit.ADOPTION_UNAVAILABLE), "message": UNAVAILABLE},
+        }
+    )

@@ -1,0 +1,212 @@
+"""`parsec-server migrate` on a database of the official Parsec server (issue 13, stage 1:
+detection). The official database is made by the official server's own `parsec migrate` (3.9.3, from
+.venv-compat; skipped without it). Every test checks that nothing in the database changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from parsec_server.storage.adoption import OFFICIAL_MIGRATIONS_3_9
+
+COMPAT_BIN = Path(__file__).resolve().parents[3] / ".venv-compat" / "bin"
+MIGRATE = [sys.executable, "-m", "parsec_server.cli.migrate"]
+OURS = sorted(
+    p.name
+    for p in (
+        Path(__file__).resolve().parents[3] / "src" / "parsec_server" / "storage" / "migrations"
+    ).glob("[0-9][0-9][0-9][0-9]_*.sql")
+    if not p.name.endswith(".down.sql")
+)
+
+
+def _official(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    if not (COMPAT_BIN / "parsec").exists():
+        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    return subprocess.run(
+        [str(COMPAT_BIN / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+def _migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PARSEC_DB", "PARSEC_DATA_DIR")}
+    return subprocess.run(
+        [*MIGRATE, "--db", url, *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+async def _snapshot_async(url: str) -> tuple[object, ...]:
+    conn = await asyncpg.connect(url)
+    try:
+        relations = await conn.fetch(
+            "SELECT n.nspname, c.relname, c.relkind FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
+        )
+        history = await conn.fetch("SELECT _id, name, applied FROM migration ORDER BY _id")
+        return tuple(map(tuple, relations)), tuple(map(tuple, history))
+    finally:
+        await conn.close()
+
+
+def _snapshot(url: str) -> tuple[object, ...]:
+    return asyncio.run(_snapshot_async(url))
+
+
+def _sql(url: str, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def official_template(pg_cluster: object) -> Iterator[str]:
+    """A database migrated by the official server 3.9.3 (`parsec migrate`), made once."""
+    name = pg_cluster.create_database()  # type: ignore[attr-defined]
+    _official("parsec", "migrate", "--db", pg_cluster.url_for(name))  # type: ignore[attr-defined]
+    yield name
+    pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def official_url(pg_cluster: object, official_template: str) -> Iterator[str]:
+    name = pg_cluster.create_database(template=official_template)  # type: ignore[attr-defined]
+    yield pg_cluster.url_for(name)  # type: ignore[attr-defined]
+    pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+
+
+def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> None:
+    before = _snapshot(official_url)
+    res = _migrate(official_url, "--dry-run")
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("Dry run on ")
+    assert lines[1].startswith("Lineage of the official Parsec server 3.9.x (table `migration`)")
+    official = lines[2 : 2 + len(OFFICIAL_MIGRATIONS_3_9)]
+    assert official == [f"{n} (already applied)" for n in OFFICIAL_MIGRATIONS_3_9]
+    rest = lines[2 + len(OFFICIAL_MIGRATIONS_3_9) :]
+    assert rest[0].startswith("Lineage of parsec-server (table `schema_migration`)")
+    assert rest[1 : 1 + len(OURS)] == [f"{n} ✔" for n in OURS]
+    assert rest[1 + len(OURS)] == f"{len(OURS)} to apply, 24 already applied"
+    # the dry run exits with the code the real run would: this release refuses the conversion
+    assert res.returncode == 18, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: this is an official Parsec server 3.9.x database")
+    assert _snapshot(official_url) == before
+
+
+def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
+    res = _migrate(official_url, "--dry-run", "--json")
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    migrations = [e for e in events if e["event"] == "migration"]
+    assert [(e["name"], e["lineage"]) for e in migrations] == [
+        (n, "official") for n in OFFICIAL_MIGRATIONS_3_9
+    ] + [(n, "parsec-server") for n in OURS]
+    assert events[-1] == {
+        "event": "error",
+        "exit_code": 18,
+        "message": events[-1]["message"],
+    }
+    assert res.returncode == 18
+
+
+def test_real_migrate_refuses_and_changes_nothing(official_url: str, tmp_path: Path) -> None:
+    before = _snapshot(official_url)
+    res = _migrate(official_url, "--backup-dir", str(tmp_path / "backups"))
+    assert res.returncode == 18, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert "cannot convert it yet" in res.stderr and "nothing was changed" in res.stderr
+    assert _snapshot(official_url) == before
+    assert not (tmp_path / "backups").exists()
+    # the official server still starts its own migrate on it: nothing to do
+    out = _official("parsec", "migrate", "--db", official_url, "--dry-run").stdout
+    assert "0024_rename_minimum_archiving_period.sql (already applied)" in out
+
+
+def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: object) -> None:
+    name = pg_cluster.create_database()  # type: ignore[attr-defined]
+    url = pg_cluster.url_for(name)  # type: ignore[attr-defined]
+    try:
+        code = (
+            "import asyncio, sys\n"
+            "from parsec.components.postgresql import apply_migrations, retrieve_migrations\n"
+            "r = asyncio.run(apply_migrations(sys.argv[1], retrieve_migrations()[:12], False))\n"
+            "assert r.error is None, r.error\n"
+        )
+        _official("python", "-c", code, url)
+        before = _snapshot(url)
+        for args in (["--dry-run"], ["--no-backup"]):
+            res = _migrate(url, *args)
+            assert res.returncode == 17, res.stderr
+            assert res.stderr.strip() == res.stderr.strip().splitlines()[0]
+            assert "0012_allowed_client_agent_and_account_vault_strategy.sql" in res.stderr
+            assert "upgrade it to the official Parsec server 3.9.x first" in res.stderr
+            assert "(already applied)" not in res.stdout
+        assert _snapshot(url) == before
+    finally:
+        pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+
+
+def test_newer_official_level_is_refused(official_url: str) -> None:
+    # what 3.10's migrate leaves in the history table after its two migrations
+    _sql(
+        official_url,
+        "INSERT INTO migration (_id, name, applied) VALUES"
+        " (25, 'a_3_10_change', now()), (26, 'another_3_10_change', now())",
+    )
+    before = _snapshot(official_url)
+    res = _migrate(official_url, "--dry-run")
+    assert res.returncode == 17
+    assert "newer than 3.9.x" in res.stderr and "0025_a_3_10_change.sql" in res.stderr
+    assert _snapshot(official_url) == before
+
+
+def test_2x_official_level_is_refused(empty_db_url: str) -> None:
+    # the history table of a Parsec 2.x database (its numbering restarted with 3.0)
+    _sql(
+        empty_db_url,
+        "CREATE TABLE migration (_id INTEGER PRIMARY KEY, name VARCHAR(256) NOT NULL UNIQUE,"
+        " applied TIMESTAMPTZ NOT NULL);"
+        " INSERT INTO migration VALUES (1, 'initial', now()), (2, 'add_migration_table', now()),"
+        " (3, 'human_handle', now())",
+    )
+    res = _migrate(empty_db_url)
+    assert res.returncode == 17
+    assert "official Parsec server 2.x database" in res.stderr
+    assert "then to 3.9.x" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_our_own_database_is_not_taken_for_an_official_one(db_url: str) -> None:
+    res = _migrate(db_url, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "Lineage of" not in res.stdout
+
+
+def test_the_docs_sample_is_what_the_dry_run_prints(official_url: str) -> None:
+    page = Path(__file__).resolve().parents[3] / "docs" / "switching-from-official.md"
+    text = page.read_text()
+    start = text.index("```\nLineage of the official")
+    sample = text[start + 4 : text.index("```", start + 4)].splitlines()
+    res = _migrate(official_url, "--dry-run")
+    printed = res.stdout.splitlines() + res.stderr.splitlines()
+    shown = [line for line in sample if line != "..."]
+    assert shown == [line for line in printed if line in shown]
+    assert set(shown) <= set(printed)
