@@ -138,7 +138,7 @@ def test_version_labels_follow_the_project_version() -> None:
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     args = {i.args.partition("=")[0]: i.args.partition("=")[2] for i in FINAL.all("ARG")}
     assert args["VERSION"] == PYPROJECT["project"]["version"]
-    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]
 
 
 def test_postgresql_client_matches_the_compose_postgres_major_version() -> None:
