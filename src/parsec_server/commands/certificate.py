@@ -4,15 +4,14 @@ current profile, read in the same statement (the handshake cache may lag behind 
 
 from __future__ import annotations
 
-from typing import Any
-
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import AUTHENTICATED, handles
+from parsec_server.commands.registry import command
+from parsec_server.protocol.generated.authenticated import CertificateGetRep, CertificateGetReq
 from parsec_server.storage import certificate as certificate_storage
 
 
-@handles(AUTHENTICATED, "certificate_get")
-async def certificate_get(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(CertificateGetReq)
+async def certificate_get(client: AuthenticatedClient, req: CertificateGetReq) -> CertificateGetRep:
     async with client.backend.db.connection() as conn:
         found = await certificate_storage.get(
             conn,

@@ -9,17 +9,16 @@ internal USER_UPDATED event so that every server process drops the user from its
 
 from __future__ import annotations
 
-from typing import Any
-
 from parsec_server.commands.checks import load_author
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import TOS, handles
+from parsec_server.commands.registry import command
 from parsec_server.events.bus import new_event, publish
+from parsec_server.protocol.generated.tos import TosAcceptRep, TosAcceptReq, TosGetRep, TosGetReq
 from parsec_server.storage import tos as storage
 
 
-@handles(TOS, "tos_get")
-async def tos_get(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(TosGetReq)
+async def tos_get(client: AuthenticatedClient, req: TosGetReq) -> TosGetRep:
     async with client.backend.db.connection() as conn:
         tos = await storage.get(conn, client.org.internal_id)
     if tos is None:
@@ -27,8 +26,8 @@ async def tos_get(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     return {"status": "ok", "per_locale_urls": tos.per_locale_urls, "updated_on": tos.updated_on}
 
 
-@handles(TOS, "tos_accept")
-async def tos_accept(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(TosAcceptReq)
+async def tos_accept(client: AuthenticatedClient, req: TosAcceptReq) -> TosAcceptRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         tos = await storage.get(conn, client.org.internal_id, for_share=True)

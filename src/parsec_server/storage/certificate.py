@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
+
+from parsec_server.protocol.ids import VlobID
 
 # $1 org, $2 user (internal id), $3 common_after, $4 sequester_after, $5 shamir_after,
 # $6 realm_after ids, $7 realm_after timestamps
@@ -85,7 +88,7 @@ async def get(
     common_after: datetime.datetime | None,
     sequester_after: datetime.datetime | None,
     shamir_recovery_after: datetime.datetime | None,
-    realm_after: dict[uuid.UUID, datetime.datetime],
+    realm_after: Mapping[VlobID, datetime.datetime],
 ) -> Certificates:
     rows = await conn.fetch(
         _Q_GET,
