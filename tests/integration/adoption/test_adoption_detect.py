@@ -104,7 +104,15 @@ def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> 
     rest = lines[2 + len(OFFICIAL_MIGRATIONS_3_9) :]
     assert rest[0].startswith("Lineage of parsec-server (table `schema_migration`)")
     assert rest[1 : 1 + len(OURS)] == [f"{n} ✔" for n in OURS]
-    assert rest[1 + len(OURS)] == f"{len(OURS)} to apply, 24 already applied"
+    moved = rest[1 + len(OURS)]
+    assert moved.startswith(
+        "Official tables (rows) whose names parsec-server's schema uses, to be moved to schema "
+        "`parsec_official` by the adoption, never dropped: "
+    ), res.stdout
+    for table in ("organization (0)", "user_ (0)", "vlob_atom (0)", "block (0)"):
+        assert table in moved
+    assert "migration (" not in moved and "account (" not in moved
+    assert rest[2 + len(OURS)] == f"{len(OURS)} to apply, 24 already applied"
     # the dry run exits with the code the real run would: this release refuses the conversion
     assert res.returncode == 18, res.stderr
     assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
@@ -119,6 +127,16 @@ def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
     assert [(e["name"], e["lineage"]) for e in migrations] == [
         (n, "official") for n in OFFICIAL_MIGRATIONS_3_9
     ] + [(n, "parsec-server") for n in OURS]
+    (tables,) = [e["tables"] for e in events if e["event"] == "official_tables"]
+    by_name = {t["name"]: t for t in tables}
+    assert by_name["vlob_atom"] == {
+        "name": "vlob_atom",
+        "rows": 0,
+        "collides": True,
+        "unserved": False,
+    }
+    assert by_name["account"]["unserved"] and not by_name["account"]["collides"]
+    assert not by_name["migration"]["collides"]
     assert events[-1] == {
         "event": "error",
         "exit_code": 18,
@@ -207,6 +225,24 @@ def test_the_docs_sample_is_what_the_dry_run_prints(official_url: str) -> None:
     sample = text[start + 4 : text.index("```", start + 4)].splitlines()
     res = _migrate(official_url, "--dry-run")
     printed = res.stdout.splitlines() + res.stderr.splitlines()
-    shown = [line for line in sample if line != "..."]
+    shown = [line for line in sample if line != "..." and not line.startswith("Official tables")]
+    (moved,) = [line for line in sample if line.startswith("Official tables")]
+    assert any(line.startswith(moved.split(": ")[0] + ": ") for line in printed)
     assert shown == [line for line in printed if line in shown]
     assert set(shown) <= set(printed)
+
+
+def test_dry_run_names_official_data_we_do_not_serve(official_url: str) -> None:
+    _sql(
+        official_url,
+        "INSERT INTO account (email, human_handle_label) VALUES ('a@example.com', 'A'),"
+        " ('b@example.com', 'B')",
+    )
+    before = _snapshot(official_url)
+    res = _migrate(official_url, "--dry-run")
+    assert res.returncode == 18
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, res.stderr
+    assert "features parsec-server does not serve" in warnings[0]
+    assert "account (2 rows)" in warnings[0] and "vault (" not in warnings[0]
+    assert _snapshot(official_url) == before

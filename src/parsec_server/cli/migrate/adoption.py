@@ -9,6 +9,7 @@ yet, the refusal (exit 18). Nothing is changed in either case.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -17,12 +18,15 @@ from parsec_server.cli.migrate.common import Renderer, fail, run
 from parsec_server.exit_codes import Exit
 from parsec_server.storage.adoption import (
     ADOPTABLE_RELEASE,
+    OFFICIAL_SCHEMA,
     OfficialDatabase,
     OfficialLevel,
+    OfficialTable,
     detect,
+    inventory,
 )
 from parsec_server.storage.migrations.connection import close, connect
-from parsec_server.storage.migrations.source import discover
+from parsec_server.storage.migrations.source import discover, reference_schema_path
 
 UNAVAILABLE = (
     f"this is an official Parsec server {ADOPTABLE_RELEASE}.x database: this parsec-server release "
@@ -31,30 +35,81 @@ UNAVAILABLE = (
 )
 
 
-async def _detect(url: str) -> OfficialDatabase | None:
+async def _detect(
+    url: str, ours: frozenset[str] | None
+) -> tuple[OfficialDatabase | None, list[OfficialTable]]:
+    """The official database (None if not one) and, when `ours` is given, its tables."""
     conn = await connect(url, purpose="migrate-detect", read_only=True)
     try:
         async with conn.transaction(readonly=True):
-            return await detect(conn)
+            found = await detect(conn)
+            if found is None or ours is None or found.level is not OfficialLevel.V3_9:
+                return found, []
+            return found, await inventory(conn, ours)
     finally:
         await close(conn)
+
+
+def _our_tables(migrations_dir: Path | None) -> frozenset[str]:
+    """Table names of parsec-server's reference schema (schema.sql of the migrations folder)."""
+    try:
+        text = Path(reference_schema_path(migrations_dir)).read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(re.findall(r"^CREATE TABLE (?:public\.)?(\w+)", text, flags=re.MULTILINE))
 
 
 def refuse_official(
     url: str, *, dry_run: bool, migrations_dir: Path | None, renderer: Renderer, debug: bool
 ) -> None:
     """Return when the database is not an official server's; otherwise print and exit."""
-    found = run(_detect(url), debug=debug, renderer=renderer)
+    ours = _our_tables(migrations_dir) if dry_run else None
+    found, tables = run(_detect(url, ours), debug=debug, renderer=renderer)
     if found is None:
         return
     if found.level is not OfficialLevel.V3_9:
         fail(Exit.OFFICIAL_LEVEL, found.upgrade_advice(), renderer)
     if dry_run:
-        _print_lineages(found, [m.filename for m in discover(migrations_dir)], renderer)
+        _print_lineages(found, [m.filename for m in discover(migrations_dir)], tables, renderer)
     fail(Exit.ADOPTION_UNAVAILABLE, UNAVAILABLE, renderer)
 
 
-def _print_lineages(found: OfficialDatabase, ours: list[str], renderer: Renderer) -> None:
+def _print_inventory(tables: list[OfficialTable], renderer: Renderer) -> None:
+    """What the adoption will do with the official tables (stage 2 moves the colliding ones)."""
+    colliding = [t for t in tables if t.collides]
+    unserved = [t for t in tables if t.unserved and t.rows]
+    renderer(
+        {
+            "event": "official_tables",
+            "schema": OFFICIAL_SCHEMA,
+            "tables": [
+                {"name": t.name, "rows": t.rows, "collides": t.collides, "unserved": t.unserved}
+                for t in tables
+            ],
+        }
+    )
+    if renderer.as_json:
+        return
+    listed = ", ".join(f"{t.name} ({t.rows_text})" for t in colliding)
+    click.echo(
+        f"Official tables (rows) whose names parsec-server's schema uses, to be moved to schema "
+        f"`{OFFICIAL_SCHEMA}` by the adoption, never dropped: {listed or 'none'}"
+    )
+    if unserved:
+        listed = ", ".join(f"{t.name} ({t.rows_text} rows)" for t in unserved)
+        renderer(
+            {
+                "event": "warning",
+                "message": f"official data of features parsec-server does not serve (accounts "
+                f"and vaults, TOTP, asynchronous enrollment): {listed}; the adoption would keep "
+                f"it, unused, in schema `{OFFICIAL_SCHEMA}`",
+            }
+        )
+
+
+def _print_lineages(
+    found: OfficialDatabase, ours: list[str], tables: list[OfficialTable], renderer: Renderer
+) -> None:
     def header(lineage: str, table: str, text: str) -> None:
         renderer({"event": "lineage", "lineage": lineage, "table": table, "text": text})
         if not renderer.as_json:
@@ -79,6 +134,7 @@ def _print_lineages(found: OfficialDatabase, ours: list[str], renderer: Renderer
         renderer(
             {"event": "migration", "name": name, "state": "pending", "lineage": "parsec-server"}
         )
+    _print_inventory(tables, renderer)
     renderer(
         {
             "event": "summary",

@@ -12,15 +12,23 @@ from __future__ import annotations
 from parsec_server.storage.adoption.detect import (
     ADOPTABLE_RELEASE,
     OFFICIAL_MIGRATIONS_3_9,
+    OFFICIAL_SCHEMA,
+    UNSERVED_TABLES,
     OfficialDatabase,
     OfficialLevel,
+    OfficialTable,
     detect,
+    inventory,
 )
 
 __all__ = [
     "ADOPTABLE_RELEASE",
     "OFFICIAL_MIGRATIONS_3_9",
+    "OFFICIAL_SCHEMA",
+    "UNSERVED_TABLES",
     "OfficialDatabase",
     "OfficialLevel",
+    "OfficialTable",
     "detect",
+    "inventory",
 ]

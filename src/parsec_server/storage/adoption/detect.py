@@ -149,3 +149,59 @@ async def detect(conn: asyncpg.Connection) -> OfficialDatabase | None:
     rows = await conn.fetch("SELECT _id, name FROM migration ORDER BY _id")
     applied = tuple(_file_name(int(r["_id"]), str(r["name"])) for r in rows)
     return OfficialDatabase(applied=applied, level=classify(applied))
+
+
+# Official tables of features parsec-server does not serve (docs/compatibility.md: accounts and
+# vaults, TOTP, asynchronous enrollment with PKI): their rows have nowhere to go in our schema.
+UNSERVED_TABLES: frozenset[str] = frozenset(
+    {
+        "account",
+        "account_create_validation_code",
+        "account_delete_validation_code",
+        "account_recover_validation_code",
+        "vault",
+        "vault_authentication_method",
+        "vault_item",
+        "totp_opaque_key",
+        "async_enrollment",
+        "pki_x",
+    }
+)
+ROW_COUNT_CAP = 1_000_000  # counting stops there (a dry run stays quick on a big database)
+OFFICIAL_SCHEMA = "parsec_official"  # where the adoption will move the official tables
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialTable:
+    name: str
+    rows: int  # exact, or ROW_COUNT_CAP when there are at least that many
+    collides: bool  # parsec-server's schema has a table of that name
+    unserved: bool  # holds data of a feature parsec-server does not serve
+
+    @property
+    def rows_text(self) -> str:
+        return f"{self.rows}+" if self.rows >= ROW_COUNT_CAP else str(self.rows)
+
+
+async def inventory(conn: asyncpg.Connection, ours: frozenset[str]) -> list[OfficialTable]:
+    """The official database's tables with their row counts (capped), read-only."""
+    names = await conn.fetch(
+        "SELECT c.relname::text AS name FROM pg_class c"
+        " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')"
+        " ORDER BY 1"
+    )
+    tables: list[OfficialTable] = []
+    for r in names:
+        name: str = r["name"]
+        ident = '"' + name.replace('"', '""') + '"'
+        rows = int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM (SELECT 1 FROM {ident} LIMIT {ROW_COUNT_CAP}) AS t"
+            )
+        )
+        tables.append(
+            OfficialTable(
+                name=name, rows=rows, collides=name in ours, unserved=name in UNSERVED_TABLES
+            )
+        )
+    return tables
