@@ -246,3 +246,28 @@ def test_dry_run_names_official_data_we_do_not_serve(official_url: str) -> None:
     assert "features parsec-server does not serve" in warnings[0]
     assert "account (2 rows)" in warnings[0] and "vault (" not in warnings[0]
     assert _snapshot(official_url) == before
+
+
+def test_status_shows_the_official_history(official_url: str) -> None:
+    before = _snapshot(official_url)
+    res = _migrate(official_url, "status")
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.splitlines()[1]
+    assert line.startswith(
+        "Official Parsec server history (table `migration`): 24 official migration(s), last "
+        "0024_rename_minimum_archiving_period.sql: an official Parsec server 3.9.x database, "
+        "not adopted"
+    )
+    report = json.loads(_migrate(official_url, "status", "--json").stdout)
+    assert report["official"]["level"] == "3.9"
+    assert report["official"]["applied"] == list(OFFICIAL_MIGRATIONS_3_9)
+    # subcommands that would write refuse without touching anything
+    res = _migrate(official_url, "repair", "0001")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert _snapshot(official_url) == before
+
+
+def test_status_of_our_database_has_no_official_part(db_url: str) -> None:
+    res = _migrate(db_url, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "official" not in json.loads(res.stdout)

@@ -151,3 +151,24 @@ def _print_lineages(
             "refused": {"exit_code": int(Exit.ADOPTION_UNAVAILABLE), "message": UNAVAILABLE},
         }
     )
+
+
+def official_status(url: str, *, debug: bool, renderer: Renderer) -> dict[str, object] | None:
+    """For `migrate status`: the official history of an official database (None otherwise)."""
+    found, _ = run(_detect(url, None), debug=debug, renderer=renderer)
+    if found is None:
+        return None
+    if found.level is OfficialLevel.V3_9:
+        note = (
+            f"an official Parsec server {ADOPTABLE_RELEASE}.x database, not adopted: "
+            "parsec-server's own migrations are all pending; `migrate --dry-run` shows the "
+            "adoption (not available in this release)"
+        )
+    else:
+        note = found.upgrade_advice().removesuffix("; nothing was changed")
+    return {
+        "table": "migration",
+        "level": found.level.value,
+        "applied": list(found.applied),
+        "note": note,
+    }

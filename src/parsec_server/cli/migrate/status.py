@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from parsec_server.cli.migrate.adoption import official_status
 from parsec_server.cli.migrate.common import (
     Renderer,
     db_opt,
@@ -39,10 +40,20 @@ def status_cmd(
         debug=inherit(ctx, "debug", debug),
         renderer=renderer,
     )
+    official = official_status(url, debug=inherit(ctx, "debug", debug), renderer=renderer)
+    if official is not None:
+        report["official"] = official  # the official server's own history (adoption.py)
     if as_json:
         click.echo(json.dumps(report, default=str, ensure_ascii=False))
         return
     click.echo(f"Database: {report['database']}")
+    if official is not None:
+        applied = official["applied"]
+        assert isinstance(applied, list)
+        click.echo(
+            f"Official Parsec server history (table `migration`): {len(applied)} official "
+            f"migration(s), last {applied[-1] if applied else 'none'}: {official['note']}"
+        )
     rows = [("MIGRATION", "STATE", "APPLIED ON (UTC)", "TOOK", "BY VERSION", "COMPAT", "NOTES")]
     for it in report["migrations"]:
         notes = []
