@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import asyncpg
 
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.registry import HandshakeError
 from parsec_server.crypto import certificates as certs
-from parsec_server.crypto.ballpark import check_ballpark
+from parsec_server.crypto.ballpark import OutOfBallpark, check_ballpark
 from parsec_server.storage import invite as invite_storage
 from parsec_server.storage import topics
 
@@ -27,7 +27,33 @@ INVALID_CERTIFICATE: dict[str, Any] = {"status": "invalid_certificate"}
 AUTHOR_NOT_ALLOWED: dict[str, Any] = {"status": "author_not_allowed"}
 
 
+# Replies several commands have, typed once (TypedDicts are structural: each fits the generated
+# variant of every command with that status).
+
+
+class OkRep(TypedDict):
+    status: Literal["ok"]
+
+
+class InvalidCertificateRep(TypedDict):
+    status: Literal["invalid_certificate"]
+
+
+class AuthorNotAllowedRep(TypedDict):
+    status: Literal["author_not_allowed"]
+
+
+class RequireGreaterTimestampRep(TypedDict):
+    status: Literal["require_greater_timestamp"]
+    strictly_greater_than: datetime.datetime
+
+
+def greater_than(ts: datetime.datetime) -> RequireGreaterTimestampRep:
+    return {"status": "require_greater_timestamp", "strictly_greater_than": ts}
+
+
 def require_greater_timestamp(ts: datetime.datetime) -> dict[str, Any]:
+    """`greater_than` for the handlers not converted to @command yet (untyped replies)."""
     return {"status": "require_greater_timestamp", "strictly_greater_than": ts}
 
 
@@ -63,20 +89,28 @@ async def load_author(
     return author
 
 
-def verify_authored(
+def verified(
     cls: type[certs.C], raw: bytes, client: AuthenticatedClient, now: datetime.datetime
-) -> certs.C | dict[str, Any]:
+) -> certs.C | InvalidCertificateRep | OutOfBallpark:
     """Signature by the requesting device, then ballpark: the certificate, or the reply."""
     try:
         cert = certs.verify_and_load(
             cls, raw, client.device.verify_key, expected_author=client.device.device_id
         )
     except certs.InvalidCertificate:
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     late = check_ballpark(cert.timestamp, now)  # type: ignore[attr-defined]
     if late is not None:
-        return dict(late)  # legacy untyped reply (not converted to @command yet)
+        return late
     return cert
+
+
+def verify_authored(
+    cls: type[certs.C], raw: bytes, client: AuthenticatedClient, now: datetime.datetime
+) -> certs.C | dict[str, Any]:
+    """`verified` for the handlers not converted to @command yet (untyped replies)."""
+    out = verified(cls, raw, client, now)
+    return dict(out) if isinstance(out, dict) else out
 
 
 @dataclass(frozen=True, slots=True)

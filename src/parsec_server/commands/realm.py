@@ -18,68 +18,95 @@ unshare, self-promotion), with the realm's last vlob too (§4.2).
 from __future__ import annotations
 
 import datetime
-from typing import Any
+import uuid
+from typing import Literal, TypedDict
 
 import asyncpg
 
 from parsec_server.commands.checks import (
-    AUTHOR_NOT_ALLOWED,
-    INVALID_CERTIFICATE,
-    OK,
+    AuthorNotAllowedRep,
+    RequireGreaterTimestampRep,
+    greater_than,
     lock_common_as_author,
-    require_greater_timestamp,
-    verify_authored,
+    verified,
 )
 from parsec_server.commands.context import AuthenticatedClient
-from parsec_server.commands.registry import AUTHENTICATED, handles
+from parsec_server.commands.registry import command
 from parsec_server.crypto import certificates as certs
 from parsec_server.events import types as event_types
 from parsec_server.protocol.codec import now as utc_now
+from parsec_server.protocol.generated.authenticated import (
+    RealmCreateRep,
+    RealmCreateReq,
+    RealmGetKeysBundleRep,
+    RealmGetKeysBundleReq,
+    RealmRenameRep,
+    RealmRenameReq,
+    RealmRotateKeyRep,
+    RealmRotateKeyReq,
+    RealmSelfPromoteToOwnerRep,
+    RealmSelfPromoteToOwnerReq,
+    RealmShareRep,
+    RealmShareReq,
+    RealmUnshareRep,
+    RealmUnshareReq,
+    RealmUpdateArchivingRep,
+    RealmUpdateArchivingReq,
+)
 from parsec_server.storage import realm as realm_storage
 from parsec_server.storage import topics
 from parsec_server.storage.realm import ROLE_PRIORITY, RealmState
 
-_REALM_NOT_FOUND: dict[str, Any] = {"status": "realm_not_found"}
-_REALM_DELETED: dict[str, Any] = {"status": "realm_deleted"}
 _OWNER_OR_MANAGER = frozenset({"OWNER", "MANAGER"})
 
 
 # --- helpers --------------------------------------------------------------------------------------
 
 
+class _RealmNotFound(TypedDict):
+    status: Literal["realm_not_found"]
+
+
+class _RealmDeleted(TypedDict):
+    status: Literal["realm_deleted"]
+
+
 async def _lock_realm(
-    conn: asyncpg.Connection, client: AuthenticatedClient, realm_id: Any, recipient: Any = None
-) -> RealmState | dict[str, Any]:
+    conn: asyncpg.Connection,
+    client: AuthenticatedClient,
+    realm_id: uuid.UUID,
+    recipient: uuid.UUID | None = None,
+) -> RealmState | _RealmNotFound | _RealmDeleted | AuthorNotAllowedRep:
     """Realm topic FOR UPDATE, then its state; realm_not_found / realm_deleted / author_not_allowed
     (the author has no role) as replies."""
     realm = await realm_storage.lock(conn, client.org.internal_id, realm_id)
     if realm is None:
-        return _REALM_NOT_FOUND
+        return {"status": "realm_not_found"}
     state = await realm_storage.state(
         conn, client.org.internal_id, realm, client.device.user_internal_id, recipient
     )
     if state.status == "DELETED":
-        return _REALM_DELETED
+        return {"status": "realm_deleted"}
     if state.author_role is None:
-        return AUTHOR_NOT_ALLOWED
+        return {"status": "author_not_allowed"}
     return state
 
 
 def _require_greater(
     timestamp: datetime.datetime, *lasts: datetime.datetime | None
-) -> dict[str, Any] | None:
+) -> RequireGreaterTimestampRep | None:
     """require_greater_timestamp unless `timestamp` is after every known (not None) timestamp."""
     last = max(ts for ts in lasts if ts is not None)
     if timestamp <= last:
-        return require_greater_timestamp(last)
+        return greater_than(last)
     return None
 
 
 def _event(
     client: AuthenticatedClient,
     timestamp: datetime.datetime,
-    realm_id: Any,
-    user_id: Any,
+    realm_id: uuid.UUID,
+    user_id: uuid.UUID,
     role_removed: bool = False,
 ) -> str:
     event = event_types.realm_certificate(
@@ -91,9 +118,12 @@ def _event(
 def _certified(
     client: AuthenticatedClient,
     state: RealmState,
-    cert: Any,
+    cert: certs.RealmRoleCertificate
+    | certs.RealmNameCertificate
+    | certs.RealmArchivingCertificate
+    | certs.RealmKeyRotationCertificate,
     raw: bytes,
-    event_user_id: Any,
+    event_user_id: uuid.UUID,
     *,
     role_removed: bool = False,
 ) -> realm_storage.RealmCertificate:
@@ -108,25 +138,19 @@ def _certified(
     )
 
 
-def _with_lrct(status: str, state: RealmState) -> dict[str, Any]:
-    return {"status": status, "last_realm_certificate_timestamp": state.last_timestamp}
-
-
 # --- realm_create ---------------------------------------------------------------------------------
 
 
-@handles(AUTHENTICATED, "realm_create")
-async def realm_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = verify_authored(
-        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
-    )
+@command(RealmCreateReq)
+async def realm_create(client: AuthenticatedClient, req: RealmCreateReq) -> RealmCreateRep:
+    cert = verified(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
     if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
-        cert = INVALID_CERTIFICATE
+        cert = {"status": "invalid_certificate"}
     org = client.org
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if common.profile == "OUTSIDER":
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         if isinstance(cert, dict):
             return cert
         refusal = _require_greater(cert.timestamp, common.last_common)
@@ -146,20 +170,18 @@ async def realm_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             last = await realm_storage.last_timestamp(conn, org.internal_id, cert.realm_id)
             assert last is not None
             return {"status": "realm_already_exists", "last_realm_certificate_timestamp": last}
-    return OK
+    return {"status": "ok"}
 
 
 # --- realm_share / realm_unshare / realm_self_promote_to_owner ------------------------------
 # A role change must also come after the realm's last vlob (§4.2).
 
 
-@handles(AUTHENTICATED, "realm_share")
-async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = verify_authored(
-        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
-    )
+@command(RealmShareReq)
+async def realm_share(client: AuthenticatedClient, req: RealmShareReq) -> RealmShareRep:
+    cert = verified(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
     if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is None):
-        cert = INVALID_CERTIFICATE
+        cert = {"status": "invalid_certificate"}
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
@@ -178,14 +200,20 @@ async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
         else:
             allowed = state.author_role in _OWNER_OR_MANAGER
         if not allowed:
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         if state.recipient_profile == "OUTSIDER" and cert.role in _OWNER_OR_MANAGER:
             return {"status": "role_incompatible_with_outsider"}
         if state.recipient_role == cert.role:
-            return _with_lrct("role_already_granted", state)
+            return {
+                "status": "role_already_granted",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         # The recipient gets an access to the current keys: there must be one.
         if state.keys_bundle is None or req.key_index != state.key_index:
-            return _with_lrct("bad_key_index", state)
+            return {
+                "status": "bad_key_index",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         refusal = _require_greater(
             cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
@@ -200,16 +228,14 @@ async def realm_share(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             keys_bundle=state.keys_bundle,
             keys_bundle_access=req.recipient_keys_bundle_access,
         )
-    return OK
+    return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "realm_unshare")
-async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = verify_authored(
-        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
-    )
+@command(RealmUnshareReq)
+async def realm_unshare(client: AuthenticatedClient, req: RealmUnshareReq) -> RealmUnshareRep:
+    cert = verified(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
     if not isinstance(cert, dict) and (cert.user_id == client.user_id or cert.role is not None):
-        cert = INVALID_CERTIFICATE
+        cert = {"status": "invalid_certificate"}
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
@@ -222,12 +248,15 @@ async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]
         if state.recipient is None:
             return {"status": "recipient_not_found"}
         if state.recipient_role is None:
-            return _with_lrct("recipient_already_unshared", state)
+            return {
+                "status": "recipient_already_unshared",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         if not (
             state.author_role == "OWNER"
             or (state.author_role == "MANAGER" and state.recipient_role not in _OWNER_OR_MANAGER)
         ):
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         refusal = _require_greater(
             cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
@@ -241,18 +270,18 @@ async def realm_unshare(client: AuthenticatedClient, req: Any) -> dict[str, Any]
             user_internal_id=state.recipient,
             role=None,
         )
-    return OK
+    return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "realm_self_promote_to_owner")
-async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(RealmSelfPromoteToOwnerReq)
+async def realm_self_promote_to_owner(
+    client: AuthenticatedClient, req: RealmSelfPromoteToOwnerReq
+) -> RealmSelfPromoteToOwnerRep:
     """Take ownership of a realm whose owners are all revoked: allowed to the non-revoked member(s)
     with the highest role."""
-    cert = verify_authored(
-        certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now()
-    )
+    cert = verified(certs.RealmRoleCertificate, req.realm_role_certificate, client, utc_now())
     if not isinstance(cert, dict) and (cert.user_id != client.user_id or cert.role != "OWNER"):
-        cert = INVALID_CERTIFICATE
+        cert = {"status": "invalid_certificate"}
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if common.profile == "OUTSIDER":
@@ -263,10 +292,13 @@ async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> 
         if isinstance(state, dict):
             return state
         if state.has_active_owner:
-            return _with_lrct("active_owner_already_exists", state)
+            return {
+                "status": "active_owner_already_exists",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         assert state.author_role is not None
         if ROLE_PRIORITY[state.author_role] < state.max_active_priority:
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         refusal = _require_greater(
             cert.timestamp, common.last_common, state.last_timestamp, state.last_vlob_timestamp
         )
@@ -278,17 +310,15 @@ async def realm_self_promote_to_owner(client: AuthenticatedClient, req: Any) -> 
             user_internal_id=common.user_internal_id,
             role="OWNER",
         )
-    return OK
+    return {"status": "ok"}
 
 
 # --- realm_rename / realm_update_archiving --------------------------------------------------
 
 
-@handles(AUTHENTICATED, "realm_rename")
-async def realm_rename(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    cert = verify_authored(
-        certs.RealmNameCertificate, req.realm_name_certificate, client, utc_now()
-    )
+@command(RealmRenameReq)
+async def realm_rename(client: AuthenticatedClient, req: RealmRenameReq) -> RealmRenameRep:
+    cert = verified(certs.RealmNameCertificate, req.realm_name_certificate, client, utc_now())
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
@@ -297,11 +327,17 @@ async def realm_rename(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         if cert.key_index != state.key_index:
-            return _with_lrct("bad_key_index", state)
+            return {
+                "status": "bad_key_index",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         if req.initial_name_or_fail and state.has_name:
-            return _with_lrct("initial_name_already_exists", state)
+            return {
+                "status": "initial_name_already_exists",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         refusal = _require_greater(cert.timestamp, common.last_common, state.last_timestamp)
         if refusal is not None:
             return refusal
@@ -310,16 +346,16 @@ async def realm_rename(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             _certified(client, state, cert, req.realm_name_certificate, client.user_id),
             key_index=cert.key_index,
         )
-    return OK
+    return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "realm_update_archiving")
-async def realm_update_archiving(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(RealmUpdateArchivingReq)
+async def realm_update_archiving(
+    client: AuthenticatedClient, req: RealmUpdateArchivingReq
+) -> RealmUpdateArchivingRep:
     """ARCHIVED and DELETION_PLANNED make the realm read-only, AVAILABLE writable again; a deletion
     date must leave the organization's minimum archiving period."""
-    cert = verify_authored(
-        certs.RealmArchivingCertificate, req.archiving_certificate, client, utc_now()
-    )
+    cert = verified(certs.RealmArchivingCertificate, req.archiving_certificate, client, utc_now())
     async with client.backend.db.transaction() as conn:
         common = await lock_common_as_author(conn, client, write=False)
         if isinstance(cert, dict):
@@ -328,7 +364,7 @@ async def realm_update_archiving(client: AuthenticatedClient, req: Any) -> dict[
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         configuration = cert.configuration["type"]
         deletion_date = cert.configuration.get("deletion_date")
         if deletion_date is not None and deletion_date < cert.timestamp + datetime.timedelta(
@@ -344,18 +380,20 @@ async def realm_update_archiving(client: AuthenticatedClient, req: Any) -> dict[
             configuration=configuration,
             deletion_date=deletion_date,
         )
-    return OK
+    return {"status": "ok"}
 
 
 # --- realm_rotate_key / realm_get_keys_bundle -----------------------------------------------
 
 
-@handles(AUTHENTICATED, "realm_rotate_key")
-async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(RealmRotateKeyReq)
+async def realm_rotate_key(
+    client: AuthenticatedClient, req: RealmRotateKeyReq
+) -> RealmRotateKeyRep:
     """A new key for the realm: index current + 1 (the first rotation gives 1), an access for every
     user whose current role is not None (revoked ones included), and for every active sequester
     service of a sequestered organization."""
-    cert = verify_authored(
+    cert = verified(
         certs.RealmKeyRotationCertificate, req.realm_key_rotation_certificate, client, utc_now()
     )
     org = client.org
@@ -373,15 +411,21 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
         if isinstance(state, dict):
             return state
         if state.author_role != "OWNER":
-            return AUTHOR_NOT_ALLOWED
+            return {"status": "author_not_allowed"}
         if cert.key_index != state.key_index + 1:
-            return _with_lrct("bad_key_index", state)
+            return {
+                "status": "bad_key_index",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         refusal = _require_greater(cert.timestamp, common.last_common, state.last_timestamp)
         if refusal is not None:
             return refusal
         participants = await realm_storage.participants(conn, state.internal_id)
         if req.per_participant_keys_bundle_access.keys() != participants.keys():
-            return _with_lrct("participant_mismatch", state)
+            return {
+                "status": "participant_mismatch",
+                "last_realm_certificate_timestamp": state.last_timestamp,
+            }
         sequester_accesses: dict[int, bytes] = {}
         per_service = req.per_sequester_service_keys_bundle_access
         if not org.is_sequestered:
@@ -408,11 +452,13 @@ async def realm_rotate_key(client: AuthenticatedClient, req: Any) -> dict[str, A
             },
             sequester_accesses=sequester_accesses,
         )
-    return OK
+    return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "realm_get_keys_bundle")
-async def realm_get_keys_bundle(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(RealmGetKeysBundleReq)
+async def realm_get_keys_bundle(
+    client: AuthenticatedClient, req: RealmGetKeysBundleReq
+) -> RealmGetKeysBundleRep:
     """The keys bundle of a key index and the requester's newest access to it (from the rotation,
     or from a later sharing). Needs a current role; an unknown realm also answers
     author_not_allowed."""
@@ -427,11 +473,11 @@ async def realm_get_keys_bundle(client: AuthenticatedClient, req: Any) -> dict[s
             req.key_index,
         )
     if row["realm"] is None or not row["member"]:
-        return AUTHOR_NOT_ALLOWED
+        return {"status": "author_not_allowed"}
     if row["status"] == "DELETED":
-        return _REALM_DELETED
+        return {"status": "realm_deleted"}
     if row["role"] is None:
-        return AUTHOR_NOT_ALLOWED
+        return {"status": "author_not_allowed"}
     if row["keys_bundle_id"] is None:
         return {"status": "bad_key_index"}
     if row["access"] is None:
