@@ -136,6 +136,7 @@ def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
         "unserved": False,
     }
     assert by_name["account"]["unserved"] and not by_name["account"]["collides"]
+    assert by_name["pki_x509_certificate"]["unserved"] and by_name["totp_opaque_key"]["unserved"]
     assert not by_name["migration"]["collides"]
     assert events[-1] == {
         "event": "error",

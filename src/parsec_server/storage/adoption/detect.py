@@ -164,7 +164,7 @@ UNSERVED_TABLES: frozenset[str] = frozenset(
         "vault_item",
         "totp_opaque_key",
         "async_enrollment",
-        "pki_x",
+        "pki_x509_certificate",
     }
 )
 ROW_COUNT_CAP = 1_000_000  # counting stops there (a dry run stays quick on a big database)
