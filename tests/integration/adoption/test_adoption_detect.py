@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -78,19 +79,19 @@ def _sql(url: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def official_template(pg_cluster: object) -> Iterator[str]:
+def official_template(pg_cluster: Any) -> Iterator[str]:
     """A database migrated by the official server 3.9.3 (`parsec migrate`), made once."""
-    name = pg_cluster.create_database()  # type: ignore[attr-defined]
-    _official("parsec", "migrate", "--db", pg_cluster.url_for(name))  # type: ignore[attr-defined]
+    name = pg_cluster.create_database()
+    _official("parsec", "migrate", "--db", pg_cluster.url_for(name))
     yield name
-    pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+    pg_cluster.drop_database(name)
 
 
 @pytest.fixture
-def official_url(pg_cluster: object, official_template: str) -> Iterator[str]:
-    name = pg_cluster.create_database(template=official_template)  # type: ignore[attr-defined]
-    yield pg_cluster.url_for(name)  # type: ignore[attr-defined]
-    pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+def official_url(pg_cluster: Any, official_template: str) -> Iterator[str]:
+    name = pg_cluster.create_database(template=official_template)
+    yield pg_cluster.url_for(name)
+    pg_cluster.drop_database(name)
 
 
 def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> None:
@@ -159,9 +160,9 @@ def test_real_migrate_refuses_and_changes_nothing(official_url: str, tmp_path: P
     assert "0024_rename_minimum_archiving_period.sql (already applied)" in out
 
 
-def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: object) -> None:
-    name = pg_cluster.create_database()  # type: ignore[attr-defined]
-    url = pg_cluster.url_for(name)  # type: ignore[attr-defined]
+def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: Any) -> None:
+    name = pg_cluster.create_database()
+    url = pg_cluster.url_for(name)
     try:
         code = (
             "import asyncio, sys\n"
@@ -180,7 +181,7 @@ def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: object) -
             assert "(already applied)" not in res.stdout
         assert _snapshot(url) == before
     finally:
-        pg_cluster.drop_database(name)  # type: ignore[attr-defined]
+        pg_cluster.drop_database(name)
 
 
 def test_newer_official_level_is_refused(official_url: str) -> None:
