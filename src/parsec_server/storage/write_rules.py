@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import datetime
 import enum
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "WRITE_ROLES",
@@ -51,8 +50,7 @@ class Refusal(enum.Enum):
     ALREADY_EXISTS = "already_exists"
 
 
-@dataclass(frozen=True, slots=True)
-class WriteFacts:
+class WriteFacts(NamedTuple):
     """What a write statement read about the realm and the target (None: no realm, or no role, or
     no such vlob/block). `current_version`: the target's last version (vlobs), or 1 when a block
     already exists, None when the target does not exist."""
