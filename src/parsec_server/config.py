@@ -85,6 +85,8 @@ class ServerConfig:
     data_dir: Path | None = None  # embedded PostgreSQL only
     validate_replies: bool = False  # check every reply against the protocol schema (tests, --debug)
     http: HttpLimits = field(default_factory=HttpLimits)
+    metrics: bool = False  # serve Prometheus metrics at GET /metrics (docs/observability.md)
+    access_log: bool = False  # one `access` log line per request (docs/observability.md)
 
     def redacted(self) -> dict[str, object]:
         """What the start-up log line shows: never the token or passwords."""
@@ -98,6 +100,8 @@ class ServerConfig:
             "sse_keepalive": self.sse_keepalive,
             "db_connections": f"{self.db_min_connections}..{self.db_max_connections}",
             "email_host": self.email.host,
+            "metrics": self.metrics,
+            "access_log": self.access_log,
             "http_limits": (
                 f"head<={self.http.max_request_head_size}B/{self.http.max_request_headers} headers "
                 f"in {self.http.request_head_timeout}s, keep-alive {self.http.keep_alive_timeout}s, "

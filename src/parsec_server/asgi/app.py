@@ -12,6 +12,7 @@ from parsec_server import __version__
 from parsec_server.asgi import admin, rpc, sse
 from parsec_server.asgi.auth import AuthCache
 from parsec_server.asgi.http import Receive, Scope, Send, send_html, send_json, send_response
+from parsec_server.asgi.metrics import Metrics, Observer
 from parsec_server.blockstore import build_blockstore
 from parsec_server.commands import registry
 from parsec_server.commands.context import Backend
@@ -39,6 +40,15 @@ class ParsecApp:
         self.backend: Backend | None = None
         self.shutting_down = asyncio.Event()
         registry.load_all()
+        # --metrics / --access-log (asgi/metrics.py): None when both are off, then a request pays nothing.
+        self.metrics = Metrics(lambda: self.backend) if config.metrics else None
+        self.observer = (
+            Observer(self.metrics, config.access_log)
+            if config.metrics or config.access_log
+            else None
+        )
+        if self.observer is None:
+            self._http = self._route  # type: ignore[method-assign]
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -93,6 +103,12 @@ class ParsecApp:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        observer = self.observer
+        if observer is None:  # no extra frame then: __init__ binds _http to _route
+            return await self._route(scope, receive, send)
+        await observer.observe(scope, receive, send, self._route)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         backend = self.backend
         if backend is None:
             await send_json(send, 503, {"detail": "Server is starting or stopping"})
@@ -150,6 +166,8 @@ class ParsecApp:
                 return await send_html(send, 200, LANDING.format(version=__version__))
             if path in ("/health", "/healthz") and method in ("GET", "HEAD"):
                 return await _health(backend, send)
+            if path == "/metrics" and self.metrics is not None and method in ("GET", "HEAD"):
+                return await self.metrics.serve(backend, send)
             await send_html(send, 404, NOT_FOUND)
         except rpc.OUTAGE_ERRORS as exc:  # e.g. an administration request during a database outage
             await rpc.send_unavailable(backend, send, exc)

@@ -234,6 +234,7 @@ async def handle_rpc(
         except codec.DecodeError:
             raise HandshakeError(415) from None
         cmd = req.CMD
+        scope["parsec.cmd"] = cmd  # for the metrics and the access log (asgi/metrics.py)
         handler = HANDLERS.get((family, cmd))
         if handler is None:
             rep: Mapping[str, Any] = {
@@ -262,6 +263,7 @@ async def handle_rpc(
             }
         )
         await send({"type": "http.response.body", "body": payload})
+        scope["parsec.status"] = rep["status"]
         if OUTAGE.cause is not None:
             OUTAGE.served()
         if log.isEnabledFor(INFO):

@@ -297,6 +297,21 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
 )
 @log_options
 @click.option(
+    "--access-log",
+    envvar="PARSEC_ACCESS_LOG",
+    is_flag=True,
+    show_envvar=True,
+    help="Log one `access` line per request (method, path, status, duration, command).",
+)
+@click.option(
+    "--metrics",
+    envvar="PARSEC_METRICS",
+    is_flag=True,
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics on the server port (no authentication: "
+    "keep /metrics away from the public side of the reverse proxy).",
+)
+@click.option(
     "--debug",
     envvar="PARSEC_DEBUG",
     is_flag=True,
@@ -375,6 +390,8 @@ def run_cmd(**opts: Any) -> None:
                 keep_alive_timeout=opts["keep_alive_timeout"],
                 max_connections=_connection_cap(opts["max_connections"]),
             ),
+            metrics=opts["metrics"],
+            access_log=opts["access_log"],
         )
         code = _serve(
             config,

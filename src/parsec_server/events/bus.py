@@ -100,6 +100,7 @@ class EventBus:
         self.generation = 0  # LISTEN connections opened so far (1 after start)
         self.losses = 0  # LISTEN connections lost so far
         self.lost_at: float | None = None  # loop time of the current loss
+        self.dispatched = 0  # events dispatched so far (barriers excluded), for the metrics
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -260,6 +261,7 @@ class EventBus:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
+        self.dispatched += 1
         recent = self._recent
         recent[event["id"]] = event
         if len(recent) > CACHE_SIZE:
@@ -271,6 +273,10 @@ class EventBus:
                 sub(event)
             except Exception:
                 log.exception("event_subscriber_failed", type=event.get("type"))
+
+    def subscriber_count(self) -> int:
+        """Subscribers (event streams) of this process, all organizations together."""
+        return sum(len(subs) for subs in self._subscribers.values())
 
     def subscribe(self, org: str, callback: Subscriber) -> Callable[[], None]:
         subs = self._subscribers.setdefault(org, set())

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -99,6 +99,15 @@ _BROKEN = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
 )
+
+
+class PoolStats(NamedTuple):
+    """A pool's connections at one moment (read by the metrics at scrape time)."""
+
+    open: int  # in use + idle
+    idle: int
+    waiting: int  # requests waiting for a connection
+    max_size: int
 
 
 class Pool:
@@ -211,6 +220,9 @@ class Pool:
 
     def acquire(self, timeout: float | None = None) -> _Acquire:
         return _Acquire(self, timeout)
+
+    def stats(self) -> PoolStats:
+        return PoolStats(len(self._all), len(self._idle), len(self._waiters), self.max_size)
 
     # --- one statement ----------------------------------------------------------------------
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
