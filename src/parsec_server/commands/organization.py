@@ -14,20 +14,20 @@ import secrets
 import uuid
 from typing import Any
 
-from parsec_server.commands.checks import INVALID_CERTIFICATE, OK, load_new_user_certificates
+from parsec_server.commands.checks import InvalidCertificateRep, load_new_user_certificates
 from parsec_server.commands.context import AnonymousClient, AuthenticatedClient, Backend
-from parsec_server.commands.registry import (
-    ANONYMOUS,
-    ANONYMOUS_SERVER,
-    AUTHENTICATED,
-    HandshakeError,
-    handles,
-)
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.crypto import certificates as certs
-from parsec_server.crypto.ballpark import check_ballpark
+from parsec_server.crypto.ballpark import OutOfBallpark, check_ballpark
 from parsec_server.events import types as event_types
 from parsec_server.events.bus import publish
 from parsec_server.protocol.codec import now as utc_now
+from parsec_server.protocol.generated.anonymous import (
+    OrganizationBootstrapRep,
+    OrganizationBootstrapReq,
+)
+from parsec_server.protocol.generated.anonymous_server import ServerConfigRep, ServerConfigReq
+from parsec_server.protocol.generated.authenticated import OrganizationInfoRep, OrganizationInfoReq
 from parsec_server.protocol.ids import redacted_email
 from parsec_server.storage import organization as org_storage
 from parsec_server.storage import user as user_storage
@@ -39,27 +39,27 @@ REDACTED_LABEL = "Unknown"  # label kept for a user certified without human hand
 
 
 def _validate_bootstrap(
-    req: Any, now: datetime.datetime
-) -> org_storage.BootstrapData | dict[str, Any]:
+    req: OrganizationBootstrapReq, now: datetime.datetime
+) -> org_storage.BootstrapData | InvalidCertificateRep | OutOfBallpark:
     """The certificate checks of protocol.md §4.3, in the official order: the stored data, or the
     reply."""
     root_key = req.root_verify_key
     try:
         new = load_new_user_certificates(req, root_key, expected_author=None)
     except certs.InvalidCertificate:
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     user, device = new.user, new.device
     if (
         user.profile != "ADMIN"
         or user.timestamp != device.timestamp
         or user.user_id != device.user_id
     ):
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     late = check_ballpark(user.timestamp, now)
     if late is not None:
-        return dict(late)  # legacy untyped reply (not converted to @command yet)
+        return late
     if not new.redacted_match():
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     sequester_ts = sequester_key = None
     if req.sequester_authority_certificate is not None:
         try:
@@ -67,12 +67,12 @@ def _validate_bootstrap(
                 certs.SequesterAuthorityCertificate, req.sequester_authority_certificate, root_key
             )
         except certs.InvalidCertificate:
-            return INVALID_CERTIFICATE
+            return {"status": "invalid_certificate"}
         late = check_ballpark(authority.timestamp, now)
         if late is not None:
-            return dict(late)  # legacy untyped reply (not converted to @command yet)
+            return late
         if authority.timestamp != user.timestamp:
-            return INVALID_CERTIFICATE
+            return {"status": "invalid_certificate"}
         sequester_ts, sequester_key = authority.timestamp, authority.verify_key_der
     email, label = stored_human(user)
     return org_storage.BootstrapData(
@@ -103,8 +103,10 @@ def stored_human(user: certs.UserCertificate) -> tuple[str, str]:
     return user.human_handle.email, user.human_handle.label
 
 
-@handles(ANONYMOUS, "organization_bootstrap")
-async def organization_bootstrap(client: AnonymousClient, req: Any) -> dict[str, Any]:
+@command(OrganizationBootstrapReq)
+async def organization_bootstrap(
+    client: AnonymousClient, req: OrganizationBootstrapReq
+) -> OrganizationBootstrapRep:
     data = _validate_bootstrap(req, utc_now())
     if isinstance(data, dict):
         return data
@@ -122,21 +124,23 @@ async def organization_bootstrap(client: AnonymousClient, req: Any) -> dict[str,
         if state.bootstrap_token != req.bootstrap_token:
             return {"status": "invalid_bootstrap_token"}
         await org_storage.bootstrap(conn, org.internal_id, data)
-    return OK
+    return {"status": "ok"}
 
 
 # --- organization_info, server_config -------------------------------------------------------------
 
 
-@handles(AUTHENTICATED, "organization_info")
-async def organization_info(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(OrganizationInfoReq)
+async def organization_info(
+    client: AuthenticatedClient, req: OrganizationInfoReq
+) -> OrganizationInfoRep:
     async with client.backend.db.connection() as conn:
         metadata, data = await org_storage.usage(conn, client.org.internal_id)
     return {"status": "ok", "total_metadata_bytes": metadata, "total_block_bytes": data}
 
 
-@handles(ANONYMOUS_SERVER, "server_config")
-async def server_config(client: AnonymousClient, req: Any) -> dict[str, Any]:
+@command(ServerConfigReq)
+async def server_config(client: AnonymousClient, req: ServerConfigReq) -> ServerConfigRep:
     config = client.backend.config
     return {
         "status": "ok",
