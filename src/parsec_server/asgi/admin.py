@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from parsec_server.asgi.audit import admin_action
 from parsec_server.asgi.http import (
     BodyTooLarge,
     ClientDisconnected,
@@ -54,6 +55,19 @@ def _check_token(backend: Backend, scope: Scope) -> None:
         token.strip().encode(), backend.config.administration_token.encode()
     ):
         raise AdminError(403, "Bad authorization token")
+
+
+def _audit(scope: Scope, action: str, outcome: str = "ok", **what: object) -> None:
+    """The audit line of an administration action (asgi/audit.py): who (the token holder, from
+    which address) did what; never the token nor a bootstrap URL."""
+    client = scope.get("client")
+    admin_action(
+        action,
+        actor="administration_token",
+        peer=f"{client[0]}:{client[1]}" if client else None,
+        outcome=outcome,
+        **what,
+    )
 
 
 async def _json_body(scope: Scope, receive: Receive) -> dict[str, Any]:
@@ -223,7 +237,9 @@ async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Se
     settings = _settings(doc, allow_expired=False)
     token = await org_cmds.create_organization(backend, org_id, settings)
     if token is None:
+        _audit(scope, "organization_create", "already_exists", organization=org_id)
         raise AdminError(400, "Organization already exists")
+    _audit(scope, "organization_create", organization=org_id, settings=settings)
     server = _request_server_addr(scope)
     await send_json(
         send,
@@ -266,7 +282,9 @@ async def _patch_org(
     doc = await _json_body(scope, receive)
     settings = _settings(doc, allow_expired=True)
     if not await org_cmds.update_organization(backend, org_id, settings):
+        _audit(scope, "organization_update", "not_found", organization=org_id)
         raise AdminError(404, "Organization not found")
+    _audit(scope, "organization_update", organization=org_id, settings=settings)
     await send_json(send, 200, {})
 
 
@@ -294,8 +312,11 @@ async def _freeze(
     elif not storable_text(email):
         raise _unprocessable(["body", "user_email"], "Input should be a valid string", email)
     outcome = await org_cmds.freeze_user(backend, org_id, frozen, user_id=user_id, email=email)
+    action = "user_freeze" if frozen else "user_unfreeze"
     if isinstance(outcome, str):
+        _audit(scope, action, "not_found", organization=org_id)
         raise AdminError(404, outcome)
+    _audit(scope, action, organization=org_id, user_id=str(outcome.get("user_id")))
     await send_json(send, 200, outcome)
 
 

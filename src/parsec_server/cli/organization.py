@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from parsec_server.asgi.audit import cli_action
 from parsec_server.cli.operator import (
     OperatorError,
     backend,
@@ -134,6 +135,12 @@ def create_cmd(
 
         async with backend(url, server_addr=server_addr) as be:
             token = await org_cmds.create_organization(be, organization_id, settings)
+        cli_action(
+            "organization_create",
+            "ok" if token is not None else "already_exists",
+            organization=organization_id,
+            settings=settings,
+        )
         if token is None:
             raise OperatorError(
                 f"organization {organization_id!r} already exists (and is bootstrapped)",
@@ -250,6 +257,13 @@ def delete_cmd(
                         await publish(conn, event_types.internal(name, "ORGANIZATION_UPDATED"))
                         await ops.delete_organization(conn, org.internal_id)
                 failed = await delete_blocks(be.blockstore, name, block_ids)
+                cli_action(
+                    "organization_delete",
+                    "ok" if not failed else "blocks_left",
+                    organization=name,
+                    blocks_removed=len(block_ids) - len(failed),
+                    blocks_left=len(failed),
+                )
                 if failed:
                     raise leftover_error(
                         f"organization {name!r} deleted from the database", name, failed, None

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from parsec_server.asgi.audit import cli_action
 from parsec_server.cli.operator import (
     OperatorError,
     backend,
@@ -200,6 +201,14 @@ def delete_realm_cmd(
             done = sorted(set(block_ids) - set(failed))
             async with be.db.transaction() as conn:
                 await ops.delete_block_rows(conn, realm.internal_id, done)
+            cli_action(
+                "realm_delete",
+                "ok" if not failed else "blocks_left",
+                organization=organization,
+                realm_id=realm_id.hex,
+                blocks_removed=len(done),
+                blocks_left=len(failed),
+            )
             if failed:
                 raise leftover_error(
                     f"realm {realm_id.hex} deleted from the database", organization, failed, None

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from parsec_server.asgi.audit import cli_action
 from parsec_server.cli.operator import (
     OperatorError,
     backend,
@@ -97,9 +98,12 @@ def _freeze_command(frozen: bool) -> click.Command:
                 outcome = await org_cmds.freeze_user(
                     be, organization, frozen, user_id=uid, email=email
                 )
+            action = "user_freeze" if frozen else "user_unfreeze"
             if isinstance(outcome, str):  # the administration API's 404 detail
+                cli_action(action, "not_found", organization=organization)
                 code = Exit.REFUSED if "revoked" in outcome else Exit.NOT_FOUND
                 raise OperatorError(f"{outcome} ({organization})", code)
+            cli_action(action, organization=organization, user_id=str(outcome.get("user_id")))
             return outcome
 
         user = run_operator(db, data_dir, main)
