@@ -212,8 +212,8 @@ class Observer:
             family = request_family(path)
             command: str = scope.get("parsec.cmd", "")
             reply: str | None = scope.get("parsec.status")
-            code = status or 500  # no response started: the connection was closed
-            label = reply if reply is not None and code == 200 else str(code)
+            # status 0: no response started (the client left, or the server stopped, first)
+            label = reply if reply is not None and status == 200 else str(status)
             if self.metrics is not None:
                 self.metrics.record(family, command, label, seconds)
             if self.access and access_log.isEnabledFor(logging.INFO):
@@ -222,7 +222,7 @@ class Observer:
                     "access",
                     method=scope["method"],
                     path=safe_path(path),
-                    http_status=code,
+                    http_status=status,
                     ms=round(seconds * 1000, 2),
                     family=family,
                     cmd=command or None,
