@@ -119,3 +119,26 @@ async def test_metrics_are_off_by_default(db_url: str) -> None:
         assert server.app.observer is None
         r = await server.http.get("/metrics")
         assert r.status_code == 404
+
+
+async def test_a_request_ended_before_any_response_counts_as_status_0() -> None:
+    from parsec_server.asgi.http import Message, Receive, Scope, Send
+    from parsec_server.asgi.metrics import Metrics, Observer
+
+    metrics = Metrics(lambda: None)
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        return None  # e.g. the client left while its body was read
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    scope = {"type": "http", "path": "/anonymous/Org", "method": "POST"}
+    await Observer(metrics, access=False).observe(scope, receive, send, route)
+    value = metrics.registry.get_sample_value(
+        "parsec_requests_total", {"family": "anonymous", "command": "", "status": "0"}
+    )
+    assert value == 1
