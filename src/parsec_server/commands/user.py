@@ -13,64 +13,75 @@ the realms of the revoked user).
 from __future__ import annotations
 
 import datetime
-from typing import Any, TypeVar
+import uuid
+from typing import TypeVar, assert_never
 
 import asyncpg
 
 from parsec_server.commands.checks import (
-    AUTHOR_NOT_ALLOWED,
-    INVALID_CERTIFICATE,
-    OK,
+    AuthorNotAllowedRep,
+    InvalidCertificateRep,
+    greater_than,
     load_new_user_certificates,
     lock_common_as_author,
-    require_greater_timestamp,
-    verify_authored,
+    verified,
 )
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.organization import stored_human
-from parsec_server.commands.registry import AUTHENTICATED, handles
+from parsec_server.commands.registry import command
 from parsec_server.crypto import certificates as certs
-from parsec_server.crypto.ballpark import check_ballpark
+from parsec_server.crypto.ballpark import OutOfBallpark, check_ballpark
 from parsec_server.events import types as event_types
 from parsec_server.events.bus import Event
 from parsec_server.protocol.codec import now as utc_now
+from parsec_server.protocol.generated.authenticated import (
+    DeviceCreateRep,
+    DeviceCreateReq,
+    ListFrozenUsersRep,
+    ListFrozenUsersReq,
+    UserCreateRep,
+    UserCreateReq,
+    UserRevokeRep,
+    UserRevokeReq,
+    UserUpdateRep,
+    UserUpdateReq,
+)
 from parsec_server.storage import topics
 from parsec_server.storage import user as user_storage
 
-T = TypeVar("T")
+# The certificate of user_revoke / user_update (both about another user).
+_AdminCert = TypeVar("_AdminCert", certs.RevokedUserCertificate, certs.UserUpdateCertificate)
 
 
 async def _lock_as_admin(
-    conn: asyncpg.Connection, client: AuthenticatedClient, checked: T | dict[str, Any]
-) -> tuple[topics.CommonLock, T] | dict[str, Any]:
-    """Common topic FOR UPDATE, the author an ADMIN, then the outcome of the certificate checks
-    `checked` (author_not_allowed comes first): the lock and what was checked, or the reply."""
+    conn: asyncpg.Connection, client: AuthenticatedClient
+) -> topics.CommonLock | AuthorNotAllowedRep:
+    """Common topic FOR UPDATE, then the author must be an ADMIN (author_not_allowed comes before
+    the outcome of the certificate checks): the lock, or the reply."""
     lock = await lock_common_as_author(conn, client, write=True)
     if lock.profile != "ADMIN":
-        return AUTHOR_NOT_ALLOWED
-    if isinstance(checked, dict):
-        return checked
-    return lock, checked
+        return {"status": "author_not_allowed"}
+    return lock
 
 
 # --- user_create ----------------------------------------------------------------------------------
 
 
 def _validate_user_create(
-    client: AuthenticatedClient, req: Any, now: datetime.datetime
-) -> user_storage.NewUser | dict[str, Any]:
+    client: AuthenticatedClient, req: UserCreateReq, now: datetime.datetime
+) -> user_storage.NewUser | InvalidCertificateRep | OutOfBallpark:
     try:
         new = load_new_user_certificates(req, client.device.verify_key, client.device.device_id)
     except certs.InvalidCertificate:
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     user, device = new.user, new.device
     if user.timestamp != device.timestamp:
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     late = check_ballpark(user.timestamp, now)
     if late is not None:
-        return dict(late)  # legacy untyped reply (not converted to @command yet)
+        return late
     if user.user_id != device.user_id or not new.redacted_match():
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     email, label = stored_human(user)
     return user_storage.NewUser(
         timestamp=user.timestamp,
@@ -90,27 +101,38 @@ def _validate_user_create(
     )
 
 
-@handles(AUTHENTICATED, "user_create")
-async def user_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    validated = _validate_user_create(client, req, utc_now())
+@command(UserCreateReq)
+async def user_create(client: AuthenticatedClient, req: UserCreateReq) -> UserCreateRep:
+    new_user = _validate_user_create(client, req, utc_now())
     async with client.backend.db.transaction() as conn:
-        locked = await _lock_as_admin(conn, client, validated)
-        if isinstance(locked, dict):
-            return locked
-        lock, new_user = locked
+        lock = await _lock_as_admin(conn, client)
+        if isinstance(lock, dict):
+            return lock
+        if isinstance(new_user, dict):
+            return new_user
         if new_user.timestamp <= lock.last_common:
-            return require_greater_timestamp(lock.last_common)
+            return greater_than(lock.last_common)
         events = [event_types.common_certificate(client.org.organization_id, new_user.timestamp)]
         refused = await user_storage.create_user(conn, client.org.internal_id, new_user, events)
-    return OK if refused is None else {"status": refused}
+    match refused:
+        case None:
+            return {"status": "ok"}
+        case "human_handle_already_taken":
+            return {"status": "human_handle_already_taken"}
+        case "active_users_limit_reached":
+            return {"status": "active_users_limit_reached"}
+        case "user_already_exists":
+            return {"status": "user_already_exists"}
+        case _:
+            assert_never(refused)
 
 
 # --- device_create --------------------------------------------------------------------------------
 
 
 def _validate_device_create(
-    client: AuthenticatedClient, req: Any, now: datetime.datetime
-) -> user_storage.NewDevice | dict[str, Any]:
+    client: AuthenticatedClient, req: DeviceCreateReq, now: datetime.datetime
+) -> user_storage.NewDevice | InvalidCertificateRep | OutOfBallpark:
     key, author = client.device.verify_key, client.device.device_id
     try:
         device = certs.verify_and_load(
@@ -120,16 +142,16 @@ def _validate_device_create(
             certs.DeviceCertificate, req.redacted_device_certificate, key, expected_author=author
         )
     except certs.InvalidCertificate:
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     late = check_ballpark(device.timestamp, now)
     if late is not None:
-        return dict(late)  # legacy untyped reply (not converted to @command yet)
+        return late
     if (
         device.user_id != client.device.user_id
         or not certs.is_redacted(r_device)
         or not certs.redacted_compare(device, r_device)
     ):
-        return INVALID_CERTIFICATE
+        return {"status": "invalid_certificate"}
     return user_storage.NewDevice(
         timestamp=device.timestamp,
         author_device_internal_id=client.device.device_internal_id,
@@ -143,37 +165,37 @@ def _validate_device_create(
     )
 
 
-@handles(AUTHENTICATED, "device_create")
-async def device_create(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(DeviceCreateReq)
+async def device_create(client: AuthenticatedClient, req: DeviceCreateReq) -> DeviceCreateRep:
     validated = _validate_device_create(client, req, utc_now())
     if isinstance(validated, dict):
         return validated
     async with client.backend.db.transaction() as conn:
         lock = await lock_common_as_author(conn, client, write=True)
         if validated.timestamp <= lock.last_common:
-            return require_greater_timestamp(lock.last_common)
+            return greater_than(lock.last_common)
         events = [event_types.common_certificate(client.org.organization_id, validated.timestamp)]
         if not await user_storage.create_device(conn, client.org.internal_id, validated, events):
             return {"status": "device_already_exists"}
-    return OK
+    return {"status": "ok"}
 
 
 # --- user_revoke / user_update --------------------------------------------------------------------
 
 
 def _validate_admin_certificate(
-    client: AuthenticatedClient, cls: type[certs.C], raw: bytes, now: datetime.datetime
-) -> certs.C | dict[str, Any]:
+    client: AuthenticatedClient, cls: type[_AdminCert], raw: bytes, now: datetime.datetime
+) -> _AdminCert | InvalidCertificateRep | OutOfBallpark:
     """Revoked-user / user-update certificate: signed by the author device, in the ballpark, about
     another user (self-revocation or self-update: invalid_certificate)."""
-    cert = verify_authored(cls, raw, client, now)
-    if not isinstance(cert, dict) and cert.user_id == client.device.user_id:  # type: ignore[attr-defined]
-        return INVALID_CERTIFICATE
+    cert = verified(cls, raw, client, now)
+    if not isinstance(cert, dict) and cert.user_id == client.device.user_id:
+        return {"status": "invalid_certificate"}
     return cert
 
 
 def _user_changed_events(
-    client: AuthenticatedClient, timestamp: datetime.datetime, kind: str, user_id: Any
+    client: AuthenticatedClient, timestamp: datetime.datetime, kind: str, user_id: uuid.UUID
 ) -> list[Event]:
     """COMMON_CERTIFICATE, and the internal event `kind` about the changed user (each process drops
     it from its handshake cache)."""
@@ -184,16 +206,17 @@ def _user_changed_events(
     ]
 
 
-@handles(AUTHENTICATED, "user_revoke")
-async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    checked = _validate_admin_certificate(
+@command(UserRevokeReq)
+async def user_revoke(client: AuthenticatedClient, req: UserRevokeReq) -> UserRevokeRep:
+    cert = _validate_admin_certificate(
         client, certs.RevokedUserCertificate, req.revoked_user_certificate, utc_now()
     )
     async with client.backend.db.transaction() as conn:
-        locked = await _lock_as_admin(conn, client, checked)
-        if isinstance(locked, dict):
-            return locked
-        lock, cert = locked
+        lock = await _lock_as_admin(conn, client)
+        if isinstance(lock, dict):
+            return lock
+        if isinstance(cert, dict):
+            return cert
         outcome = await user_storage.revoke_user(
             conn,
             client.org.internal_id,
@@ -205,7 +228,7 @@ async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             _user_changed_events(client, cert.timestamp, "USER_REVOKED_OR_FROZEN", cert.user_id),
         )
     if outcome.done:
-        return OK
+        return {"status": "ok"}
     if not outcome.found:
         return {"status": "user_not_found"}
     if outcome.already_revoked:
@@ -213,19 +236,20 @@ async def user_revoke(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             "status": "user_already_revoked",
             "last_common_certificate_timestamp": lock.last_common,
         }
-    return require_greater_timestamp(outcome.strictly_greater_than)
+    return greater_than(outcome.strictly_greater_than)
 
 
-@handles(AUTHENTICATED, "user_update")
-async def user_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    checked = _validate_admin_certificate(
+@command(UserUpdateReq)
+async def user_update(client: AuthenticatedClient, req: UserUpdateReq) -> UserUpdateRep:
+    cert = _validate_admin_certificate(
         client, certs.UserUpdateCertificate, req.user_update_certificate, utc_now()
     )
     async with client.backend.db.transaction() as conn:
-        locked = await _lock_as_admin(conn, client, checked)
-        if isinstance(locked, dict):
-            return locked
-        lock, cert = locked
+        lock = await _lock_as_admin(conn, client)
+        if isinstance(lock, dict):
+            return lock
+        if isinstance(cert, dict):
+            return cert
         refused = await user_storage.update_user(
             conn,
             client.org.internal_id,
@@ -237,22 +261,32 @@ async def user_update(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
             req.user_update_certificate,
             _user_changed_events(client, cert.timestamp, "USER_UPDATED", cert.user_id),
         )
-    if refused is None:
-        return OK
-    if refused == "require_greater_timestamp":
-        return require_greater_timestamp(lock.last_common)
-    return {"status": refused}
+    match refused:
+        case None:
+            return {"status": "ok"}
+        case "user_not_found":
+            return {"status": "user_not_found"}
+        case "user_revoked":
+            return {"status": "user_revoked"}
+        case "user_no_changes":
+            return {"status": "user_no_changes"}
+        case "require_greater_timestamp":
+            return greater_than(lock.last_common)
+        case _:
+            assert_never(refused)
 
 
 # --- list_frozen_users ----------------------------------------------------------------------------
 
 
-@handles(AUTHENTICATED, "list_frozen_users")
-async def list_frozen_users(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(ListFrozenUsersReq)
+async def list_frozen_users(
+    client: AuthenticatedClient, req: ListFrozenUsersReq
+) -> ListFrozenUsersRep:
     async with client.backend.db.connection() as conn:
         profile, frozen = await user_storage.list_frozen(
             conn, client.org.internal_id, client.device.user_internal_id
         )
     if profile != "ADMIN":
-        return AUTHOR_NOT_ALLOWED
+        return {"status": "author_not_allowed"}
     return {"status": "ok", "frozen_users": frozen}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -20,6 +20,11 @@ from parsec_server.events.bus import Event
 from parsec_server.storage.topics import NOTIFY_CHANNEL, event_payloads
 
 # --- user_create ----------------------------------------------------------------------------------
+
+# Why create_user wrote nothing, in the protocol's check order (each is the command's status).
+CreateUserRefusal = Literal[
+    "human_handle_already_taken", "active_users_limit_reached", "user_already_exists"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,7 @@ SELECT checks.*, (SELECT COUNT(*) FROM notified) AS notified FROM checks
 
 async def create_user(
     conn: asyncpg.Connection, org_internal_id: int, u: NewUser, events: list[Event]
-) -> str | None:
+) -> CreateUserRefusal | None:
     """None when created, else the refusal status (in the protocol's check order)."""
     row = await conn.fetchrow(
         _Q_CREATE_USER,
@@ -293,6 +298,11 @@ async def revoke_user(
 
 # --- user_update ----------------------------------------------------------------------------------
 
+# Why update_user wrote nothing, in the protocol's check order (each is the command's status).
+UpdateUserRefusal = Literal[
+    "user_not_found", "user_revoked", "user_no_changes", "require_greater_timestamp"
+]
+
 # $1 org, $2 target user_id, $3 new profile, $4 ts, $5 causality ok, $6 author device,
 # $7 certificate, $8 channel, $9 payloads
 _Q_UPDATE_USER = """
@@ -341,7 +351,7 @@ async def update_user(
     author_device_internal_id: int,
     certificate: bytes,
     events: list[Event],
-) -> str | None:
+) -> UpdateUserRefusal | None:
     """None when updated, else the refusal (user_not_found, user_revoked, user_no_changes,
     require_greater_timestamp when `causality_ok` is False), in the protocol's check order."""
     row = await conn.fetchrow(
@@ -473,9 +483,11 @@ async def freeze(
 
 
 __all__ = [
+    "CreateUserRefusal",
     "NewDevice",
     "NewUser",
     "RevokeOutcome",
+    "UpdateUserRefusal",
     "create_device",
     "create_user",
     "freeze",
