@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 from core_helpers import ADMIN_TOKEN, bootstrap_token_from_url, running_server
+from test_realm import new_realm, sql
 
 from parsec_server.log import ConsoleFormatter, JsonFormatter
 
@@ -160,3 +161,33 @@ def test_operator_commands_are_audited(db_url: str) -> None:
         org_id,
     )
     assert line["blocks_removed"] == 0 and line["blocks_left"] == 0
+
+
+async def test_delete_realm_is_audited(db_url: str) -> None:
+    async with running_server(db_url) as server:
+        org = await server.bootstrap_org()
+        realm_id = await new_realm(org.alice)
+        rep = await org.alice.rpc(
+            "block_create", block_id=uuid.uuid4(), realm_id=realm_id, key_index=1, block=b"x"
+        )
+        assert rep == {"status": "ok"}
+        await sql(
+            server,
+            "UPDATE realm SET status = 'DELETION_PLANNED', deletion_date = now() - interval '1 s' "
+            "WHERE realm_id = $1",
+            realm_id,
+        )
+        args = ["--organization", org.organization_id, "--realm", realm_id.hex, "--db", db_url]
+        dry = cli("delete_realm", *args, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert audit_lines(dry.stderr) == []  # a dry run acts on nothing
+        done = cli("delete_realm", *args, "--yes")
+        assert done.returncode == 0, done.stderr
+    (line,) = audit_lines(done.stderr)
+    assert (line["action"], line["outcome"], line["organization"]) == (
+        "realm_delete",
+        "ok",
+        org.organization_id,
+    )
+    assert line["realm_id"] == realm_id.hex
+    assert (line["blocks_removed"], line["blocks_left"]) == (1, 0)
