@@ -13,6 +13,7 @@ from parsec_server.protocol.generated import authenticated as generated
 
 COMMANDS = {
     "user": ["user_create", "device_create", "user_revoke", "user_update", "list_frozen_users"],
+    "shamir": ["shamir_recovery_setup", "shamir_recovery_delete"],
 }
 
 

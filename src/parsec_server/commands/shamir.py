@@ -16,21 +16,31 @@ No SSE event is sent for shamir certificates (like the official server).
 from __future__ import annotations
 
 import datetime
-from typing import Any
+import uuid
 
-from parsec_server.commands.checks import require_greater_timestamp
+import asyncpg
+
+from parsec_server.commands.checks import RequireGreaterTimestampRep, greater_than
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.invite import greeters_of, publish_invitation_event
-from parsec_server.commands.registry import AUTHENTICATED, HandshakeError, handles
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.crypto import certificates as certs
 from parsec_server.crypto.ballpark import check_ballpark
 from parsec_server.protocol.codec import now
+from parsec_server.protocol.generated.authenticated import (
+    ShamirRecoveryDeleteRep,
+    ShamirRecoveryDeleteReq,
+    ShamirRecoverySetupRep,
+    ShamirRecoverySetupReq,
+)
 from parsec_server.storage import invite as invite_storage
 from parsec_server.storage import shamir as storage
 from parsec_server.storage import topics
 
 
-async def _lock(conn: Any, client: AuthenticatedClient) -> tuple[topics.CommonLock, storage.Topics]:
+async def _lock(
+    conn: asyncpg.Connection, client: AuthenticatedClient
+) -> tuple[topics.CommonLock, storage.Topics]:
     lock = await topics.lock_common(
         conn, client.org.internal_id, client.device.device_internal_id, write=False
     )
@@ -41,20 +51,22 @@ async def _lock(conn: Any, client: AuthenticatedClient) -> tuple[topics.CommonLo
     return lock, await storage.lock_for_write(conn, client.org.internal_id)
 
 
-def _require_greater(timestamp: datetime.datetime, topic: storage.Topics) -> dict[str, Any] | None:
+def _require_greater(
+    timestamp: datetime.datetime, topic: storage.Topics
+) -> RequireGreaterTimestampRep | None:
     if timestamp <= topic.last:
-        return require_greater_timestamp(topic.last)
+        return greater_than(topic.last)
     return None
 
 
 def _validate_setup(
-    client: AuthenticatedClient, req: Any, server_now: datetime.datetime
+    client: AuthenticatedClient, req: ShamirRecoverySetupReq, server_now: datetime.datetime
 ) -> (
     tuple[
         certs.ShamirRecoveryBriefCertificate,
         list[tuple[certs.ShamirRecoveryShareCertificate, bytes]],
     ]
-    | dict[str, Any]
+    | ShamirRecoverySetupRep
 ):
     device = client.device
     try:
@@ -67,12 +79,12 @@ def _validate_setup(
     except certs.InvalidCertificate:
         return {"status": "invalid_certificate_brief_corrupted"}
     if (late := check_ballpark(brief.timestamp, server_now)) is not None:
-        return dict(late)  # legacy untyped reply (not converted to @command yet)
+        return late
     if brief.user_id != device.user_id:
         return {"status": "invalid_certificate_user_id_must_be_self"}
     if len(brief.per_recipient_shares) != len(req.shamir_recovery_share_certificates):
         return {"status": "invalid_certificate_missing_share_for_recipient"}
-    shares: dict[Any, tuple[certs.ShamirRecoveryShareCertificate, bytes]] = {}
+    shares: dict[uuid.UUID, tuple[certs.ShamirRecoveryShareCertificate, bytes]] = {}
     for raw in req.shamir_recovery_share_certificates:
         try:
             share = certs.verify_and_load(
@@ -95,15 +107,18 @@ def _validate_setup(
     return brief, list(shares.values())
 
 
-@handles(AUTHENTICATED, "shamir_recovery_setup")
-async def shamir_recovery_setup(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(ShamirRecoverySetupReq)
+async def shamir_recovery_setup(
+    client: AuthenticatedClient, req: ShamirRecoverySetupReq
+) -> ShamirRecoverySetupRep:
     org = client.org
     async with client.backend.db.transaction() as conn:
         lock, topic = await _lock(conn, client)
         if await storage.active_setup(conn, lock.user_internal_id) is not None:
             return {
                 "status": "shamir_recovery_already_exists",
-                "last_shamir_certificate_timestamp": topic.last_shamir,
+                # An active setup has its brief certificate: the shamir topic exists.
+                "last_shamir_certificate_timestamp": topic.last_shamir or topic.last_common,
             }
         validated = _validate_setup(client, req, now())
         if isinstance(validated, dict):
@@ -147,8 +162,10 @@ async def shamir_recovery_setup(client: AuthenticatedClient, req: Any) -> dict[s
     return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "shamir_recovery_delete")
-async def shamir_recovery_delete(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(ShamirRecoveryDeleteReq)
+async def shamir_recovery_delete(
+    client: AuthenticatedClient, req: ShamirRecoveryDeleteReq
+) -> ShamirRecoveryDeleteRep:
     org = client.org
     device = client.device
     async with client.backend.db.transaction() as conn:
@@ -164,7 +181,7 @@ async def shamir_recovery_delete(client: AuthenticatedClient, req: Any) -> dict[
         except certs.InvalidCertificate:
             return {"status": "invalid_certificate_corrupted"}
         if (late := check_ballpark(deletion.timestamp, server_now)) is not None:
-            return dict(late)  # legacy untyped reply (not converted to @command yet)
+            return late
         if deletion.setup_to_delete_user_id != device.user_id:
             return {"status": "invalid_certificate_user_id_must_be_self"}
         setup = await storage.setup_created_on(
