@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import assert_never
 
 import asyncpg
 
@@ -136,30 +137,33 @@ async def shamir_recovery_setup(
                 }
         if (refused := _require_greater(brief.timestamp, topic)) is not None:
             return refused
-        try:
-            await storage.insert_setup(
-                conn,
-                org_internal_id=org.internal_id,
-                user_internal_id=lock.user_internal_id,
-                author_device_internal_id=client.device.device_internal_id,
-                created_on=brief.timestamp,
-                threshold=brief.threshold,
-                ciphered_data=req.ciphered_data,
-                reveal_token=req.reveal_token,
-                brief_certificate=req.shamir_recovery_brief_certificate,
-                shares=[
-                    (users[share.recipient], brief.per_recipient_shares[share.recipient], raw)
-                    for share, raw in shares
-                ],
-            )
-        except storage.RevealTokenAlreadyUsed:
+        inserted = await storage.insert_setup(
+            conn,
+            org_internal_id=org.internal_id,
+            user_internal_id=lock.user_internal_id,
+            author_device_internal_id=client.device.device_internal_id,
+            created_on=brief.timestamp,
+            threshold=brief.threshold,
+            ciphered_data=req.ciphered_data,
+            reveal_token=req.reveal_token,
+            brief_certificate=req.shamir_recovery_brief_certificate,
+            shares=[
+                (users[share.recipient], brief.per_recipient_shares[share.recipient], raw)
+                for share, raw in shares
+            ],
+        )
+    match inserted:
+        case "ok":
+            return {"status": "ok"}
+        case "reveal_token_already_used":
             # No status says "reveal token already used" (a client bug or a replay: tokens are
             # random): the closest is a conflict with an existing setup.
             return {
                 "status": "shamir_recovery_already_exists",
                 "last_shamir_certificate_timestamp": topic.last_shamir or topic.last_common,
             }
-    return {"status": "ok"}
+        case _:
+            assert_never(inserted)
 
 
 @command(ShamirRecoveryDeleteReq)

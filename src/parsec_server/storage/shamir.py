@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 
@@ -134,8 +135,9 @@ VALUES ($1, 'shamir_recovery', $2, $3, $4, $5, $6, $7)
 """
 
 
-class RevealTokenAlreadyUsed(Exception):
-    """Another setup of the organization has that reveal token."""
+# What insert_setup did: stored, or nothing (another setup of the organization has that reveal
+# token).
+SetupInsert = Literal["ok", "reveal_token_already_used"]
 
 
 async def insert_setup(
@@ -150,8 +152,9 @@ async def insert_setup(
     reveal_token: bytes,
     brief_certificate: bytes,
     shares: list[tuple[Recipient, int, bytes]],  # (recipient, number of shares, share certificate)
-) -> int:
-    """Store a new setup, its shares and certificates, and move the shamir topic to `created_on`."""
+) -> SetupInsert:
+    """Store a new setup, its shares and certificates, and move the shamir topic to `created_on`
+    (nothing is written when the reveal token is taken)."""
     try:
         async with (
             conn.transaction()
@@ -169,7 +172,7 @@ async def insert_setup(
             )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name and "reveal_token" in exc.constraint_name:
-            raise RevealTokenAlreadyUsed() from None
+            return "reveal_token_already_used"
         raise
     await conn.executemany(_Q_INSERT_SHARE, [(setup_id, r.internal_id, n) for r, n, _ in shares])
     await conn.execute(
@@ -198,7 +201,7 @@ async def insert_setup(
         ],
     )
     await conn.execute(_Q_BUMP_TOPIC, org_internal_id, created_on)
-    return setup_id
+    return "ok"
 
 
 # The ciphered data is wiped: once deleted, a setup must not let anybody recover the device keys.
