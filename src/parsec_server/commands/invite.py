@@ -18,19 +18,42 @@ the official server.
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Literal, TypedDict, assert_never
 
 import asyncpg
 
 from parsec_server import email
 from parsec_server.commands.checks import load_author
 from parsec_server.commands.context import AuthenticatedClient, InvitedClient
-from parsec_server.commands.registry import AUTHENTICATED, INVITED, HandshakeError, handles
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.events import types as events
 from parsec_server.events.bus import publish
 from parsec_server.protocol.addr import ServerAddr, claim_url
 from parsec_server.protocol.codec import now
+from parsec_server.protocol.generated.authenticated import (
+    InviteCancelRep,
+    InviteCancelReq,
+    InviteCompleteRep,
+    InviteCompleteReq,
+    InviteListRep,
+    InviteListReq,
+    InviteNewDeviceRep,
+    InviteNewDeviceReq,
+    InviteNewShamirRecoveryRep,
+    InviteNewShamirRecoveryReq,
+    InviteNewUserRep,
+    InviteNewUserReq,
+)
+from parsec_server.protocol.generated.invited import (
+    InviteInfoRep,
+    InviteInfoReq,
+    InviteShamirRecoveryRevealRep,
+    InviteShamirRecoveryRevealReq,
+)
+from parsec_server.protocol.ids import HumanHandle
 from parsec_server.storage import invite as storage
 from parsec_server.storage import shamir as shamir_storage
 
@@ -39,7 +62,11 @@ _GREETERS_PER_EVENT = 100
 
 
 async def publish_invitation_event(
-    conn: asyncpg.Connection, org_id: str, token: bytes, status: str, greeters: list[Any] | None
+    conn: asyncpg.Connection,
+    org_id: str,
+    token: bytes,
+    status: str,
+    greeters: list[uuid.UUID] | None,
 ) -> None:
     """INVITATION event; `greeters` None = every ADMIN (decided by each event stream)."""
     if greeters is None:
@@ -50,7 +77,9 @@ async def publish_invitation_event(
         await publish(conn, events.invitation(org_id, token, status, greeters=chunk))
 
 
-async def greeters_of(conn: asyncpg.Connection, invitation: storage.Invitation) -> list[Any] | None:
+async def greeters_of(
+    conn: asyncpg.Connection, invitation: storage.Invitation
+) -> list[uuid.UUID] | None:
     return await storage.possible_greeters(
         conn,
         invitation.type,
@@ -72,11 +101,11 @@ class _Email:
 async def _create(
     conn: asyncpg.Connection,
     client: AuthenticatedClient,
-    type_: str,
+    type_: storage.InvitationType,
     *,
     claimer_email: str | None = None,
     claimer_user_internal_id: int | None = None,
-    claimer_user_id: Any = None,
+    claimer_user_id: uuid.UUID | None = None,
     shamir_setup_internal_id: int | None = None,
 ) -> bytes:
     org = client.org
@@ -114,7 +143,7 @@ async def _create(
 
 
 async def _email_status(
-    client: AuthenticatedClient, type_: str, token: bytes, mail: _Email | None
+    client: AuthenticatedClient, type_: storage.InvitationType, token: bytes, mail: _Email | None
 ) -> str:
     if mail is None:
         return email.SUCCESS
@@ -137,9 +166,17 @@ async def _email_status(
     return await email.send(config.email, message)
 
 
+class _CreatedRep(TypedDict):
+    """The `ok` reply of every invite_new_* command."""
+
+    status: Literal["ok"]
+    token: bytes
+    email_sent: str
+
+
 async def _created(
-    client: AuthenticatedClient, type_: str, token: bytes, mail: _Email | None
-) -> dict[str, Any]:
+    client: AuthenticatedClient, type_: storage.InvitationType, token: bytes, mail: _Email | None
+) -> _CreatedRep:
     """The reply of invite_new_*, once the invitation is committed: its email leaves now."""
     return {
         "status": "ok",
@@ -148,8 +185,8 @@ async def _created(
     }
 
 
-@handles(AUTHENTICATED, "invite_new_user")
-async def invite_new_user(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(InviteNewUserReq)
+async def invite_new_user(client: AuthenticatedClient, req: InviteNewUserReq) -> InviteNewUserRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         if author.profile != "ADMIN":
@@ -164,8 +201,10 @@ async def invite_new_user(client: AuthenticatedClient, req: Any) -> dict[str, An
     return await _created(client, storage.USER, token, mail)
 
 
-@handles(AUTHENTICATED, "invite_new_device")
-async def invite_new_device(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(InviteNewDeviceReq)
+async def invite_new_device(
+    client: AuthenticatedClient, req: InviteNewDeviceReq
+) -> InviteNewDeviceRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         token = await _create(
@@ -179,8 +218,10 @@ async def invite_new_device(client: AuthenticatedClient, req: Any) -> dict[str, 
     return await _created(client, storage.DEVICE, token, mail)
 
 
-@handles(AUTHENTICATED, "invite_new_shamir_recovery")
-async def invite_new_shamir_recovery(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(InviteNewShamirRecoveryReq)
+async def invite_new_shamir_recovery(
+    client: AuthenticatedClient, req: InviteNewShamirRecoveryReq
+) -> InviteNewShamirRecoveryRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         claimer = await storage.get_user(conn, client.org.internal_id, req.claimer_user_id)
@@ -207,24 +248,57 @@ async def invite_new_shamir_recovery(client: AuthenticatedClient, req: Any) -> d
 # --- list, cancel, complete -----------------------------------------------------------------------
 
 
-def _list_item(inv: storage.Invitation) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "type": inv.type,
-        "token": inv.token,
-        "created_on": inv.created_on,
-        "created_by": inv.created_by(),
-        "status": inv.status,
-    }
+class _ListItem(TypedDict):
+    """An item of invite_list's `invitations` (`InviteListItem`); the variant's own fields follow."""
+
+    type: storage.InvitationType
+    token: bytes
+    created_on: datetime
+    created_by: storage.CreatedByUser | storage.CreatedByExternalService
+    status: storage.InvitationStatus
+
+
+class _UserListItem(_ListItem):
+    claimer_email: str | None
+
+
+class _ShamirRecoveryListItem(_ListItem):
+    claimer_user_id: uuid.UUID | None
+    shamir_recovery_created_on: datetime | None
+
+
+def _list_item(inv: storage.Invitation) -> _ListItem:
+    created_by = inv.created_by()
     if inv.type == storage.USER:
-        item["claimer_email"] = inv.claimer_email
-    elif inv.type == storage.SHAMIR_RECOVERY:
-        item["claimer_user_id"] = inv.claimer_user_id
-        item["shamir_recovery_created_on"] = inv.shamir_created_on
-    return item
+        return _UserListItem(
+            type=inv.type,
+            token=inv.token,
+            created_on=inv.created_on,
+            created_by=created_by,
+            status=inv.status,
+            claimer_email=inv.claimer_email,
+        )
+    if inv.type == storage.SHAMIR_RECOVERY:
+        return _ShamirRecoveryListItem(
+            type=inv.type,
+            token=inv.token,
+            created_on=inv.created_on,
+            created_by=created_by,
+            status=inv.status,
+            claimer_user_id=inv.claimer_user_id,
+            shamir_recovery_created_on=inv.shamir_created_on,
+        )
+    return _ListItem(
+        type=inv.type,
+        token=inv.token,
+        created_on=inv.created_on,
+        created_by=created_by,
+        status=inv.status,
+    )
 
 
-@handles(AUTHENTICATED, "invite_list")
-async def invite_list(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(InviteListReq)
+async def invite_list(client: AuthenticatedClient, req: InviteListReq) -> InviteListRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         invitations = await storage.list_visible(
@@ -233,29 +307,27 @@ async def invite_list(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
     return {"status": "ok", "invitations": [_list_item(inv) for inv in invitations]}
 
 
-async def _end(client: AuthenticatedClient, token: bytes, reason: str) -> str | None:
+# Why an invitation was not ended (each command words it its own way).
+_EndRefusal = Literal["not_found", "completed", "cancelled", "not_allowed"]
+
+
+async def _end(
+    client: AuthenticatedClient, token: bytes, reason: Literal["FINISHED", "CANCELLED"]
+) -> _EndRefusal | None:
     """Complete (FINISHED) or cancel (CANCELLED) an invitation; None if done, else the refusal."""
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         inv = await storage.lock(conn, client.org.internal_id, token)
         if inv is None:
-            return "invitation_not_found"
+            return "not_found"
         if inv.is_finished:
-            return (
-                "invitation_already_completed"
-                if reason == storage.FINISHED
-                else "invitation_completed"
-            )
+            return "completed"
         if inv.is_cancelled:
-            return (
-                "invitation_cancelled"
-                if reason == storage.FINISHED
-                else "invitation_already_cancelled"
-            )
+            return "cancelled"
         if not await storage.is_greeter_allowed(conn, inv, author) and not storage.is_claimer(
             inv, author
         ):
-            return "author_not_allowed"
+            return "not_allowed"
         await storage.mark_deleted(conn, inv.internal_id, now(), reason)
         await publish_invitation_event(
             conn, client.org.organization_id, inv.token, reason, await greeters_of(conn, inv)
@@ -263,14 +335,40 @@ async def _end(client: AuthenticatedClient, token: bytes, reason: str) -> str | 
     return None
 
 
-@handles(AUTHENTICATED, "invite_cancel")
-async def invite_cancel(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    return {"status": await _end(client, req.token, storage.CANCELLED) or "ok"}
+@command(InviteCancelReq)
+async def invite_cancel(client: AuthenticatedClient, req: InviteCancelReq) -> InviteCancelRep:
+    refusal = await _end(client, req.token, storage.CANCELLED)
+    match refusal:
+        case None:
+            return {"status": "ok"}
+        case "not_found":
+            return {"status": "invitation_not_found"}
+        case "completed":
+            return {"status": "invitation_completed"}
+        case "cancelled":
+            return {"status": "invitation_already_cancelled"}
+        case "not_allowed":
+            return {"status": "author_not_allowed"}
+        case _:
+            assert_never(refusal)
 
 
-@handles(AUTHENTICATED, "invite_complete")
-async def invite_complete(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
-    return {"status": await _end(client, req.token, storage.FINISHED) or "ok"}
+@command(InviteCompleteReq)
+async def invite_complete(client: AuthenticatedClient, req: InviteCompleteReq) -> InviteCompleteRep:
+    refusal = await _end(client, req.token, storage.FINISHED)
+    match refusal:
+        case None:
+            return {"status": "ok"}
+        case "not_found":
+            return {"status": "invitation_not_found"}
+        case "completed":
+            return {"status": "invitation_already_completed"}
+        case "cancelled":
+            return {"status": "invitation_cancelled"}
+        case "not_allowed":
+            return {"status": "author_not_allowed"}
+        case _:
+            assert_never(refusal)
 
 
 # --- claimer side ---------------------------------------------------------------------------------
@@ -293,29 +391,53 @@ async def load_invitation(
     return inv
 
 
-@handles(INVITED, "invite_info")
-async def invite_info(client: InvitedClient, req: Any) -> dict[str, Any]:
+def _claimer(inv: storage.Invitation) -> tuple[uuid.UUID, HumanHandle]:
+    """The claimer of a DEVICE or SHAMIR_RECOVERY invitation (a user of the organization)."""
+    assert inv.claimer_user_id is not None and inv.claimer_human is not None
+    return inv.claimer_user_id, inv.claimer_human
+
+
+@command(InviteInfoReq)
+async def invite_info(client: InvitedClient, req: InviteInfoReq) -> InviteInfoRep:
     async with client.backend.db.transaction() as conn:
         inv = await load_invitation(conn, client, for_update=False)
-        rep: dict[str, Any] = {"status": "ok", "type": inv.type, "created_by": inv.created_by()}
+        created_by = inv.created_by()
         if inv.type == storage.USER:
-            rep["claimer_email"] = inv.claimer_email
-            rep["administrators"] = await storage.greeting_administrators(conn, inv)
-        else:
-            rep["claimer_user_id"] = inv.claimer_user_id
-            rep["claimer_human_handle"] = inv.claimer_human
-            if inv.type == storage.SHAMIR_RECOVERY:
-                assert inv.shamir_setup_internal_id is not None
-                rep["shamir_recovery_created_on"] = inv.shamir_created_on
-                rep["threshold"] = inv.shamir_threshold
-                rep["recipients"] = await storage.shamir_recipients(
-                    conn, inv.shamir_setup_internal_id
-                )
-    return rep
+            assert inv.claimer_email is not None
+            return {
+                "status": "ok",
+                "type": "USER",
+                "created_by": created_by,
+                "claimer_email": inv.claimer_email,
+                "administrators": await storage.greeting_administrators(conn, inv),
+            }
+        claimer_user_id, claimer_human = _claimer(inv)
+        if inv.type == storage.DEVICE:
+            return {
+                "status": "ok",
+                "type": "DEVICE",
+                "created_by": created_by,
+                "claimer_user_id": claimer_user_id,
+                "claimer_human_handle": claimer_human,
+            }
+        assert inv.shamir_setup_internal_id is not None
+        assert inv.shamir_created_on is not None and inv.shamir_threshold is not None
+        return {
+            "status": "ok",
+            "type": "SHAMIR_RECOVERY",
+            "created_by": created_by,
+            "claimer_user_id": claimer_user_id,
+            "claimer_human_handle": claimer_human,
+            "shamir_recovery_created_on": inv.shamir_created_on,
+            "threshold": inv.shamir_threshold,
+            "recipients": await storage.shamir_recipients(conn, inv.shamir_setup_internal_id),
+        }
 
 
-@handles(INVITED, "invite_shamir_recovery_reveal")
-async def invite_shamir_recovery_reveal(client: InvitedClient, req: Any) -> dict[str, Any]:
+@command(InviteShamirRecoveryRevealReq)
+async def invite_shamir_recovery_reveal(
+    client: InvitedClient, req: InviteShamirRecoveryRevealReq
+) -> InviteShamirRecoveryRevealRep:
     async with client.backend.db.transaction() as conn:
         inv = await load_invitation(conn, client, for_update=False)
         if inv.type != storage.SHAMIR_RECOVERY:

@@ -14,22 +14,39 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Final, Literal, TypedDict
 
 import asyncpg
 
 from parsec_server.protocol.ids import HumanHandle
 
-USER = "USER"
-DEVICE = "DEVICE"
-SHAMIR_RECOVERY = "SHAMIR_RECOVERY"
+InvitationType = Literal["USER", "DEVICE", "SHAMIR_RECOVERY"]
+USER: Final = "USER"
+DEVICE: Final = "DEVICE"
+SHAMIR_RECOVERY: Final = "SHAMIR_RECOVERY"
 
-PENDING = "PENDING"
-FINISHED = "FINISHED"
-CANCELLED = "CANCELLED"
+InvitationStatus = Literal["PENDING", "FINISHED", "CANCELLED"]
+PENDING: Final = "PENDING"
+FINISHED: Final = "FINISHED"
+CANCELLED: Final = "CANCELLED"
 
 # pg_advisory_xact_lock(<namespace>, <organization internal id>): invitation creation.
 _LOCK_NAMESPACE_INVITATION_CREATE = 0x1A71
+
+
+class CreatedByUser(TypedDict):
+    """`InvitationCreatedBy` variant `USER` (invite_info, invite_list)."""
+
+    type: Literal["USER"]
+    user_id: uuid.UUID
+    human_handle: HumanHandle
+
+
+class CreatedByExternalService(TypedDict):
+    """`InvitationCreatedBy` variant `EXTERNAL_SERVICE`."""
+
+    type: Literal["EXTERNAL_SERVICE"]
+    service_label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +54,7 @@ class Invitation:
     internal_id: int
     organization_internal_id: int
     token: bytes
-    type: str  # USER | DEVICE | SHAMIR_RECOVERY
+    type: InvitationType
     created_on: datetime
     created_by_user_id: uuid.UUID | None  # None: created by an external service
     created_by_human: HumanHandle | None
@@ -51,10 +68,10 @@ class Invitation:
     shamir_created_on: datetime | None
     shamir_deleted_on: datetime | None
     deleted_on: datetime | None
-    deleted_reason: str | None  # FINISHED | CANCELLED
+    deleted_reason: Literal["FINISHED", "CANCELLED"] | None
 
     @property
-    def status(self) -> str:
+    def status(self) -> InvitationStatus:
         if self.deleted_reason is not None:
             return self.deleted_reason
         if self.shamir_deleted_on is not None:
@@ -74,7 +91,7 @@ class Invitation:
     def is_cancelled(self) -> bool:
         return self.status == CANCELLED
 
-    def created_by(self) -> dict[str, Any]:
+    def created_by(self) -> CreatedByUser | CreatedByExternalService:
         """The `InvitationCreatedBy` union of invite_info / invite_list."""
         if self.created_by_user_id is not None:
             assert self.created_by_human is not None
@@ -224,7 +241,7 @@ async def lock_creation(conn: asyncpg.Connection, org_internal_id: int) -> None:
 async def pending_token(
     conn: asyncpg.Connection,
     org_internal_id: int,
-    type_: str,
+    type_: InvitationType,
     *,
     claimer_email: str | None = None,
     claimer_user_internal_id: int | None = None,
@@ -245,7 +262,7 @@ async def insert(
     conn: asyncpg.Connection,
     org_internal_id: int,
     token: bytes,
-    type_: str,
+    type_: InvitationType,
     created_on: datetime,
     created_by_device_internal_id: int,
     *,
@@ -278,7 +295,10 @@ RETURNING token
 
 
 async def mark_deleted(
-    conn: asyncpg.Connection, invitation_internal_id: int, on: datetime, reason: str
+    conn: asyncpg.Connection,
+    invitation_internal_id: int,
+    on: datetime,
+    reason: Literal["FINISHED", "CANCELLED"],
 ) -> None:
     assert reason in (FINISHED, CANCELLED)
     await conn.execute(_Q_MARK_DELETED, invitation_internal_id, on, reason)
@@ -401,7 +421,7 @@ def is_claimer(invitation: Invitation, user: UserInfo) -> bool:
 
 async def possible_greeters(
     conn: asyncpg.Connection,
-    invitation_type: str,
+    invitation_type: InvitationType,
     org_internal_id: int,
     *,
     claimer_user_id: uuid.UUID | None = None,
@@ -438,9 +458,28 @@ ORDER BY h.label COLLATE "C", u.user_id
 """
 
 
+class GreetingAdministrator(TypedDict):
+    """An item of invite_info's `administrators` (USER invitations)."""
+
+    user_id: uuid.UUID
+    human_handle: HumanHandle
+    online_status: Literal["UNKNOWN"]
+    last_greeting_attempt_joined_on: datetime | None
+
+
+class ShamirRecipient(TypedDict):
+    """An item of invite_info's `recipients` (SHAMIR_RECOVERY invitations)."""
+
+    user_id: uuid.UUID
+    human_handle: HumanHandle
+    shares: int
+    revoked_on: datetime | None
+    online_status: Literal["UNKNOWN"]
+
+
 async def greeting_administrators(
     conn: asyncpg.Connection, invitation: Invitation
-) -> list[dict[str, Any]]:
+) -> list[GreetingAdministrator]:
     rows = await conn.fetch(
         _Q_GREETING_ADMINISTRATORS, invitation.organization_internal_id, invitation.internal_id
     )
@@ -457,7 +496,7 @@ async def greeting_administrators(
 
 async def shamir_recipients(
     conn: asyncpg.Connection, setup_internal_id: int
-) -> list[dict[str, Any]]:
+) -> list[ShamirRecipient]:
     return [
         {
             "user_id": r["user_id"],
