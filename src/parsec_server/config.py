@@ -54,6 +54,15 @@ class HttpLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """`--ssl-keyfile`/`--ssl-certfile`/`--ssl-ciphers`: the server speaks HTTPS itself."""
+
+    keyfile: Path
+    certfile: Path
+    ciphers: str = "TLSv1"  # OpenSSL cipher list (`:`-separated), uvicorn's default
+
+
+@dataclass(frozen=True, slots=True)
 class EmailConfig:
     host: str | None = None  # None: emails are not sent (reported as SERVER_UNAVAILABLE)
     port: int = 25
@@ -87,6 +96,12 @@ class ServerConfig:
     http: HttpLimits = field(default_factory=HttpLimits)
     metrics: bool = False  # serve Prometheus metrics at GET /metrics (docs/observability.md)
     access_log: bool = False  # one `access` log line per request (docs/observability.md)
+    tls: TlsConfig | None = None  # None: plain HTTP (TLS ends at a reverse proxy, or nowhere)
+    # Origins allowed by CORS (`--cors-allow-origins`, "*" for any); empty: no CORS headers at all.
+    cors_allow_origins: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-Proto/Host/For are honoured (`--proxy-trusted-addresses`): IP
+    # addresses, networks, literals, or "*" (asgi/proxy.py).
+    proxy_trusted_addresses: tuple[str, ...] = ("127.0.0.1",)
 
     def redacted(self) -> dict[str, object]:
         """What the start-up log line shows: never the token or passwords."""
@@ -102,6 +117,9 @@ class ServerConfig:
             "email_host": self.email.host,
             "metrics": self.metrics,
             "access_log": self.access_log,
+            "tls": self.tls is not None,
+            "cors_allow_origins": list(self.cors_allow_origins),
+            "proxy_trusted_addresses": list(self.proxy_trusted_addresses),
             "http_limits": (
                 f"head<={self.http.max_request_head_size}B/{self.http.max_request_headers} headers "
                 f"in {self.http.request_head_timeout}s, keep-alive {self.http.keep_alive_timeout}s, "

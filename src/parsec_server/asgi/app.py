@@ -11,8 +11,18 @@ from typing import Any
 from parsec_server import __version__
 from parsec_server.asgi import admin, rpc, sse
 from parsec_server.asgi.auth import AuthCache
-from parsec_server.asgi.http import Receive, Scope, Send, send_html, send_json, send_response
+from parsec_server.asgi.cors import Cors
+from parsec_server.asgi.http import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_html,
+    send_json,
+    send_response,
+)
 from parsec_server.asgi.metrics import Metrics, Observer
+from parsec_server.asgi.proxy import TrustedProxies
 from parsec_server.blockstore import build_blockstore
 from parsec_server.commands import registry
 from parsec_server.commands.context import Backend
@@ -49,6 +59,13 @@ class ParsecApp:
         )
         if self.observer is None:
             self._http = self._route  # type: ignore[method-assign]
+        # --proxy-trusted-addresses (asgi/proxy.py) and --cors-allow-origins (asgi/cors.py).
+        self.proxies = (
+            TrustedProxies(config.proxy_trusted_addresses)
+            if config.proxy_trusted_addresses
+            else None
+        )
+        self.cors = Cors(config.cors_allow_origins) if config.cors_allow_origins else None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -98,6 +115,17 @@ class ParsecApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self.proxies is not None:
+                self.proxies.apply(scope)
+            cors = self.cors
+            if cors is not None:
+                origin = header(scope, b"origin")
+                if origin is not None:
+                    if scope["method"] == "OPTIONS":
+                        wanted = header(scope, b"access-control-request-method")
+                        if wanted is not None:
+                            return await cors.preflight(scope, send, origin, wanted)
+                    send = cors.wrap_send(origin, send)
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -17,6 +18,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from parsec_server.asgi.proxy import TrustedProxies
 from parsec_server.cli.dbtarget import database_target, fail
 from parsec_server.cli.httpproto import guarded_protocol
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
@@ -33,6 +35,7 @@ from parsec_server.config import (
     EmailConfig,
     HttpLimits,
     ServerConfig,
+    TlsConfig,
 )
 from parsec_server.embedded_pg import default_data_dir
 from parsec_server.exit_codes import Exit
@@ -312,6 +315,44 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     "keep /metrics away from the public side of the reverse proxy).",
 )
 @click.option(
+    "--proxy-trusted-addresses",
+    envvar="PARSEC_PROXY_TRUSTED_ADDRESSES",
+    show_envvar=True,
+    help="Comma-separated IP addresses, IP networks or literals to trust with proxy headers "
+    "(X-Forwarded-Proto/Host/For), `*` for every peer. Default: the FORWARDED_ALLOW_IPS "
+    "variable, else 127.0.0.1 only.",
+)
+@click.option(
+    "--ssl-keyfile",
+    envvar="PARSEC_SSL_KEYFILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TLS private key file (PEM): the server speaks HTTPS itself (with --ssl-certfile).",
+)
+@click.option(
+    "--ssl-certfile",
+    envvar="PARSEC_SSL_CERTFILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TLS certificate file (PEM, chain included): serve HTTPS (with --ssl-keyfile).",
+)
+@click.option(
+    "--ssl-ciphers",
+    envvar="PARSEC_SSL_CIPHERS",
+    default="TLSv1",
+    show_default=True,
+    show_envvar=True,
+    help="TLS cipher suites, an OpenSSL cipher list with `,` as separator.",
+)
+@click.option(
+    "--cors-allow-origins",
+    envvar="PARSEC_CORS_ALLOW_ORIGINS",
+    multiple=True,
+    show_envvar=True,
+    help="An origin allowed by CORS, e.g. https://app.example.com (repeat the option, or "
+    "space-separate in the variable), `*` for any. Default: none (no CORS headers).",
+)
+@click.option(
     "--debug",
     envvar="PARSEC_DEBUG",
     is_flag=True,
@@ -345,6 +386,9 @@ def run_cmd(**opts: Any) -> None:
         raise click.BadParameter(
             "must not exceed --db-max-connections", param_hint="--db-min-connections"
         )
+
+    tls = _tls_config(opts)
+    proxies = _proxy_trusted_addresses(opts["proxy_trusted_addresses"])
 
     sock = _listen(opts["host"], opts["port"])  # before anything starts: a port in use fails here
     with database_target(opts["db"], opts["data_dir"]) as target:
@@ -392,6 +436,9 @@ def run_cmd(**opts: Any) -> None:
             ),
             metrics=opts["metrics"],
             access_log=opts["access_log"],
+            tls=tls,
+            cors_allow_origins=tuple(opts["cors_allow_origins"]),
+            proxy_trusted_addresses=proxies,
         )
         code = _serve(
             config,
@@ -401,6 +448,43 @@ def run_cmd(**opts: Any) -> None:
             sock=sock,
         )
     sys.exit(code)
+
+
+def _tls_config(opts: dict[str, Any]) -> TlsConfig | None:
+    """--ssl-keyfile/--ssl-certfile/--ssl-ciphers, checked by loading them now: a wrong file or
+    cipher list is one line and exit code 2 rather than a failure inside uvicorn."""
+    keyfile: Path | None = opts["ssl_keyfile"]
+    certfile: Path | None = opts["ssl_certfile"]
+    if keyfile is None and certfile is None:
+        return None
+    if keyfile is None or certfile is None:
+        raise click.UsageError("--ssl-keyfile and --ssl-certfile go together: give both.")
+    ciphers = ":".join(c.strip() for c in opts["ssl_ciphers"].split(",") if c.strip())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.BadParameter(
+            f"cannot load {certfile} with {keyfile}: {reason}", param_hint="--ssl-certfile"
+        ) from None
+    try:
+        context.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise click.BadParameter(
+            f"no usable cipher in {opts['ssl_ciphers']!r}", param_hint="--ssl-ciphers"
+        ) from None
+    return TlsConfig(keyfile=keyfile, certfile=certfile, ciphers=ciphers)
+
+
+def _proxy_trusted_addresses(value: str | None) -> tuple[str, ...]:
+    """The option, else FORWARDED_ALLOW_IPS (as uvicorn/gunicorn, and the official server), else
+    127.0.0.1."""
+    text = value if value is not None else os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    try:
+        return TrustedProxies.parse(text).entries
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--proxy-trusted-addresses") from None
 
 
 def _administration_token(opts: dict[str, Any]) -> str | None:
@@ -571,12 +655,15 @@ async def _async_serve(
             server_header=False,
             timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # seconds, float at run time
             http=guarded_protocol(config.http),
+            ssl_keyfile=config.tls.keyfile if config.tls else None,
+            ssl_certfile=config.tls.certfile if config.tls else None,
+            ssl_ciphers=config.tls.ciphers if config.tls else "TLSv1",
             ws="none",
             timeout_keep_alive=config.http.keep_alive_timeout,  # type: ignore[arg-type]
             loop="none",
             # Per-request work nobody uses: our own log line replaces the access log; a Date
-            # header is not part of the protocol; the client address is not used (so
-            # X-Forwarded-For needs no parsing).
+            # header is not part of the protocol; proxy headers are handled by the app itself,
+            # host and scheme included (asgi/proxy.py, --proxy-trusted-addresses).
             date_header=False,
             proxy_headers=False,
         )
@@ -594,7 +681,7 @@ async def _async_serve(
             if server.should_exit:
                 return
             await asyncio.sleep(0.02)
-        url = f"http://{config.host}:{config.port}"
+        url = f"{'https' if config.tls else 'http'}://{config.host}:{config.port}"
         click.echo(f"parsec-server listening on {url}")
         click.echo(f"server address: {config.server_addr}")
         if embedded:
