@@ -23,6 +23,14 @@ COMMANDS: dict[str, list[tuple[ModuleType, str]]] = {
         (invited, "invite_info"),
         (invited, "invite_shamir_recovery_reveal"),
     ],
+    "greeting": [
+        (authenticated, "invite_greeter_start_greeting_attempt"),
+        (authenticated, "invite_greeter_step"),
+        (authenticated, "invite_greeter_cancel_greeting_attempt"),
+        (invited, "invite_claimer_start_greeting_attempt"),
+        (invited, "invite_claimer_step"),
+        (invited, "invite_claimer_cancel_greeting_attempt"),
+    ],
 }
 
 

@@ -15,18 +15,36 @@ Steps need API revision >= 5.2 (the SAS code algorithm changed in 5.2): older cl
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Literal, TypedDict, assert_never
 
 import asyncpg
 
-from parsec_server.commands.checks import load_author
+from parsec_server.commands.checks import AuthorNotAllowedRep, load_author
 from parsec_server.commands.context import AuthenticatedClient, InvitedClient
 from parsec_server.commands.invite import load_invitation
-from parsec_server.commands.registry import AUTHENTICATED, INVITED, HandshakeError, handles
+from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.events import types as events
 from parsec_server.events.bus import publish
 from parsec_server.protocol import greeting as steps
 from parsec_server.protocol.codec import now
+from parsec_server.protocol.generated.authenticated import (
+    InviteGreeterCancelGreetingAttemptRep,
+    InviteGreeterCancelGreetingAttemptReq,
+    InviteGreeterStartGreetingAttemptRep,
+    InviteGreeterStartGreetingAttemptReq,
+    InviteGreeterStepRep,
+    InviteGreeterStepReq,
+)
+from parsec_server.protocol.generated.invited import (
+    InviteClaimerCancelGreetingAttemptRep,
+    InviteClaimerCancelGreetingAttemptReq,
+    InviteClaimerStartGreetingAttemptRep,
+    InviteClaimerStartGreetingAttemptReq,
+    InviteClaimerStepRep,
+    InviteClaimerStepReq,
+)
 from parsec_server.storage import greeting as storage
 from parsec_server.storage import invite as invite_storage
 
@@ -53,43 +71,110 @@ async def _event(
     )
 
 
-Found = tuple[invite_storage.Invitation, storage.Attempt] | dict[str, Any]
+# Replies several greeting commands have (TypedDicts are structural: each fits the generated
+# variant of every command with that status).
 
 
-def _usable(
-    inv: invite_storage.Invitation,
-    attempt: storage.Attempt,
-    side: storage.Side,
-    cancelled_status: str,
-) -> Found:
-    """The last checks before a side acts on its attempt: not cancelled (`cancelled_status`, with
-    who cancelled it and when), and joined by that side."""
-    if (cancelled := attempt.cancelled()) is not None:
-        return {"status": cancelled_status, **cancelled}
+class _AttemptNotFoundRep(TypedDict):
+    status: Literal["greeting_attempt_not_found"]
+
+
+class _AttemptNotJoinedRep(TypedDict):
+    status: Literal["greeting_attempt_not_joined"]
+
+
+class _InvitationCompletedRep(TypedDict):
+    status: Literal["invitation_completed"]
+
+
+class _InvitationCancelledRep(TypedDict):
+    status: Literal["invitation_cancelled"]
+
+
+class _GreeterRevokedRep(TypedDict):
+    status: Literal["greeter_revoked"]
+
+
+class _GreeterNotAllowedRep(TypedDict):
+    status: Literal["greeter_not_allowed"]
+
+
+class _AttemptCancelledRep(TypedDict):
+    """A step on a cancelled attempt."""
+
+    status: Literal["greeting_attempt_cancelled"]
+    origin: str
+    timestamp: datetime
+    reason: str
+
+
+class _AttemptAlreadyCancelledRep(TypedDict):
+    """Cancelling a cancelled attempt."""
+
+    status: Literal["greeting_attempt_already_cancelled"]
+    origin: str
+    timestamp: datetime
+    reason: str
+
+
+Found = tuple[invite_storage.Invitation, storage.Attempt]
+# The refusals of `_greeter_attempt` / `_claimer_attempt` (the checks before the cancelled one).
+_GreeterRefusal = (
+    _AttemptNotFoundRep | _InvitationCompletedRep | _InvitationCancelledRep | AuthorNotAllowedRep
+)
+_ClaimerRefusal = _AttemptNotFoundRep | _GreeterRevokedRep | _GreeterNotAllowedRep
+
+
+def _cancellable(
+    attempt: storage.Attempt, side: storage.Side
+) -> _AttemptAlreadyCancelledRep | _AttemptNotJoinedRep | None:
+    """The last checks before a side cancels its attempt: not cancelled already (with who cancelled
+    it and when), and joined by that side; None: go ahead."""
+    if (c := attempt.cancelled()) is not None:
+        return {
+            "status": "greeting_attempt_already_cancelled",
+            "origin": c.origin,
+            "timestamp": c.timestamp,
+            "reason": c.reason,
+        }
     if not attempt.joined(side):
         return {"status": "greeting_attempt_not_joined"}
-    return inv, attempt
+    return None
+
+
+def _steppable(
+    attempt: storage.Attempt, side: storage.Side
+) -> _AttemptCancelledRep | _AttemptNotJoinedRep | None:
+    """The last checks before a side posts a step: the attempt is not cancelled (with who cancelled
+    it and when), and joined by that side; None: go ahead."""
+    if (c := attempt.cancelled()) is not None:
+        return {
+            "status": "greeting_attempt_cancelled",
+            "origin": c.origin,
+            "timestamp": c.timestamp,
+            "reason": c.reason,
+        }
+    if not attempt.joined(side):
+        return {"status": "greeting_attempt_not_joined"}
+    return None
 
 
 async def _cancel(
     conn: asyncpg.Connection, org_id: str, found: Found, side: storage.Side, reason: str
-) -> dict[str, Any]:
-    """`invite_*_cancel_greeting_attempt` once the side's attempt is found (or refused)."""
-    if isinstance(found, dict):
-        return found
+) -> None:
+    """`invite_*_cancel_greeting_attempt` once the side's attempt is found and cancellable."""
     inv, attempt = found
     await storage.cancel(conn, attempt, side, reason, now())
     await _event(conn, org_id, "CANCELLED", inv, attempt)
-    return {"status": "ok"}
 
 
 # --- greeter side ---------------------------------------------------------------------------------
 
 
-@handles(AUTHENTICATED, "invite_greeter_start_greeting_attempt")
+@command(InviteGreeterStartGreetingAttemptReq)
 async def invite_greeter_start_greeting_attempt(
-    client: AuthenticatedClient, req: Any
-) -> dict[str, Any]:
+    client: AuthenticatedClient, req: InviteGreeterStartGreetingAttemptReq
+) -> InviteGreeterStartGreetingAttemptRep:
     async with client.backend.db.transaction() as conn:
         author = await load_author(conn, client)
         inv = await invite_storage.lock(conn, client.org.internal_id, req.token)
@@ -108,8 +193,8 @@ async def invite_greeter_start_greeting_attempt(
 
 
 async def _greeter_attempt(
-    conn: asyncpg.Connection, client: AuthenticatedClient, attempt_id: Any, cancelled_status: str
-) -> Found:
+    conn: asyncpg.Connection, client: AuthenticatedClient, attempt_id: uuid.UUID
+) -> Found | _GreeterRefusal:
     """The greeter's attempt, its invitation locked; or the refusal."""
     author = await load_author(conn, client)
     inv = await invite_storage.lock_by_greeting_attempt(conn, client.org.internal_id, attempt_id)
@@ -124,44 +209,60 @@ async def _greeter_attempt(
         return {"status": "greeting_attempt_not_found"}
     if not await invite_storage.is_greeter_allowed(conn, inv, author):
         return {"status": "author_not_allowed"}
-    return _usable(inv, attempt, storage.GREETER, cancelled_status)
+    return inv, attempt
 
 
-@handles(AUTHENTICATED, "invite_greeter_cancel_greeting_attempt")
+@command(InviteGreeterCancelGreetingAttemptReq)
 async def invite_greeter_cancel_greeting_attempt(
-    client: AuthenticatedClient, req: Any
-) -> dict[str, Any]:
+    client: AuthenticatedClient, req: InviteGreeterCancelGreetingAttemptReq
+) -> InviteGreeterCancelGreetingAttemptRep:
     async with client.backend.db.transaction() as conn:
-        found = await _greeter_attempt(
-            conn, client, req.greeting_attempt, "greeting_attempt_already_cancelled"
-        )
-        return await _cancel(conn, client.org.organization_id, found, storage.GREETER, req.reason)
+        found = await _greeter_attempt(conn, client, req.greeting_attempt)
+        if not isinstance(found, tuple):
+            return found
+        if (refused := _cancellable(found[1], storage.GREETER)) is not None:
+            return refused
+        await _cancel(conn, client.org.organization_id, found, storage.GREETER, req.reason)
+    return {"status": "ok"}
 
 
-@handles(AUTHENTICATED, "invite_greeter_step")
-async def invite_greeter_step(client: AuthenticatedClient, req: Any) -> dict[str, Any]:
+@command(InviteGreeterStepReq)
+async def invite_greeter_step(
+    client: AuthenticatedClient, req: InviteGreeterStepReq
+) -> InviteGreeterStepRep:
     _check_revision(client)
     index, data = steps.greeter_step_data(req.greeter_step)
     async with client.backend.db.transaction() as conn:
-        found = await _greeter_attempt(
-            conn, client, req.greeting_attempt, "greeting_attempt_cancelled"
-        )
-        if isinstance(found, dict):
+        found = await _greeter_attempt(conn, client, req.greeting_attempt)
+        if not isinstance(found, tuple):
             return found
         inv, attempt = found
+        if (refused := _steppable(attempt, storage.GREETER)) is not None:
+            return refused
         outcome = await storage.step(conn, attempt, storage.GREETER, index, data)
-        if isinstance(outcome, str):
-            return {"status": outcome}
+        match outcome:
+            case bytes():
+                peer_data = outcome
+            case "not_ready":
+                return {"status": "not_ready"}
+            case "step_too_advanced":
+                return {"status": "step_too_advanced"}
+            case "step_mismatch":
+                return {"status": "step_mismatch"}
+            case _:
+                assert_never(outcome)
         if index == 0:
             await _event(conn, client.org.organization_id, "JOINED", inv, attempt)
-    return {"status": "ok", "claimer_step": steps.claimer_step_from_data(index, outcome)}
+    return {"status": "ok", "claimer_step": steps.claimer_step_from_data(index, peer_data)}
 
 
 # --- claimer side ---------------------------------------------------------------------------------
 
 
-@handles(INVITED, "invite_claimer_start_greeting_attempt")
-async def invite_claimer_start_greeting_attempt(client: InvitedClient, req: Any) -> dict[str, Any]:
+@command(InviteClaimerStartGreetingAttemptReq)
+async def invite_claimer_start_greeting_attempt(
+    client: InvitedClient, req: InviteClaimerStartGreetingAttemptReq
+) -> InviteClaimerStartGreetingAttemptRep:
     async with client.backend.db.transaction() as conn:
         inv = await load_invitation(conn, client, for_update=True)
         greeter = await invite_storage.get_user(conn, client.org.internal_id, req.greeter)
@@ -178,8 +279,8 @@ async def invite_claimer_start_greeting_attempt(client: InvitedClient, req: Any)
 
 
 async def _claimer_attempt(
-    conn: asyncpg.Connection, client: InvitedClient, attempt_id: Any, cancelled_status: str
-) -> Found:
+    conn: asyncpg.Connection, client: InvitedClient, attempt_id: uuid.UUID
+) -> Found | _ClaimerRefusal:
     """The claimer's attempt, its invitation locked; or the refusal."""
     inv = await load_invitation(conn, client, for_update=True)
     attempt = await storage.get_attempt(conn, inv.internal_id, attempt_id)
@@ -191,33 +292,50 @@ async def _claimer_attempt(
         return {"status": "greeter_revoked"}
     if not await invite_storage.is_greeter_allowed(conn, inv, greeter):
         return {"status": "greeter_not_allowed"}
-    return _usable(inv, attempt, storage.CLAIMER, cancelled_status)
+    return inv, attempt
 
 
-@handles(INVITED, "invite_claimer_cancel_greeting_attempt")
-async def invite_claimer_cancel_greeting_attempt(client: InvitedClient, req: Any) -> dict[str, Any]:
+@command(InviteClaimerCancelGreetingAttemptReq)
+async def invite_claimer_cancel_greeting_attempt(
+    client: InvitedClient, req: InviteClaimerCancelGreetingAttemptReq
+) -> InviteClaimerCancelGreetingAttemptRep:
     async with client.backend.db.transaction() as conn:
-        found = await _claimer_attempt(
-            conn, client, req.greeting_attempt, "greeting_attempt_already_cancelled"
-        )
-        return await _cancel(conn, client.org.organization_id, found, storage.CLAIMER, req.reason)
+        found = await _claimer_attempt(conn, client, req.greeting_attempt)
+        if not isinstance(found, tuple):
+            return found
+        if (refused := _cancellable(found[1], storage.CLAIMER)) is not None:
+            return refused
+        await _cancel(conn, client.org.organization_id, found, storage.CLAIMER, req.reason)
+    return {"status": "ok"}
 
 
-@handles(INVITED, "invite_claimer_step")
-async def invite_claimer_step(client: InvitedClient, req: Any) -> dict[str, Any]:
+@command(InviteClaimerStepReq)
+async def invite_claimer_step(
+    client: InvitedClient, req: InviteClaimerStepReq
+) -> InviteClaimerStepRep:
     _check_revision(client)
     index, data = steps.claimer_step_data(req.claimer_step)
     async with client.backend.db.transaction() as conn:
-        found = await _claimer_attempt(
-            conn, client, req.greeting_attempt, "greeting_attempt_cancelled"
-        )
-        if isinstance(found, dict):
+        found = await _claimer_attempt(conn, client, req.greeting_attempt)
+        if not isinstance(found, tuple):
             return found
         inv, attempt = found
+        if (refused := _steppable(attempt, storage.CLAIMER)) is not None:
+            return refused
         outcome = await storage.step(conn, attempt, storage.CLAIMER, index, data)
-        if outcome == storage.NOT_READY and index == 0:
-            # The claimer waits for the greeter: tell the greeter's client this attempt is ready.
-            await _event(conn, client.org.organization_id, "READY", inv, attempt)
-        if isinstance(outcome, str):
-            return {"status": outcome}
-    return {"status": "ok", "greeter_step": steps.greeter_step_from_data(index, outcome)}
+        match outcome:
+            case bytes():
+                peer_data = outcome
+            case "not_ready":
+                if index == 0:
+                    # The claimer waits for the greeter: tell the greeter's client this attempt is
+                    # ready.
+                    await _event(conn, client.org.organization_id, "READY", inv, attempt)
+                return {"status": "not_ready"}
+            case "step_too_advanced":
+                return {"status": "step_too_advanced"}
+            case "step_mismatch":
+                return {"status": "step_mismatch"}
+            case _:
+                assert_never(outcome)
+    return {"status": "ok", "greeter_step": steps.greeter_step_from_data(index, peer_data)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import asyncpg
 
@@ -23,6 +23,14 @@ GREETER: Final = "GREETER"
 CLAIMER: Final = "CLAIMER"
 
 AUTOMATICALLY_CANCELLED = "AUTOMATICALLY_CANCELLED"
+
+
+class Cancellation(NamedTuple):
+    """Who cancelled an attempt (GREETER | CLAIMER), when and why."""
+
+    origin: str
+    timestamp: datetime
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +49,13 @@ class Attempt:
     def joined(self, side: Side) -> bool:
         return (self.greeter_joined_on if side == GREETER else self.claimer_joined_on) is not None
 
-    def cancelled(self) -> dict[str, object] | None:
-        """`{origin, timestamp, reason}` of a cancelled attempt."""
+    def cancelled(self) -> Cancellation | None:
+        """Origin, timestamp and reason of a cancelled attempt."""
         if self.cancelled_on is None:
             return None
-        return {
-            "origin": self.cancelled_by,
-            "timestamp": self.cancelled_on,
-            "reason": self.cancelled_reason,
-        }
+        # Set together (_Q_CANCEL).
+        assert self.cancelled_by is not None and self.cancelled_reason is not None
+        return Cancellation(self.cancelled_by, self.cancelled_on, self.cancelled_reason)
 
 
 _Q_ATTEMPT = """
@@ -151,9 +157,11 @@ async def cancel(
 
 # --- steps ----------------------------------------------------------------------------------------
 
-NOT_READY = "not_ready"
-STEP_TOO_ADVANCED = "step_too_advanced"
-STEP_MISMATCH = "step_mismatch"
+# Why a step gave no peer data (each is also the command's status).
+StepRefusal = Literal["not_ready", "step_too_advanced", "step_mismatch"]
+NOT_READY: Final = "not_ready"
+STEP_TOO_ADVANCED: Final = "step_too_advanced"
+STEP_MISMATCH: Final = "step_mismatch"
 
 _Q_STEPS = """
 SELECT step, greeter_data, claimer_data FROM greeting_step
@@ -171,7 +179,7 @@ ON CONFLICT (attempt, step) DO UPDATE SET claimer_data = excluded.claimer_data
 
 async def step(
     conn: asyncpg.Connection, attempt: Attempt, side: Side, index: int, data: bytes
-) -> bytes | str:
+) -> bytes | StepRefusal:
     """Post step `index` of `side`; returns the peer's data for that step, or NOT_READY /
     STEP_TOO_ADVANCED / STEP_MISMATCH.
 
