@@ -46,7 +46,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def run_server(
-    db_url: str, tmp: Path, *args: str, env: dict[str, str] | None = None
+    db_url: str,
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    token: str = TOKEN,
 ) -> Iterator[RunningServer]:
     port = free_tcp_port()
     err = tmp / f"server-{port}.log"
@@ -58,7 +62,7 @@ def run_server(
                 "--db",
                 db_url,
                 "--administration-token",
-                TOKEN,
+                token,
                 "--port",
                 str(port),
                 *args,
