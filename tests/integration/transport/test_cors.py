@@ -3,7 +3,6 @@ HTTP: the preflight of every kind of request the client makes (RPC, event stream
 `Last-Event-ID`, administration PATCH) and the CORS headers on the real replies, the protocol headers
 the client reads exposed."""
 
-# ruff: noqa: E402
 from __future__ import annotations
 
 import sys
