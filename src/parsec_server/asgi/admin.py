@@ -11,6 +11,7 @@ import csv
 import hmac
 import io
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +28,7 @@ from parsec_server.asgi.http import (
     send_json,
     send_response,
 )
+from parsec_server.asgi.openapi import send_openapi
 from parsec_server.commands import organization as org_cmds
 from parsec_server.commands.context import Backend
 from parsec_server.protocol import addr
@@ -174,53 +176,6 @@ def _request_server_addr(scope: Scope) -> addr.ServerAddr:
             pass
     server = scope.get("server") or ("127.0.0.1", 6777)
     return addr.ServerAddr(str(server[0]), int(server[1]), use_ssl=use_ssl)
-
-
-async def handle_admin(
-    backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]
-) -> None:
-    method = scope["method"]
-    try:
-        _check_token(backend, scope)
-        n = len(parts)
-        if n == 1 and parts[0] == "organizations":
-            if method != "POST":
-                raise AdminError(405, "Method Not Allowed")
-            return await _create_org(backend, scope, receive, send)
-        if n == 1 and parts[0] == "stats":
-            if method != "GET":
-                raise AdminError(405, "Method Not Allowed")
-            return await _server_stats(backend, scope, send)
-        if n >= 2 and parts[0] == "organizations":
-            org_id = parts[1]
-            if not is_valid_organization_id(org_id):
-                raise AdminError(404, "Organization not found")
-            rest = parts[2:]
-            if not rest:
-                if method == "GET":
-                    return await _get_org(backend, send, org_id)
-                if method == "PATCH":
-                    return await _patch_org(backend, scope, receive, send, org_id)
-                raise AdminError(405, "Method Not Allowed")
-            if rest == ["stats"] and method == "GET":
-                stats = await org_cmds.organization_stats(backend, org_id)
-                if stats is None:
-                    raise AdminError(404, "Organization not found")
-                return await send_json(send, 200, stats)
-            if rest == ["users"] and method == "GET":
-                users = await org_cmds.list_users(backend, org_id)
-                if users is None:
-                    raise AdminError(404, "Organization not found")
-                return await send_json(send, 200, {"users": users})
-            if rest == ["users", "freeze"] and method == "POST":
-                return await _freeze(backend, scope, receive, send, org_id)
-        raise AdminError(404, "Not Found")
-    except AdminError as exc:
-        await send_json(send, exc.status, {"detail": exc.detail})
-    except BodyTooLarge:
-        await send_json(send, 413, {"detail": "Request Entity Too Large"})
-    except ClientDisconnected:
-        return
 
 
 async def _create_org(backend: Backend, scope: Scope, receive: Receive, send: Send) -> None:
@@ -377,3 +332,82 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
     await send_response(
         send, 200, buf.getvalue().encode(), [(b"content-type", b"text/csv; charset=utf-8")]
     )
+
+
+# The routes of the administration API, under /administration: (method, path template) -> handler.
+# `{organization_id}` stands for one path segment. The OpenAPI document served at
+# GET /administration/openapi.json (asgi/openapi.json, docs/administration-api.md) describes exactly
+# these (tests/integration/transport/test_openapi.py).
+_Handler = Callable[[Backend, Scope, Receive, Send, str], Awaitable[None]]
+ORG = "{organization_id}"
+
+
+async def _route_create_org(b: Backend, sc: Scope, r: Receive, s: Send, _o: str) -> None:
+    await _create_org(b, sc, r, s)
+
+
+async def _route_server_stats(b: Backend, sc: Scope, _r: Receive, s: Send, _o: str) -> None:
+    await _server_stats(b, sc, s)
+
+
+async def _route_get_org(b: Backend, _sc: Scope, _r: Receive, s: Send, org_id: str) -> None:
+    await _get_org(b, s, org_id)
+
+
+async def _route_org_stats(b: Backend, _sc: Scope, _r: Receive, s: Send, org_id: str) -> None:
+    stats = await org_cmds.organization_stats(b, org_id)
+    if stats is None:
+        raise AdminError(404, "Organization not found")
+    await send_json(s, 200, stats)
+
+
+async def _route_org_users(b: Backend, _sc: Scope, _r: Receive, s: Send, org_id: str) -> None:
+    users = await org_cmds.list_users(b, org_id)
+    if users is None:
+        raise AdminError(404, "Organization not found")
+    await send_json(s, 200, {"users": users})
+
+
+ROUTES: dict[tuple[str, str], _Handler] = {
+    ("POST", "/organizations"): _route_create_org,
+    ("GET", "/stats"): _route_server_stats,
+    ("GET", f"/organizations/{ORG}"): _route_get_org,
+    ("PATCH", f"/organizations/{ORG}"): _patch_org,
+    ("GET", f"/organizations/{ORG}/stats"): _route_org_stats,
+    ("GET", f"/organizations/{ORG}/users"): _route_org_users,
+    ("POST", f"/organizations/{ORG}/users/freeze"): _freeze,
+}
+_TEMPLATES = frozenset(t for _m, t in ROUTES)
+
+
+def _template(parts: list[str]) -> tuple[str, str]:
+    """The route template of a path (its segments after /administration) and the organization
+    id it names ("" for none). An organization id that cannot be valid is 404 at once."""
+    if len(parts) >= 2 and parts[0] == "organizations":
+        if not is_valid_organization_id(parts[1]):
+            raise AdminError(404, "Organization not found")
+        return "/" + "/".join(["organizations", ORG, *parts[2:]]), parts[1]
+    return "/" + "/".join(parts), ""
+
+
+async def handle_admin(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, parts: list[str]
+) -> None:
+    method = scope["method"]
+    try:
+        if parts == ["openapi.json"] and method in ("GET", "HEAD"):
+            return await send_openapi(send)  # public, like the official server's /docs
+        _check_token(backend, scope)
+        template, org_id = _template(parts)
+        handler = ROUTES.get((method, template))
+        if handler is None:
+            if template in _TEMPLATES:
+                raise AdminError(405, "Method Not Allowed")
+            raise AdminError(404, "Not Found")
+        return await handler(backend, scope, receive, send, org_id)
+    except AdminError as exc:
+        await send_json(send, exc.status, {"detail": exc.detail})
+    except BodyTooLarge:
+        await send_json(send, 413, {"detail": "Request Entity Too Large"})
+    except ClientDisconnected:
+        return
