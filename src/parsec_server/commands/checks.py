@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Literal, Protocol, TypedDict
 
 import asyncpg
 
@@ -21,11 +22,6 @@ from parsec_server.crypto import certificates as certs
 from parsec_server.crypto.ballpark import OutOfBallpark, check_ballpark
 from parsec_server.storage import invite as invite_storage
 from parsec_server.storage import topics
-
-OK: dict[str, Any] = {"status": "ok"}
-INVALID_CERTIFICATE: dict[str, Any] = {"status": "invalid_certificate"}
-AUTHOR_NOT_ALLOWED: dict[str, Any] = {"status": "author_not_allowed"}
-
 
 # Replies several commands have, typed once (TypedDicts are structural: each fits the generated
 # variant of every command with that status).
@@ -49,11 +45,6 @@ class RequireGreaterTimestampRep(TypedDict):
 
 
 def greater_than(ts: datetime.datetime) -> RequireGreaterTimestampRep:
-    return {"status": "require_greater_timestamp", "strictly_greater_than": ts}
-
-
-def require_greater_timestamp(ts: datetime.datetime) -> dict[str, Any]:
-    """`greater_than` for the handlers not converted to @command yet (untyped replies)."""
     return {"status": "require_greater_timestamp", "strictly_greater_than": ts}
 
 
@@ -105,14 +96,6 @@ def verified(
     return cert
 
 
-def verify_authored(
-    cls: type[certs.C], raw: bytes, client: AuthenticatedClient, now: datetime.datetime
-) -> certs.C | dict[str, Any]:
-    """`verified` for the handlers not converted to @command yet (untyped replies)."""
-    out = verified(cls, raw, client, now)
-    return dict(out) if isinstance(out, dict) else out
-
-
 @dataclass(frozen=True, slots=True)
 class NewUserCertificates:
     """The four certificates of organization_bootstrap and user_create."""
@@ -132,8 +115,21 @@ class NewUserCertificates:
         )
 
 
+class NewUserCertificatesReq(Protocol):
+    """The four certificate fields organization_bootstrap and user_create requests share."""
+
+    @property
+    def user_certificate(self) -> bytes: ...
+    @property
+    def device_certificate(self) -> bytes: ...
+    @property
+    def redacted_user_certificate(self) -> bytes: ...
+    @property
+    def redacted_device_certificate(self) -> bytes: ...
+
+
 def load_new_user_certificates(
-    req: Any, verify_key: bytes, expected_author: Any
+    req: NewUserCertificatesReq, verify_key: bytes, expected_author: uuid.UUID | None
 ) -> NewUserCertificates:
     """Verify and decode the request's four certificates (raises certs.InvalidCertificate)."""
 

@@ -8,8 +8,8 @@ A handler is registered with the generated request class of its command and type
 `VlobCreateReq` is a `ReqOf[VlobCreateRep]` (tools/gen_protocol.py), so mypy rejects a handler whose
 declared or returned reply is not one of that command's reply variants (a wrong status, a missing or
 extra field). Replies are plain dicts with a `status` key (the protocol outcome, always HTTP 200).
-`handles(family, cmd)` registers a handler without that check (commands not converted yet). Handshake-level failures discovered while handling (author revoked mid-command,
-organization expired...) are raised as `HandshakeError` and rendered as bare HTTP statuses by the asgi layer.
+Every handler is registered this way. Handshake-level failures discovered while handling (author
+revoked mid-command, organization expired...) are raised as `HandshakeError` and rendered as bare HTTP statuses by the asgi layer.
 """
 
 from __future__ import annotations
@@ -62,16 +62,8 @@ def command(
     return deco
 
 
-def handles(family: str, cmd: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        _register(family, cmd, fn)
-        return fn
-
-    return deco
-
-
 def load_all() -> None:
-    """Import every handler module so that their @handles decorators run."""
+    """Import every handler module so that their @command decorators run."""
     import importlib
     import pkgutil
 

@@ -83,7 +83,7 @@ RepT_co = TypeVar("RepT_co", covariant=True)
 
 class ReqOf(Req, Generic[RepT_co]):
     """A request whose replies are `RepT_co` (the generated `<Cmd>Rep` union): what ties a handler's
-    return type to its command for mypy (commands/registry.py `handles`). No run-time effect."""
+    return type to its command for mypy (commands/registry.py `command`). No run-time effect."""
 
     __slots__ = ()
 
