@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -41,6 +41,9 @@ from parsec_server.embedded_pg import default_data_dir
 from parsec_server.exit_codes import Exit
 from parsec_server.log import configure as configure_logging
 from parsec_server.log import get_logger
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger("parsec_server.run")
 
@@ -315,6 +318,25 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     "keep /metrics away from the public side of the reverse proxy).",
 )
 @click.option(
+    "--maximum-database-connection-attempts",
+    envvar="PARSEC_MAXIMUM_DATABASE_CONNECTION_ATTEMPTS",
+    default=0,
+    show_default=True,
+    show_envvar=True,
+    type=click.IntRange(0),
+    help="Attempts at connecting to the database at start, after the first one fails (0: fail "
+    "at once; the official server's default is 10).",
+)
+@click.option(
+    "--pause-before-retry-database-connection",
+    envvar="PARSEC_PAUSE_BEFORE_RETRY_DATABASE_CONNECTION",
+    default=1.0,
+    show_default=True,
+    show_envvar=True,
+    type=click.FloatRange(0),
+    help="Seconds between two attempts at connecting to the database at start.",
+)
+@click.option(
     "--proxy-trusted-addresses",
     envvar="PARSEC_PROXY_TRUSTED_ADDRESSES",
     show_envvar=True,
@@ -446,6 +468,10 @@ def run_cmd(**opts: Any) -> None:
             embedded=target.embedded is not None,
             graceful=opts["graceful_shutdown_timeout"],
             sock=sock,
+            db_retries=(
+                opts["maximum_database_connection_attempts"],
+                opts["pause_before_retry_database_connection"],
+            ),
         )
     sys.exit(code)
 
@@ -591,8 +617,38 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop()
 
 
+async def _connect_with_retries(url: str, retries: int, pause: float) -> asyncpg.Connection:
+    """The start-up connection, tried again `retries` times `pause` seconds apart while the
+    database cannot be reached (--maximum-database-connection-attempts, e.g. a PostgreSQL that
+    starts with the server); the last failure propagates (DatabaseUnavailable: exit 6)."""
+    from parsec_server.storage import db as dbmod
+
+    attempt = 0
+    while True:
+        try:
+            return await dbmod.connect(url)
+        except dbmod.DatabaseUnavailable as exc:
+            if attempt >= retries:
+                raise
+            attempt += 1
+            log.warning(
+                "database_connection_retry",
+                attempt=attempt,
+                attempts=retries,
+                pause=pause,
+                error=str(exc),
+            )
+            await asyncio.sleep(pause)
+
+
 def _serve(
-    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float, sock: socket.socket
+    config: ServerConfig,
+    *,
+    brand_new: bool,
+    embedded: bool,
+    graceful: float,
+    sock: socket.socket,
+    db_retries: tuple[int, float] = (0, 1.0),
 ) -> int:
     runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
@@ -607,7 +663,12 @@ def _serve(
     try:
         return runner(
             _async_serve(
-                config, brand_new=brand_new, embedded=embedded, graceful=graceful, sock=sock
+                config,
+                brand_new=brand_new,
+                embedded=embedded,
+                graceful=graceful,
+                sock=sock,
+                db_retries=db_retries,
             )
         )
     except (_Stop, KeyboardInterrupt):
@@ -615,7 +676,13 @@ def _serve(
 
 
 async def _async_serve(
-    config: ServerConfig, *, brand_new: bool, embedded: bool, graceful: float, sock: socket.socket
+    config: ServerConfig,
+    *,
+    brand_new: bool,
+    embedded: bool,
+    graceful: float,
+    sock: socket.socket,
+    db_retries: tuple[int, float] = (0, 1.0),
 ) -> int:
     import uvicorn
 
@@ -631,7 +698,7 @@ async def _async_serve(
         if brand_new:
             log.info("embedded_database_created", action="applying all migrations")
             await engine.apply_all(config.db_url, source=source)
-        conn = await dbmod.connect(config.db_url)
+        conn = await _connect_with_retries(config.db_url, *db_retries)
         try:
             warnings = await engine.check_for_serving(conn, source=source)
         finally:
