@@ -40,6 +40,11 @@ ACQUIRE_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 60.0
 
 
+def _expire_waiter(fut: asyncio.Future[asyncpg.Connection]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError("no free database connection in time"))
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached (message is for the operator)."""
 
@@ -173,17 +178,24 @@ class Pool:
             self._discard(conn)
         if len(self._all) + self._opening < self.max_size:
             return await self._connect()
-        fut: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[asyncpg.Connection] = loop.create_future()
         self._waiters.append(fut)
+        # One timer handle, not asyncio.timeout(): under load most requests wait here, and the
+        # context manager costs several microseconds per request (bench/inproc.py).
+        expiry = loop.call_later(
+            ACQUIRE_TIMEOUT if timeout is None else timeout, _expire_waiter, fut
+        )
         try:
-            async with asyncio.timeout(ACQUIRE_TIMEOUT if timeout is None else timeout):
-                return await fut
+            return await fut
         except BaseException:
-            if fut.done() and not fut.cancelled():  # handed over while we gave up: pass it on
-                self.put(fut.result())
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.put(fut.result())  # handed over while we gave up: pass it on
             else:
                 fut.cancel()
             raise
+        finally:
+            expiry.cancel()
 
     def put(self, conn: asyncpg.Connection, exc: BaseException | None = None) -> None:
         """Give a connection back; `exc`: what interrupted its user, if anything."""
