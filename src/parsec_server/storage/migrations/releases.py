@@ -57,6 +57,16 @@ RELEASES: tuple[SchemaRelease, ...] = (
             ),
         ),
     ),
+    SchemaRelease(
+        number=3,
+        name="0003_block_organization",
+        added=(
+            (
+                "0003_block_organization.sql",
+                "59f53c498f8706aa2b786f2545bb414f235e3c5bf048555d5f002f6c18d4bda7",
+            ),
+        ),
+    ),
 )
 
 
