@@ -4,12 +4,17 @@
     .venv/bin/python tools/gen_protocol.py [--schema DIR] [--check]
 
 Reads `<schema>/protocol/<family>_cmds/*.json5` and `<schema>/types/certif/*.json5`
-(default schema dir: ../shared/parsec-spec/schema, then /work/shared/parsec-spec/schema) and writes:
+(default schema dir: ../shared/parsec-spec/schema, then /work/shared/parsec-spec/schema), plus the
+later API revisions kept beside it (`ADDITIONS`: `schema-5.6-additions/`, the commands and data types
+parsec-cloud 3.10 adds on top of the 3.9.3 schemas), and writes:
 
 * `src/parsec_server/protocol/generated/<family>.py`: one `Req` class per command with a straight-line
   decoder (every field type-checked, values converted: nested struct unions become dicts), plus the
   reply schema as data (`REPS`, `NESTED`) for `validate_rep()`;
 * `src/parsec_server/protocol/generated/__init__.py`: the family index;
+* `src/parsec_server/protocol/generated/data_types.py`: the signed data types of `TYPE_DIRS` (the
+  encrypted payloads the server stores without reading, e.g. `CryptpadSessionKey`): classes and
+  decoders, for tests and tools;
 * `src/parsec_server/crypto/_certif_generated.py`: the certificate content classes and decoders.
 
 `--check` exits 1 if a committed file differs from what the schemas give (CI / tests).
@@ -49,6 +54,12 @@ FAMILIES = {
     "tos": "tos_cmds",
     "authenticated_account": "authenticated_account_cmds",
 }
+# Directories beside the schema directory holding later API revisions (same layout, only what they
+# add): their commands join the families, a command defined twice is an error.
+ADDITIONS = ("schema-5.6-additions",)
+# `types/<dir>` whose data types are generated into `data_types.py` (certificates have their own
+# module).
+TYPE_DIRS = ("cryptpad",)
 PROTOCOL_OUT = ROOT / "src" / "parsec_server" / "protocol" / "generated"
 CERTIF_OUT = ROOT / "src" / "parsec_server" / "crypto" / "_certif_generated.py"
 MAJOR_VERSION = 5
@@ -170,9 +181,20 @@ def camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
+def schema_roots(schema_dir: Path) -> list[Path]:
+    """The schema directory, then the additions (`ADDITIONS`) found beside it."""
+    extra = [schema_dir.parent / name for name in ADDITIONS]
+    return [schema_dir, *(d for d in extra if d.is_dir())]
+
+
 def load_family(schema_dir: Path, family: str) -> list[Command]:
     commands: list[Command] = []
-    for path in sorted((schema_dir / "protocol" / FAMILIES[family]).glob("*.json5")):
+    paths = [
+        path
+        for root in schema_roots(schema_dir)
+        for path in sorted((root / "protocol" / FAMILIES[family]).glob("*.json5"))
+    ]
+    for path in paths:
         for spec in load_json5(path.read_text(encoding="utf-8")):
             if MAJOR_VERSION not in spec["major_versions"]:
                 continue
@@ -187,6 +209,8 @@ def load_family(schema_dir: Path, family: str) -> list[Command]:
                 nested_raw=spec.get("nested_types", []),
             )
             cmd.nested = {n["name"]: nested_from_json(n) for n in cmd.nested_raw}
+            if any(c.cmd == cmd.cmd for c in commands):
+                raise SystemExit(f"{path}: command {cmd.cmd!r} is defined twice")
             commands.append(cmd)
     commands.sort(key=lambda c: c.cmd)
     return commands
@@ -706,9 +730,9 @@ class Certif:
     nested: dict[str, NestedType]
 
 
-def load_certifs(schema_dir: Path) -> list[Certif]:
+def _load_signed(paths: Iterable[Path]) -> list[Certif]:
     out = []
-    for path in sorted((schema_dir / "types" / "certif").glob("*.json5")):
+    for path in paths:
         spec = load_json5(path.read_text(encoding="utf-8"))
         nested_raw = spec.get("nested_types", [])
         out.append(
@@ -723,15 +747,32 @@ def load_certifs(schema_dir: Path) -> list[Certif]:
     return out
 
 
-def render_certifs(certifs: list[Certif]) -> str:
+def load_certifs(schema_dir: Path) -> list[Certif]:
+    return _load_signed(sorted((schema_dir / "types" / "certif").glob("*.json5")))
+
+
+def load_data_types(schema_dir: Path) -> list[Certif]:
+    """The data types of `TYPE_DIRS`, from the schema directory and its additions."""
+    return _load_signed(
+        path
+        for root in schema_roots(schema_dir)
+        for d in TYPE_DIRS
+        for path in sorted((root / "types" / d).glob("*.json5"))
+    )
+
+
+def _signed_bodies(
+    certifs: list[Certif], base: str, what: str
+) -> tuple[Emitter, list[str], list[str]]:
+    """Classes (subclasses of `base`) and decoders of signed types; `what` names them in docs."""
     em = Emitter()
     classes: list[str] = []
     decoders: list[str] = []
     for c in certifs:
         annots = [(f, em.annotation(parse_type(f.type), c.nested)) for f in c.fields]
         cls = [
-            f"class {c.label}(Certificate):",
-            f'    """`{c.type_tag}` content."""',
+            f"class {c.label}({base}):",
+            f'    """`{c.type_tag}` {what}."""',
             "",
             f"    __slots__ = ({''.join(repr(f.name) + ', ' for f in c.fields)})",
             f"    TYPE: ClassVar[str] = {c.type_tag!r}",
@@ -746,7 +787,11 @@ def render_certifs(certifs: list[Certif]) -> str:
         dec = [f"def _decode_{c.type_tag}(d: dict[Any, Any]) -> {c.label}:", *indent(lines)]
         dec.append(f"    return {c.label}({', '.join(names)})")
         decoders.append("\n".join(dec))
+    return em, classes, decoders
 
+
+def render_certifs(certifs: list[Certif]) -> str:
+    em, classes, decoders = _signed_bodies(certifs, "Certificate", "content")
     out = [
         HEADER.format(doc="Certificate contents (schema directory `types/certif`)."),
         "from collections.abc import Callable",
@@ -793,6 +838,69 @@ def render_certifs(certifs: list[Certif]) -> str:
     return "\n".join(out)
 
 
+DATA_TYPE_BASE = '''class SignedData:
+    """Decoded content of a signed data type: `TYPE` is the `type` tag of the signed msgpack map,
+    `FIELDS` the other fields in schema order."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[tuple[str, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The msgpack map that is signed (`type` tag first)."""
+        return {"type": self.TYPE, **{name: getattr(self, name) for name in self.FIELDS}}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SignedData) or type(other) is not type(self):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))'''
+
+
+def render_data_types(types: list[Certif]) -> str:
+    """The data types clients sign then encrypt and the server stores without reading them."""
+    em, classes, decoders = _signed_bodies(types, "SignedData", "data type")
+    out = [
+        HEADER.format(
+            doc=f"Signed data types (schema directories {', '.join(f'`types/{d}`' for d in TYPE_DIRS)})."
+        ),
+        "from collections.abc import Callable",
+        "from typing import Any, ClassVar, Final",
+        "",
+        "from parsec_server.protocol._runtime import UUID as _UUID",
+        "from parsec_server.protocol._runtime import as_str as _as_str",
+        "from parsec_server.protocol._runtime import bad as _bad",
+        "from parsec_server.protocol._runtime import datetime_cls as _datetime",
+        "from parsec_server.protocol._runtime import missing as _missing",
+        "from parsec_server.protocol.ids import DateTime, DeviceID, VlobID  # noqa: F401",
+        "",
+        "",
+        DATA_TYPE_BASE,
+        "",
+        "",
+        "\n\n\n".join(classes),
+        "",
+        "",
+    ]
+    enum_block = em.enum_lines()
+    if enum_block:
+        out += ["\n".join(enum_block), "", ""]
+    if em.helpers:
+        out += ["\n\n\n".join(em.helpers), "", ""]
+    out += ["\n\n\n".join(decoders), "", ""]
+    out.append("DATA_TYPES: dict[str, type[SignedData]] = {")
+    out += [f"    {c.type_tag!r}: {c.label}," for c in types]
+    out.append("}")
+    out.append("")
+    out.append("DECODERS: dict[str, Callable[[dict[Any, Any]], SignedData]] = {")
+    out += [f"    {c.type_tag!r}: _decode_{c.type_tag}," for c in types]
+    out.append("}")
+    out.append("")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -804,6 +912,7 @@ def generate(schema_dir: Path) -> dict[Path, str]:
             family, load_family(schema_dir, family)
         )
     files[PROTOCOL_OUT / "__init__.py"] = render_index()
+    files[PROTOCOL_OUT / "data_types.py"] = render_data_types(load_data_types(schema_dir))
     files[CERTIF_OUT] = render_certifs(load_certifs(schema_dir))
     return files
 

@@ -402,6 +402,87 @@ class CertificateGetReq(ReqOf[CertificateGetRep]):
         self.realm_after = realm_after
 
 
+class CryptpadRegisterSessionRepOk(TypedDict):
+    """`cryptpad_register_session` reply `ok`."""
+
+    status: Literal['ok']
+    author: _UUID
+    timestamp: DateTime
+    key_index: int
+    encrypted_view_key: bytes
+    encrypted_edit_key: bytes | None
+    needed_common_certificate_timestamp: DateTime
+    needed_realm_certificate_timestamp: DateTime
+
+
+class CryptpadRegisterSessionRepCryptpadUnavailable(TypedDict):
+    """`cryptpad_register_session` reply `cryptpad_unavailable`."""
+
+    status: Literal['cryptpad_unavailable']
+
+
+class CryptpadRegisterSessionRepRealmNotFound(TypedDict):
+    """`cryptpad_register_session` reply `realm_not_found`."""
+
+    status: Literal['realm_not_found']
+
+
+class CryptpadRegisterSessionRepRealmDeleted(TypedDict):
+    """`cryptpad_register_session` reply `realm_deleted`."""
+
+    status: Literal['realm_deleted']
+
+
+class CryptpadRegisterSessionRepAuthorNotAllowed(TypedDict):
+    """`cryptpad_register_session` reply `author_not_allowed`."""
+
+    status: Literal['author_not_allowed']
+
+
+class CryptpadRegisterSessionRepBadKeyIndex(TypedDict):
+    """`cryptpad_register_session` reply `bad_key_index`."""
+
+    status: Literal['bad_key_index']
+    last_realm_certificate_timestamp: DateTime
+
+
+class CryptpadRegisterSessionRepTimestampOutOfBallpark(TypedDict):
+    """`cryptpad_register_session` reply `timestamp_out_of_ballpark`."""
+
+    status: Literal['timestamp_out_of_ballpark']
+    ballpark_client_early_offset: float
+    ballpark_client_late_offset: float
+    server_timestamp: DateTime
+    client_timestamp: DateTime
+
+
+CryptpadRegisterSessionStatus = Literal['ok', 'cryptpad_unavailable', 'realm_not_found', 'realm_deleted', 'author_not_allowed', 'bad_key_index', 'timestamp_out_of_ballpark']
+CryptpadRegisterSessionRep = CryptpadRegisterSessionRepOk | CryptpadRegisterSessionRepCryptpadUnavailable | CryptpadRegisterSessionRepRealmNotFound | CryptpadRegisterSessionRepRealmDeleted | CryptpadRegisterSessionRepAuthorNotAllowed | CryptpadRegisterSessionRepBadKeyIndex | CryptpadRegisterSessionRepTimestampOutOfBallpark
+
+
+class CryptpadRegisterSessionReq(ReqOf[CryptpadRegisterSessionRep]):
+    """`cryptpad_register_session` (authenticated)."""
+
+    __slots__ = ('realm_id', 'document_id', 'key_index', 'timestamp', 'encrypted_candidate_view_key', 'encrypted_candidate_edit_key', )
+    CMD: ClassVar[str] = 'cryptpad_register_session'
+    FAMILY: ClassVar[str] = 'authenticated'
+    FIELDS: ClassVar[tuple[str, ...]] = ('realm_id', 'document_id', 'key_index', 'timestamp', 'encrypted_candidate_view_key', 'encrypted_candidate_edit_key', )
+    realm_id: Final[VlobID]
+    document_id: Final[VlobID]
+    key_index: Final[int]
+    timestamp: Final[DateTime]
+    encrypted_candidate_view_key: Final[bytes]
+    encrypted_candidate_edit_key: Final[bytes | None]
+
+    def __init__(self, realm_id: VlobID, document_id: VlobID, key_index: int, timestamp: DateTime, encrypted_candidate_view_key: bytes, encrypted_candidate_edit_key: bytes | None) -> None:
+        self.realm_id = realm_id
+        self.document_id = document_id
+        self.key_index = key_index
+        self.timestamp = timestamp
+        self.encrypted_candidate_view_key = encrypted_candidate_view_key
+        self.encrypted_candidate_edit_key = encrypted_candidate_edit_key
+
+
 class DeviceCreateRepOk(TypedDict):
     """`device_create` reply `ok`."""
 
@@ -2762,6 +2843,32 @@ def _decode_certificate_get(d: dict[Any, Any]) -> CertificateGetReq:
     return CertificateGetReq(f_common_after, f_sequester_after, f_shamir_recovery_after, f_realm_after)
 
 
+def _decode_cryptpad_register_session(d: dict[Any, Any]) -> CryptpadRegisterSessionReq:
+    try:
+        f_realm_id = d['realm_id']
+        f_document_id = d['document_id']
+        f_key_index = d['key_index']
+        f_timestamp = d['timestamp']
+        f_encrypted_candidate_view_key = d['encrypted_candidate_view_key']
+        f_encrypted_candidate_edit_key = d['encrypted_candidate_edit_key']
+    except KeyError as exc:
+        raise _missing(exc) from None
+    if f_realm_id.__class__ is not _UUID:
+        raise _bad('cryptpad_register_session.realm_id', 'VlobID')
+    if f_document_id.__class__ is not _UUID:
+        raise _bad('cryptpad_register_session.document_id', 'VlobID')
+    if f_key_index.__class__ is not int or not 0 <= f_key_index <= 18446744073709551615:
+        raise _bad('cryptpad_register_session.key_index', 'Index')
+    if f_timestamp.__class__ is not _datetime:
+        raise _bad('cryptpad_register_session.timestamp', 'DateTime')
+    if f_encrypted_candidate_view_key.__class__ is not bytes:
+        f_encrypted_candidate_view_key = _as_bytes(f_encrypted_candidate_view_key, 'cryptpad_register_session.encrypted_candidate_view_key', 'Bytes')
+    if f_encrypted_candidate_edit_key is not None:
+        if f_encrypted_candidate_edit_key.__class__ is not bytes:
+            f_encrypted_candidate_edit_key = _as_bytes(f_encrypted_candidate_edit_key, 'cryptpad_register_session.encrypted_candidate_edit_key', 'Bytes')
+    return CryptpadRegisterSessionReq(f_realm_id, f_document_id, f_key_index, f_timestamp, f_encrypted_candidate_view_key, f_encrypted_candidate_edit_key)
+
+
 def _decode_device_create(d: dict[Any, Any]) -> DeviceCreateReq:
     try:
         f_device_certificate = d['device_certificate']
@@ -3238,6 +3345,7 @@ REQS: dict[str, type[Req]] = {
     'block_create': BlockCreateReq,
     'block_read': BlockReadReq,
     'certificate_get': CertificateGetReq,
+    'cryptpad_register_session': CryptpadRegisterSessionReq,
     'device_create': DeviceCreateReq,
     'events_listen': EventsListenReq,
     'invite_cancel': InviteCancelReq,
@@ -3282,6 +3390,7 @@ DECODERS: dict[str, Callable[[dict[Any, Any]], Req]] = {
     'block_create': _decode_block_create,
     'block_read': _decode_block_read,
     'certificate_get': _decode_certificate_get,
+    'cryptpad_register_session': _decode_cryptpad_register_session,
     'device_create': _decode_device_create,
     'events_listen': _decode_events_listen,
     'invite_cancel': _decode_invite_cancel,
@@ -3363,6 +3472,22 @@ REPS: dict[str, dict[str, Any]] = {'async_enrollment_accept': {'ok': (('email_se
                             ('sequester_certificates', 'List<Bytes>', None),
                             ('shamir_recovery_certificates', 'List<Bytes>', None),
                             ('realm_certificates', 'Map<VlobID, List<Bytes>>', None))},
+ 'cryptpad_register_session': {'ok': (('author', 'DeviceID', None),
+                                      ('timestamp', 'DateTime', None),
+                                      ('key_index', 'Index', None),
+                                      ('encrypted_view_key', 'Bytes', None),
+                                      ('encrypted_edit_key', 'RequiredOption<Bytes>', None),
+                                      ('needed_common_certificate_timestamp', 'DateTime', None),
+                                      ('needed_realm_certificate_timestamp', 'DateTime', None)),
+                               'cryptpad_unavailable': (),
+                               'realm_not_found': (),
+                               'realm_deleted': (),
+                               'author_not_allowed': (),
+                               'bad_key_index': (('last_realm_certificate_timestamp', 'DateTime', None),),
+                               'timestamp_out_of_ballpark': (('ballpark_client_early_offset', 'Float', None),
+                                                             ('ballpark_client_late_offset', 'Float', None),
+                                                             ('server_timestamp', 'DateTime', None),
+                                                             ('client_timestamp', 'DateTime', None))},
  'device_create': {'ok': (),
                    'invalid_certificate': (),
                    'device_already_exists': (),
