@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))
 
-from core_helpers import ADMIN_TOKEN, Device, Server
+from core_helpers import ADMIN_TOKEN, Device, Server, realm_role_cert
 
+from parsec_server.embedded_pg import free_tcp_port
+from parsec_server.protocol.codec import now
 from parsec_server.protocol.registry import decode_rep
 
 EXE = [sys.executable, "-m", "parsec_server.cli.main"]
@@ -29,9 +33,12 @@ __all__ = [
     "ADMIN_TOKEN",
     "EXE",
     "ServerProcess",
+    "ServerSpawner",
     "SseReader",
     "http_server",
     "open_events",
+    "server_spawner",
+    "shared_realm",
     "wait_ready",
 ]
 
@@ -70,6 +77,100 @@ def wait_ready(server: ServerProcess, deadline: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"server not ready:\n{server.log()}")
+
+
+class ServerSpawner:
+    """Starts `parsec-server run` processes on one database, on loopback; `server_spawner` kills
+    those still running when it ends."""
+
+    def __init__(self, db_url: str, log_dir: Path, common: tuple[str, ...] = ()) -> None:
+        self.db_url, self.log_dir, self.common = db_url, log_dir, common
+        self.started: list[ServerProcess] = []
+
+    def __call__(
+        self,
+        *extra: str,
+        token_args: tuple[str, ...] = ("--administration-token", ADMIN_TOKEN),
+        env: dict[str, str] | None = None,
+    ) -> ServerProcess:
+        """One more process (`extra` options after the common ones; `token_args` replaces the
+        administration token options, `env` adds variables), once its /health answers."""
+        port = free_tcp_port()
+        log_path = self.log_dir / f"server-{port}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+        full_env.update(env or {})
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    *EXE,
+                    "run",
+                    "--db",
+                    self.db_url,
+                    *token_args,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--server-addr",
+                    f"parsec3://127.0.0.1:{port}?no_ssl=true",
+                    *self.common,
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+            )
+        server = ServerProcess(proc, port, log_path)
+        self.started.append(server)
+        wait_ready(server)
+        return server
+
+
+@contextlib.contextmanager
+def server_spawner(
+    db_url: str, log_dir: Path, common: tuple[str, ...] = ()
+) -> Iterator[ServerSpawner]:
+    spawner = ServerSpawner(db_url, log_dir, common)
+    try:
+        yield spawner
+    finally:
+        for server in spawner.started:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait(10)
+
+
+async def shared_realm(alice: Device, bob: Device) -> uuid.UUID:
+    """A realm of alice (first key done) shared with bob as CONTRIBUTOR."""
+    realm_id = uuid.uuid4()
+    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, alice.user_id, "OWNER"))
+    assert await alice.rpc("realm_create", realm_role_certificate=cert) == {"status": "ok"}
+    rotation = alice.sign(
+        {
+            "type": "realm_key_rotation_certificate",
+            "author": alice.device_id,
+            "timestamp": now(),
+            "realm_id": realm_id,
+            "key_index": 1,
+            "encryption_algorithm": "BLAKE2_XSALSA20_POLY1305",
+            "hash_algorithm": "SHA256",
+            "key_canary": b"c",
+        }
+    )
+    rep = await alice.rpc(
+        "realm_rotate_key",
+        realm_key_rotation_certificate=rotation,
+        keys_bundle=b"kb",
+        per_participant_keys_bundle_access={alice.user_id: b"a"},
+        per_sequester_service_keys_bundle_access=None,
+    )
+    assert rep == {"status": "ok"}, rep
+    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, bob.user_id, "CONTRIBUTOR"))
+    rep = await alice.rpc(
+        "realm_share", realm_role_certificate=cert, recipient_keys_bundle_access=b"b", key_index=1
+    )
+    assert rep == {"status": "ok"}, rep
+    return realm_id
 
 
 @contextlib.asynccontextmanager

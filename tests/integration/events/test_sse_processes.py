@@ -11,44 +11,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 from core_helpers import HttpError, realm_role_cert
-from sse_support import ServerProcess, http_server, open_events
+from sse_support import ServerProcess, http_server, open_events, shared_realm
 
 from parsec_server.protocol.codec import now
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _realm_with(alice, bob) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    """A realm of alice (first key done) shared with bob as CONTRIBUTOR."""
-    realm_id = uuid.uuid4()
-    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, alice.user_id, "OWNER"))
-    assert await alice.rpc("realm_create", realm_role_certificate=cert) == {"status": "ok"}
-    rotation = alice.sign(
-        {
-            "type": "realm_key_rotation_certificate",
-            "author": alice.device_id,
-            "timestamp": now(),
-            "realm_id": realm_id,
-            "key_index": 1,
-            "encryption_algorithm": "BLAKE2_XSALSA20_POLY1305",
-            "hash_algorithm": "SHA256",
-            "key_canary": b"c",
-        }
-    )
-    rep = await alice.rpc(
-        "realm_rotate_key",
-        realm_key_rotation_certificate=rotation,
-        keys_bundle=b"kb",
-        per_participant_keys_bundle_access={alice.user_id: b"a"},
-        per_sequester_service_keys_bundle_access=None,
-    )
-    assert rep == {"status": "ok"}, rep
-    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, bob.user_id, "CONTRIBUTOR"))
-    rep = await alice.rpc(
-        "realm_share", realm_role_certificate=cert, recipient_keys_bundle_access=b"b", key_index=1
-    )
-    assert rep == {"status": "ok"}, rep
-    return realm_id
 
 
 async def test_events_cross_processes(spawn_server: Callable[..., ServerProcess]) -> None:
@@ -57,7 +24,7 @@ async def test_events_cross_processes(spawn_server: Callable[..., ServerProcess]
         org = await s1.bootstrap_org()
         alice = org.alice
         bob = await alice.create_user("bob")
-        realm_id = await _realm_with(alice, bob)
+        realm_id = await shared_realm(alice, bob)
         bob.server = s2  # bob talks to the second process
         async with open_events(bob) as stream:
             assert (await stream.next_data())["event"] == "ORGANIZATION_CONFIG"

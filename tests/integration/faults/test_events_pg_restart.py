@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -27,17 +25,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "events"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))
 
-from core_helpers import Device, HttpError, Server, realm_role_cert
+from core_helpers import Device, HttpError, Server
 from sse_support import (
-    ADMIN_TOKEN,
-    EXE,
     ServerProcess,
     http_server,
     open_events,
-    wait_ready,
+    server_spawner,
+    shared_realm,
 )
 
-from parsec_server.embedded_pg import free_tcp_port
 from parsec_server.protocol.codec import now
 
 pytestmark = pytest.mark.timeout(180)
@@ -50,79 +46,8 @@ DOWN = 0.3  # seconds PostgreSQL stays down
 
 @pytest.fixture
 def servers(own_db_url: str, tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def spawn() -> None:
-        port = free_tcp_port()
-        log_path = tmp_path / f"server-{port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [
-                    *EXE,
-                    "run",
-                    "--db",
-                    own_db_url,
-                    "--blockstore",
-                    "POSTGRESQL",
-                    "--administration-token",
-                    ADMIN_TOKEN,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--server-addr",
-                    f"parsec3://127.0.0.1:{port}?no_ssl=true",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        server = ServerProcess(proc, port, log_path)
-        started.append(server)
-        wait_ready(server)
-
-    spawn()
-    spawn()
-    try:
-        yield list(started)
-    finally:
-        for server in started:
-            if server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait(10)
-
-
-async def _shared_realm(alice: Device, bob: Device) -> uuid.UUID:
-    realm_id = uuid.uuid4()
-    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, alice.user_id, "OWNER"))
-    assert await alice.rpc("realm_create", realm_role_certificate=cert) == {"status": "ok"}
-    rotation = alice.sign(
-        {
-            "type": "realm_key_rotation_certificate",
-            "author": alice.device_id,
-            "timestamp": now(),
-            "realm_id": realm_id,
-            "key_index": 1,
-            "encryption_algorithm": "BLAKE2_XSALSA20_POLY1305",
-            "hash_algorithm": "SHA256",
-            "key_canary": b"c",
-        }
-    )
-    rep = await alice.rpc(
-        "realm_rotate_key",
-        realm_key_rotation_certificate=rotation,
-        keys_bundle=b"kb",
-        per_participant_keys_bundle_access={alice.user_id: b"a"},
-        per_sequester_service_keys_bundle_access=None,
-    )
-    assert rep == {"status": "ok"}, rep
-    cert = alice.sign(realm_role_cert(alice.device_id, now(), realm_id, bob.user_id, "CONTRIBUTOR"))
-    rep = await alice.rpc(
-        "realm_share", realm_role_certificate=cert, recipient_keys_bundle_access=b"b", key_index=1
-    )
-    assert rep == {"status": "ok"}, rep
-    return realm_id
+    with server_spawner(own_db_url, tmp_path, ("--blockstore", "POSTGRESQL")) as spawn:
+        yield [spawn(), spawn()]
 
 
 @dataclass
@@ -207,7 +132,7 @@ async def test_no_silent_event_loss_across_pg_restart(
         org = await s1.bootstrap_org()
         alice = org.alice
         bob = await alice.create_user("bob")
-        realm_id = await _shared_realm(alice, bob)
+        realm_id = await shared_realm(alice, bob)
         clients = [httpx.AsyncClient(base_url=p.url, timeout=20) for p in procs]
         writers_http = [httpx.AsyncClient(base_url=p.url, timeout=20) for p in procs]
         try:
