@@ -71,6 +71,9 @@ class EmailConfig:
     use_ssl: bool = False
     use_tls: bool = False
     sender: str = "no-reply@parsec.invalid"
+    # `--template-dir`: operator e-mail templates (`email/<name>.j2`, official layout) overriding the
+    # built-in ones (email/render.py); None: built-in only.
+    template_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ from parsec_server.asgi.http import (
 )
 from parsec_server.asgi.openapi import send_openapi
 from parsec_server.commands import organization as org_cmds
+from parsec_server.commands import totp as totp_cmds
 from parsec_server.commands.context import Backend
 from parsec_server.protocol import addr
-from parsec_server.protocol.ids import is_valid_organization_id
+from parsec_server.protocol.ids import is_valid_email, is_valid_organization_id
 
 
 class AdminError(Exception):
@@ -334,6 +335,59 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
     )
 
 
+async def _reset_totp(
+    backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str
+) -> None:
+    """Reset a user's TOTP (docs/totp.md): the official body, statuses and reply."""
+    doc = await _json_body(scope, receive)
+    user_id, email = doc.get("user_id"), doc.get("user_email")
+    send_email = _opt_bool(doc, "send_email") if "send_email" in doc else False
+    if user_id is not None:
+        import uuid
+
+        try:
+            user_id = uuid.UUID(hex=user_id) if isinstance(user_id, str) else None
+        except ValueError:
+            user_id = None
+        if user_id is None:
+            raise _unprocessable(["body", "user_id"], "Invalid UserID", doc.get("user_id"))
+    if email is not None and not (storable_text(email) and is_valid_email(email)):
+        raise _unprocessable(["body", "user_email"], "Invalid email address", email)
+    if user_id is None and email is None:
+        raise AdminError(400, "Missing either `user_id` or `user_email` field")
+    if user_id is not None and email is not None:
+        raise AdminError(400, "Both `user_id` and `user_email` fields are provided")
+    outcome = await totp_cmds.reset(
+        backend, org_id, user_id=user_id, user_email=email, send_email=send_email
+    )
+    if isinstance(outcome, str):
+        _audit(scope, "user_reset_totp", outcome, organization=org_id)
+        detail = {
+            "organization_not_found": "Organization not found",
+            "user_not_found": "User not found",
+            "user_revoked": "User has been revoked",
+        }[outcome]
+        raise AdminError(404, detail)
+    _audit(
+        scope,
+        "user_reset_totp",
+        organization=org_id,
+        user_id=outcome.user_id.hex,
+        email_sent_status=outcome.email_sent_status,
+    )
+    await send_json(
+        send,
+        200,
+        {
+            "user_id": outcome.user_id.hex,
+            "user_email": outcome.user_email,
+            "totp_reset_url": outcome.totp_reset_url,
+            "totp_reset_url_as_http_redirection": outcome.totp_reset_url_as_http_redirection,
+            "email_sent_status": outcome.email_sent_status,
+        },
+    )
+
+
 # The routes of the administration API, under /administration: (method, path template) -> handler.
 # `{organization_id}` stands for one path segment. The OpenAPI document served at
 # GET /administration/openapi.json (asgi/openapi.json, docs/administration-api.md) describes exactly
@@ -376,6 +430,7 @@ ROUTES: dict[tuple[str, str], _Handler] = {
     ("GET", f"/organizations/{ORG}/stats"): _route_org_stats,
     ("GET", f"/organizations/{ORG}/users"): _route_org_users,
     ("POST", f"/organizations/{ORG}/users/freeze"): _freeze,
+    ("POST", f"/organizations/{ORG}/users/reset_totp"): _reset_totp,
 }
 _TEMPLATES = frozenset(t for _m, t in ROUTES)
 

@@ -37,6 +37,7 @@ from parsec_server.config import (
     ServerConfig,
     TlsConfig,
 )
+from parsec_server.email.render import TemplateDirError, check_template_dir
 from parsec_server.embedded_pg import default_data_dir
 from parsec_server.exit_codes import Exit
 from parsec_server.log import configure as configure_logging
@@ -293,6 +294,15 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     help="From address of the emails.",
 )
 @click.option(
+    "--template-dir",
+    envvar="PARSEC_TEMPLATE_DIR",
+    show_envvar=True,
+    type=click.Path(exists=True, file_okay=False, dir_okay=True, path_type=Path),
+    help="Operator e-mail templates overriding the built-in ones: DIR/email/<name>.j2 (Jinja2, the "
+    "official server's names and variables: invitation.txt.j2, invitation.html.j2, "
+    "totp_reset.txt.j2...); a template the directory lacks stays built-in (docs/configuration.md).",
+)
+@click.option(
     "--graceful-shutdown-timeout",
     envvar="PARSEC_GRACEFUL_SHUTDOWN_TIMEOUT",
     default=10.0,
@@ -411,6 +421,11 @@ def run_cmd(**opts: Any) -> None:
 
     tls = _tls_config(opts)
     proxies = _proxy_trusted_addresses(opts["proxy_trusted_addresses"])
+    if opts["template_dir"] is not None:
+        try:
+            check_template_dir(opts["template_dir"])
+        except TemplateDirError as exc:
+            raise click.BadParameter(str(exc), param_hint="--template-dir") from None
 
     sock = _listen(opts["host"], opts["port"])  # before anything starts: a port in use fails here
     with database_target(opts["db"], opts["data_dir"]) as target:
@@ -446,6 +461,7 @@ def run_cmd(**opts: Any) -> None:
                 use_ssl=opts["email_use_ssl"],
                 use_tls=opts["email_use_tls"],
                 sender=opts["email_sender"],
+                template_dir=opts["template_dir"],
             ),
             data_dir=target.embedded.data_dir if target.embedded else None,
             validate_replies=opts["debug"] or os.environ.get("PARSEC_VALIDATE_REPLIES") == "1",

@@ -21,6 +21,7 @@ from parsec_server.cli.migrate.common import (
     need_db,
     run,
 )
+from parsec_server.cli.migrate.handback import handback_cmd, is_handback_target
 from parsec_server.cli.options import data_dir_option
 from parsec_server.exit_codes import Exit
 
@@ -82,7 +83,8 @@ yet (nothing changed). A dry run exits with the code the real run would.
         "directory in --backup-dir (default: `backups` in the data directory); --no-backup skips "
         "it, loudly. "
         "Use --to NNNN to move up or down to a migration (down steps that discard data need "
-        "--allow-data-loss)."
+        "--allow-data-loss). --to official-3.9 converts the database back into the official "
+        "Parsec server's 3.9.x schema (what it cannot hold needs --allow-data-loss)."
     ),
     epilog=_JSON_HELP + "\n" + _EXIT_HELP,
 )
@@ -100,7 +102,11 @@ yet (nothing changed). A dry run exits with the code the real run would.
     help="Also print the statements of each step (implies --dry-run).",
 )
 @click.option(
-    "--to", "target", metavar="NNNN", help="Move up or down to this migration (0: revert all)."
+    "--to",
+    "target",
+    metavar="NNNN|official-3.9",
+    help="Move up or down to this migration (0: revert all); `official-3.9` hands the database "
+    "back to the official Parsec server 3.9.x (docs/switching-from-official.md).",
 )
 @click.option(
     "--allow-data-loss",
@@ -186,6 +192,22 @@ def migrate_cmd(
 
     url = need_db(db)
     dry_run = dry_run or show_sql
+    if is_handback_target(target):
+        if dry_run and not as_json:
+            click.echo(f"Dry run on {engine.redact_url(url)}: nothing is changed in the database.")
+        handback_cmd(
+            url,
+            dry_run=dry_run,
+            allow_data_loss=allow_data_loss,
+            backup_dir=backup_dir or default_backup_dir(data_dir),
+            no_backup=no_backup,
+            lock_wait=lock_wait,
+            lock_timeout=lock_timeout,
+            migrations_dir=migrations_dir,
+            as_json=as_json,
+            debug=debug,
+        )
+        return
     options = engine.Options(
         lock_wait=lock_wait,
         lock_timeout=lock_timeout,
