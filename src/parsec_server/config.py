@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 DEFAULT_PORT = 6777
 DEFAULT_HOST = "127.0.0.1"
@@ -76,6 +77,24 @@ class EmailConfig:
     template_dir: Path | None = None
 
 
+AccountMode = Literal["DISABLED", "ENABLED_WITHOUT_VAULT", "ENABLED_WITH_VAULT"]
+ACCOUNT_MODES: tuple[AccountMode, ...] = ("DISABLED", "ENABLED_WITHOUT_VAULT", "ENABLED_WITH_VAULT")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """Parsec accounts (docs/accounts.md): `--account-config`, `--validation-email-rate-limit`,
+    `--fake-account-password-algorithm-seed`. `mode` is only what server_config announces: the
+    account commands are served whatever it is, as the official server does."""
+
+    mode: AccountMode = "DISABLED"
+    # Seconds between two validation e-mails to one address or from one client IP (0: none) ...
+    validation_email_cooldown: int = 60
+    # ... and at most this many in a sliding hour (0: no limit).
+    validation_email_max_per_hour: int = 3
+    fake_password_algorithm_seed: bytes = field(default=b"", repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     db_url: str
@@ -94,6 +113,7 @@ class ServerConfig:
     organization_initial_minimum_archiving_period: int = DEFAULT_MIN_ARCHIVING_PERIOD
     organization_initial_tos: dict[str, str] | None = None
     email: EmailConfig = field(default_factory=EmailConfig)
+    account: AccountConfig = field(default_factory=AccountConfig)
     data_dir: Path | None = None  # embedded PostgreSQL only
     validate_replies: bool = False  # check every reply against the protocol schema (tests, --debug)
     http: HttpLimits = field(default_factory=HttpLimits)
@@ -118,6 +138,7 @@ class ServerConfig:
             "sse_keepalive": self.sse_keepalive,
             "db_connections": f"{self.db_min_connections}..{self.db_max_connections}",
             "email_host": self.email.host,
+            "account": self.account.mode,
             "metrics": self.metrics,
             "access_log": self.access_log,
             "tls": self.tls is not None,

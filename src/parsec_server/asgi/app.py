@@ -186,6 +186,12 @@ class ParsecApp:
                         backend, scope, receive, send, registry.ANONYMOUS_SERVER, None
                     )
                 return await _method_not_allowed(send)
+            if path == "/authenticated_account":
+                if method == "POST":
+                    return await rpc.handle_rpc(
+                        backend, scope, receive, send, registry.AUTHENTICATED_ACCOUNT, None
+                    )
+                return await _method_not_allowed(send)
             if head == "administration":
                 return await admin.handle_admin(backend, scope, receive, send, parts[1:])
             if head == "redirect" and method == "GET":

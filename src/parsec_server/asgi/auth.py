@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from parsec_server.commands.context import (
+    AccountClient,
     AnonymousClient,
     AuthenticatedClient,
     AuthenticatedDevice,
@@ -22,6 +23,7 @@ from parsec_server.commands.context import (
 from parsec_server.commands.registry import TOS, HandshakeError
 from parsec_server.events.bus import Event
 from parsec_server.protocol.codec import now
+from parsec_server.storage import account as account_storage
 from parsec_server.storage import auth as auth_storage
 from parsec_server.storage import invite as invite_storage
 from parsec_server.storage import organization as org_storage
@@ -142,3 +144,26 @@ class AuthCache:
         if invitation.is_deleted:
             raise HandshakeError(410)
         return InvitedClient(backend, org, invitation, revision)
+
+    async def account_client(
+        self, backend: Backend, auth: Any, revision: int, client_ip: str, user_agent: str
+    ) -> AccountClient:
+        """protocol.md §1.6: an unknown or disabled method, a deleted account or a bad MAC is 403,
+        a token outside the ballpark 498. One query per request (not cached: methods are disabled
+        and accounts deleted by account commands, which send no event)."""
+        async with backend.db.connection() as conn:
+            found = await account_storage.auth_method_for_auth(conn, auth.auth_method_id)
+        if found is None or not auth.verify(found.mac_key):
+            raise HandshakeError(403)
+        if not auth.in_ballpark(now()):
+            raise HandshakeError(498)
+        return AccountClient(
+            backend,
+            auth.auth_method_id,
+            found.account_internal_id,
+            found.email,
+            found.vault_internal_id,
+            revision,
+            client_ip,
+            user_agent,
+        )

@@ -41,6 +41,7 @@ from parsec_server.commands.context import (
 from parsec_server.commands.registry import (
     ANONYMOUS,
     AUTHENTICATED,
+    AUTHENTICATED_ACCOUNT,
     HANDLERS,
     INVITED,
     TOS,
@@ -226,9 +227,17 @@ async def handle_rpc(
             client = await backend.auth.anonymous_client(
                 backend, org_id, revision, create_spontaneous=True
             )
+        elif family == AUTHENTICATED_ACCOUNT:
+            account_auth = tokens.parse_account_authorization(headers.get(b"authorization"))
+            body = await read_body(scope, receive, length=headers.get(b"content-length"))
+            client = await backend.auth.account_client(
+                backend, account_auth, revision, _peer(scope), _user_agent(headers)
+            )
         else:
             body = await read_body(scope, receive, length=headers.get(b"content-length"))
-            client = AnonymousClient(backend, "", None, revision)
+            client = AnonymousClient(
+                backend, "", None, revision, _peer(scope), _user_agent(headers)
+            )
         try:
             req = decode_req(family, body)
         except codec.DecodeError:
@@ -282,6 +291,17 @@ async def handle_rpc(
         return
     except OUTAGE_ERRORS as exc:
         await send_unavailable(backend, send, exc)
+
+
+def _peer(scope: Scope) -> str:
+    """The client's IP address ('' unknown), after asgi/proxy.py applied trusted X-Forwarded-For."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _user_agent(headers: Mapping[bytes, bytes]) -> str:
+    raw = headers.get(b"user-agent")
+    return "unknown" if raw is None else raw.decode("latin-1")[:1000]
 
 
 # Commands whose success changes a user's handshake outcome (their events drop the user from the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import secrets
 import signal
@@ -23,6 +24,7 @@ from parsec_server.cli.dbtarget import database_target, fail
 from parsec_server.cli.httpproto import guarded_protocol
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
 from parsec_server.config import (
+    ACCOUNT_MODES,
     DEFAULT_BLOCKSTORE_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -32,6 +34,7 @@ from parsec_server.config import (
     DEFAULT_PORT,
     DEFAULT_REQUEST_HEAD_TIMEOUT,
     DEFAULT_SSE_KEEPALIVE,
+    AccountConfig,
     EmailConfig,
     HttpLimits,
     ServerConfig,
@@ -47,6 +50,22 @@ if TYPE_CHECKING:
     import asyncpg
 
 log = get_logger("parsec_server.run")
+
+
+def _account_config(opts: dict[str, Any], admin_token: str) -> AccountConfig:
+    """`--account-config`, `--validation-email-rate-limit`, `--fake-account-password-algorithm-seed`
+    (negative rate-limit values count as 0, as for the official server)."""
+    cooldown, per_hour = opts["validation_email_rate_limit"]
+    seed_text = opts["fake_account_password_algorithm_seed"] or f"admin-token:{admin_token}"
+    seed = hashlib.blake2b(
+        b"fake_account_password_algorithm_seed" + seed_text.encode(), digest_size=32
+    ).digest()
+    return AccountConfig(
+        mode=opts["account_config"],
+        validation_email_cooldown=max(cooldown, 0),
+        validation_email_max_per_hour=max(per_hour, 0),
+        fake_password_algorithm_seed=seed,
+    )
 
 
 def _parse_tos(value: str | None) -> dict[str, str] | None:
@@ -294,6 +313,37 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     help="From address of the emails.",
 )
 @click.option(
+    "--account-config",
+    envvar="PARSEC_ACCOUNT_CONFIG",
+    type=click.Choice(ACCOUNT_MODES),
+    default="DISABLED",
+    show_default=True,
+    show_envvar=True,
+    help="What server_config announces about Parsec accounts: DISABLED, ENABLED_WITHOUT_VAULT "
+    "(accounts, no sensitive data in the vault, advisory) or ENABLED_WITH_VAULT. The account "
+    "commands are served in every case, as by the official server (docs/accounts.md).",
+)
+@click.option(
+    "--validation-email-rate-limit",
+    envvar="PARSEC_VALIDATION_EMAIL_RATE_LIMIT",
+    type=(int, int),
+    default=(60, 3),
+    show_default=True,
+    show_envvar=True,
+    metavar="<MIN_DELAY_SECONDS MAX_EMAILS_PER_HOUR>",
+    help="Account validation e-mails: seconds between two e-mails to one address or for one client "
+    "IP address, and at most this many per sliding hour (0: no limit). Beyond: "
+    "email_sending_rate_limited.",
+)
+@click.option(
+    "--fake-account-password-algorithm-seed",
+    envvar="PARSEC_FAKE_ACCOUNT_PASSWORD_ALGORITHM_SEED",
+    show_envvar=True,
+    help="Secret from which the password algorithm answered for an unknown e-mail is derived "
+    "(set it once, the same on every process, e.g. `openssl rand -hex 32`) [default: derived "
+    "from the administration token].",
+)
+@click.option(
     "--template-dir",
     envvar="PARSEC_TEMPLATE_DIR",
     show_envvar=True,
@@ -463,6 +513,7 @@ def run_cmd(**opts: Any) -> None:
                 sender=opts["email_sender"],
                 template_dir=opts["template_dir"],
             ),
+            account=_account_config(opts, token),
             data_dir=target.embedded.data_dir if target.embedded else None,
             validate_replies=opts["debug"] or os.environ.get("PARSEC_VALIDATE_REPLIES") == "1",
             http=HttpLimits(

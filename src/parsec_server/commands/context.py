@@ -38,6 +38,10 @@ class AuthCache(Protocol):
         self, backend: Backend, org_id: str, revision: int, create_spontaneous: bool
     ) -> AnonymousClient: ...
 
+    async def account_client(
+        self, backend: Backend, auth: Any, revision: int, client_ip: str, user_agent: str
+    ) -> AccountClient: ...
+
 
 @dataclass(slots=True)
 class Backend:
@@ -56,6 +60,8 @@ class AnonymousClient:
     organization_id: str
     org: Organization | None  # None only for anonymous_server or spontaneous bootstrap
     api_revision: int
+    client_ip: str = ""  # the peer address ('' unknown): account commands record and rate-limit it
+    user_agent: str = ""
 
 
 @dataclass(slots=True)
@@ -82,7 +88,23 @@ class AuthenticatedClient:
         return self.device.user_id
 
 
+@dataclass(slots=True)
+class AccountClient:
+    """A request on /authenticated_account: the enabled auth method that signed it, its account
+    and the account's current vault (asgi/auth.py)."""
+
+    backend: Backend
+    auth_method_id: UUID
+    account_internal_id: int
+    email: str
+    vault_internal_id: int
+    api_revision: int
+    client_ip: str
+    user_agent: str
+
+
 __all__ = [
+    "AccountClient",
     "AnonymousClient",
     "AuthenticatedClient",
     "AuthenticatedDevice",

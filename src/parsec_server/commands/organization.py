@@ -144,7 +144,7 @@ async def server_config(client: AnonymousClient, req: ServerConfigReq) -> Server
     config = client.backend.config
     return {
         "status": "ok",
-        "account": "DISABLED",
+        "account": config.account.mode,
         "organization_bootstrap": "SPONTANEOUS"
         if config.spontaneous_organization_bootstrap
         else "WITH_BOOTSTRAP_TOKEN",

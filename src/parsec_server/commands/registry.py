@@ -30,6 +30,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {}
 
 ANONYMOUS = "anonymous"
 ANONYMOUS_SERVER = "anonymous_server"
+AUTHENTICATED_ACCOUNT = "authenticated_account"
 INVITED = "invited"
 AUTHENTICATED = "authenticated"
 TOS = "tos"
