@@ -7,10 +7,13 @@ or bad token, 404 for an unknown organization, 422 for a malformed body, 400 for
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import hmac
 import io
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,8 +33,10 @@ from parsec_server.asgi.http import (
 )
 from parsec_server.asgi.openapi import send_openapi
 from parsec_server.commands import organization as org_cmds
+from parsec_server.commands import sequester as seq_cmds
 from parsec_server.commands import totp as totp_cmds
 from parsec_server.commands.context import Backend
+from parsec_server.crypto import certificates as certs
 from parsec_server.protocol import addr
 from parsec_server.protocol.ids import is_valid_email, is_valid_organization_id
 
@@ -335,6 +340,143 @@ async def _server_stats(backend: Backend, scope: Scope, send: Send) -> None:
     )
 
 
+# --- sequester services (docs/sequester.md) -------------------------------------------------------
+# Bodies, statuses and details as on the official server: 404 for an unknown (or not bootstrapped)
+# organization or service, 400 for a business refusal, 422 for a malformed body.
+
+_SEQUESTER_REFUSALS: dict[str, tuple[int, str]] = {
+    "organization_not_found": (404, "Organization not found"),
+    "sequester_disabled": (400, "Sequester disabled"),
+    "invalid_certificate": (400, "Invalid certificate"),
+    "already_exists": (400, "Sequester service already exists"),
+    "already_revoked": (400, "Sequester service already revoked"),
+    "service_not_found": (404, "Sequester service not found"),
+}
+
+
+def _b64_field(doc: dict[str, Any], key: str) -> bytes:
+    v = doc.get(key)
+    if not isinstance(v, str):
+        raise _unprocessable(
+            ["body", key], "Field required" if v is None else "Input should be a valid string", v
+        )
+    try:
+        return base64.b64decode(v, validate=True)
+    except (ValueError, binascii.Error):
+        raise _unprocessable(["body", key], "Value error, Invalid base64", v) from None
+
+
+def _service_config(doc: dict[str, Any]) -> seq_cmds.ServiceConfig:
+    v = doc.get("config")
+    if not isinstance(v, dict):
+        raise _unprocessable(["body", "config"], "Input should be a valid dictionary", v)
+    kind = v.get("type")
+    if kind == "storage":
+        return seq_cmds.ServiceConfig("STORAGE", None)
+    if kind == "webhook":
+        url = v.get("webhook_url")
+        if not storable_text(url):
+            raise _unprocessable(
+                ["body", "config", "webhook", "webhook_url"], "Input should be a valid string", url
+            )
+        assert isinstance(url, str)
+        return seq_cmds.ServiceConfig("WEBHOOK", url)
+    raise _unprocessable(
+        ["body", "config"],
+        "Input tag does not match any of the expected tags: 'storage', 'webhook'",
+        kind,
+    )
+
+
+def _sequester_refusal(
+    scope: Scope, action: str, org_id: str, refusal: str | seq_cmds.RequireGreaterTimestamp
+) -> AdminError:
+    if isinstance(refusal, seq_cmds.RequireGreaterTimestamp):
+        _audit(scope, action, "require_greater_timestamp", organization=org_id)
+        return AdminError(
+            400,
+            {
+                "msg": "Require greater timestamp",
+                "strictly_greater_than": rfc3339(refusal.strictly_greater_than),
+            },
+        )
+    _audit(scope, action, refusal, organization=org_id)
+    status, detail = _SEQUESTER_REFUSALS[refusal]
+    return AdminError(status, detail)
+
+
+async def _route_sequester_list(b: Backend, _sc: Scope, _r: Receive, s: Send, org_id: str) -> None:
+    services = await seq_cmds.list_services(b, org_id)
+    if isinstance(services, str):
+        status, detail = _SEQUESTER_REFUSALS[services]
+        raise AdminError(status, detail)
+    out = []
+    for service in services:
+        item: dict[str, Any] = {
+            "service_id": service.service_id.hex,
+            "service_label": service.label,
+            "created_on": rfc3339(service.created_on),
+            "revoked_on": rfc3339(service.revoked_on),
+            "type": service.service_type.lower(),
+        }
+        if service.service_type == "WEBHOOK":
+            item["webhook_url"] = service.webhook_url
+        out.append(item)
+    await send_json(s, 200, {"services": out})
+
+
+async def _route_sequester_create(b: Backend, sc: Scope, r: Receive, s: Send, org_id: str) -> None:
+    doc = await _json_body(sc, r)
+    certificate = _b64_field(doc, "service_certificate")
+    config = _service_config(doc)
+    outcome = await seq_cmds.create_service(b, org_id, certificate, config)
+    if not isinstance(outcome, certs.SequesterServiceCertificate):
+        raise _sequester_refusal(sc, "sequester_service_create", org_id, outcome)
+    _audit(
+        sc,
+        "sequester_service_create",
+        organization=org_id,
+        service_id=outcome.service_id.hex,
+        service_type=config.service_type.lower(),
+        webhook_url=config.webhook_url,
+    )
+    await send_json(s, 200, {})
+
+
+async def _route_sequester_revoke(b: Backend, sc: Scope, r: Receive, s: Send, org_id: str) -> None:
+    doc = await _json_body(sc, r)
+    certificate = _b64_field(doc, "revoked_service_certificate")
+    outcome = await seq_cmds.revoke_service(b, org_id, certificate)
+    if not isinstance(outcome, certs.SequesterRevokedServiceCertificate):
+        raise _sequester_refusal(sc, "sequester_service_revoke", org_id, outcome)
+    _audit(sc, "sequester_service_revoke", organization=org_id, service_id=outcome.service_id.hex)
+    await send_json(s, 200, {})
+
+
+async def _route_sequester_config(b: Backend, sc: Scope, r: Receive, s: Send, org_id: str) -> None:
+    doc = await _json_body(sc, r)
+    raw_id = doc.get("service_id")
+    try:
+        service_id = uuid.UUID(hex=raw_id) if isinstance(raw_id, str) else None
+    except ValueError:
+        service_id = None
+    if service_id is None:
+        raise _unprocessable(["body", "service_id"], "Invalid SequesterServiceID", raw_id)
+    config = _service_config(doc)
+    outcome = await seq_cmds.update_config(b, org_id, service_id, config)
+    if outcome != "ok":
+        raise _sequester_refusal(sc, "sequester_service_update_config", org_id, outcome)
+    _audit(
+        sc,
+        "sequester_service_update_config",
+        organization=org_id,
+        service_id=service_id.hex,
+        service_type=config.service_type.lower(),
+        webhook_url=config.webhook_url,
+    )
+    await send_json(s, 200, {})
+
+
 async def _reset_totp(
     backend: Backend, scope: Scope, receive: Receive, send: Send, org_id: str
 ) -> None:
@@ -431,6 +573,10 @@ ROUTES: dict[tuple[str, str], _Handler] = {
     ("GET", f"/organizations/{ORG}/users"): _route_org_users,
     ("POST", f"/organizations/{ORG}/users/freeze"): _freeze,
     ("POST", f"/organizations/{ORG}/users/reset_totp"): _reset_totp,
+    ("GET", f"/organizations/{ORG}/sequester/services"): _route_sequester_list,
+    ("POST", f"/organizations/{ORG}/sequester/services"): _route_sequester_create,
+    ("POST", f"/organizations/{ORG}/sequester/services/revoke"): _route_sequester_revoke,
+    ("PUT", f"/organizations/{ORG}/sequester/services/config"): _route_sequester_config,
 }
 _TEMPLATES = frozenset(t for _m, t in ROUTES)
 
