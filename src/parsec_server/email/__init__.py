@@ -1,4 +1,5 @@
-"""Emails: invitation messages (plain text + HTML, templates in `templates/`) sent over SMTP.
+"""Emails: invitation messages (plain text + HTML, templates in `templates/`, or the operator's from
+`--template-dir`: email/render.py) sent over SMTP.
 
 `send(config, message)` reports what really happened, as the `email_sent` status of invite_new_*:
 
@@ -24,10 +25,9 @@ import string
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from functools import cache
-from importlib import resources
 
 from parsec_server.config import EmailConfig
+from parsec_server.email.render import builtin, render
 from parsec_server.log import get_logger
 
 log = get_logger("parsec_server.email")
@@ -47,10 +47,8 @@ __all__ = [
 ]
 
 
-@cache
 def _template(name: str) -> string.Template:
-    text = resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
-    return string.Template(text)
+    return builtin(name)
 
 
 # Per invitation type: subject and the sentence that says what the link is for.
@@ -94,20 +92,42 @@ def invitation_message(
     subject = _SUBJECTS[invitation_type].format(**values)
     intro = _INTROS[invitation_type].format(**values)
     action = _ACTIONS[invitation_type]
-    text = _template("invitation.txt").substitute(
-        intro=intro,
-        action=action,
-        invitation_url=invitation_url,
-        server_url=server_url,
-        organization=organization_id,
+    # The official server's variables, for operator templates (`--template-dir`, email/render.py).
+    official = {
+        "is_user_invitation": invitation_type == "USER",
+        "is_device_invitation": invitation_type == "DEVICE",
+        "is_shamir_recovery_invitation": invitation_type == "SHAMIR_RECOVERY",
+        "greeter": greeter_name,
+        "organization_id": organization_id,
+        "invitation_url": invitation_url,
+        "server_url": server_url.removesuffix("/"),
+    }
+    text = render(
+        config.template_dir,
+        official_name="invitation.txt",
+        builtin_name="invitation.txt",
+        builtin_values={
+            "intro": intro,
+            "action": action,
+            "invitation_url": invitation_url,
+            "server_url": server_url,
+            "organization": organization_id,
+        },
+        official_values=official,
     )
-    body_html = _template("invitation.html").substitute(
-        subject=html.escape(subject),
-        intro=html.escape(intro),
-        action=html.escape(action),
-        invitation_url=html.escape(invitation_url, quote=True),
-        server_url=html.escape(server_url, quote=True),
-        organization=html.escape(organization_id),
+    body_html = render(
+        config.template_dir,
+        official_name="invitation.html",
+        builtin_name="invitation.html",
+        builtin_values={
+            "subject": html.escape(subject),
+            "intro": html.escape(intro),
+            "action": html.escape(action),
+            "invitation_url": html.escape(invitation_url, quote=True),
+            "server_url": html.escape(server_url, quote=True),
+            "organization": html.escape(organization_id),
+        },
+        official_values=official,
     )
     msg = EmailMessage()
     msg["Subject"] = subject

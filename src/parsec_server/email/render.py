@@ -1,0 +1,106 @@
+"""E-mail bodies: the built-in templates, or the operator's from `--template-dir`.
+
+The built-in templates are `string.Template` files in `templates/`. An operator directory uses the
+official server's layout and language (Jinja2): `<dir>/email/<name>.j2`, e.g.
+`email/invitation.html.j2`, `email/totp_reset.txt.j2`, rendered with the official server's
+variables (docs/configuration.md, "E-mail templates"). Every e-mail the server sends looks for its
+override first; a name the directory lacks keeps the built-in one, so a directory copied from an
+official server works as is and a partial one is fine.
+
+HTML overrides are autoescaped (`{{ greeter }}` cannot inject markup; `|safe` opts out). An
+override that fails to render (unknown variable, error in the template) is logged and the built-in
+body is sent instead: a broken template never stops an invitation or a reset from going out.
+Templates are checked when the server starts (`check_template_dir`).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from parsec_server.log import get_logger
+
+log = get_logger("parsec_server.email")
+
+__all__ = ["TemplateDirError", "builtin", "check_template_dir", "render"]
+
+
+class TemplateDirError(ValueError):
+    """An operator template that does not compile (message names the file and the line)."""
+
+
+@cache
+def builtin(name: str) -> string.Template:
+    text = resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+    return string.Template(text)
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith((".html.j2", ".html"))
+
+
+@cache
+def _environment(template_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape,
+        keep_trailing_newline=True,
+    )
+
+
+def _override(template_dir: Path, official_name: str) -> jinja2.Template | None:
+    name = f"email/{official_name}.j2"
+    if not (template_dir / name).is_file():
+        return None
+    return _environment(template_dir).get_template(name)
+
+
+def render(
+    template_dir: Path | None,
+    *,
+    official_name: str,
+    builtin_name: str,
+    builtin_values: Mapping[str, str],
+    official_values: Mapping[str, object],
+) -> str:
+    """The body: `<template_dir>/email/<official_name>.j2` rendered with `official_values` if the
+    operator has it, else the built-in `builtin_name` with `builtin_values` (already escaped for
+    HTML by the caller)."""
+    if template_dir is not None:
+        try:
+            template = _override(template_dir, official_name)
+            if template is not None:
+                return template.render(**official_values)
+        except (jinja2.TemplateError, OSError) as exc:
+            log.error(
+                "email_template_failed",
+                template=f"email/{official_name}.j2",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+    return builtin(builtin_name).substitute(builtin_values)
+
+
+def check_template_dir(template_dir: Path) -> list[str]:
+    """Compile every `email/*.j2` of the directory: the names found, or TemplateDirError."""
+    if not template_dir.is_dir():
+        raise TemplateDirError(f"{template_dir}: not a directory")
+    found: list[str] = []
+    env = _environment(template_dir)
+    for path in sorted((template_dir / "email").glob("*.j2")):
+        name = f"email/{path.name}"
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateDirError(
+                f"{template_dir / name}, line {exc.lineno}: {exc.message}"
+            ) from None
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+            raise TemplateDirError(f"{template_dir / name}: {exc}") from None
+        found.append(name)
+    return found
