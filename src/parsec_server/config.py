@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
 DEFAULT_PORT = 6777
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SSE_KEEPALIVE = 30
@@ -96,6 +98,28 @@ class AccountConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenBaoConfig:
+    """`--openbao-server-url` and `--openbao-*`: the OpenBao server that clients may use to keep the
+    opaque key protecting their device behind an SSO login (server_config `openbao`, docs/scws.md)."""
+
+    server_url: str
+    secret_mount_path: str = "secret"  # KV2 secrets engine
+    transit_mount_path: str = "transit"  # transit engine (signing)
+    # (auth id, mount path): HEXAGONE then PRO_CONNECT, as the official server lists them
+    auths: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScwsConfig:
+    """`--scws-idopte-public-keys-file` + `--scws-web-application-private-key-file|-content`:
+    scws_service_mutual_challenges (commands/scws.py, docs/scws.md). A key id is the index of a
+    public key in the Idopte file; a revoked key (`!REVOKED!`) keeps its index as None."""
+
+    idopte_public_keys: tuple[RSAPublicKey | None, ...]
+    web_application_private_key: RSAPrivateKey = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     db_url: str
     administration_token: str
@@ -125,6 +149,13 @@ class ServerConfig:
     # Peers whose X-Forwarded-Proto/Host/For are honoured (`--proxy-trusted-addresses`): IP
     # addresses, networks, literals, or "*" (asgi/proxy.py).
     proxy_trusted_addresses: tuple[str, ...] = ("127.0.0.1",)
+    # What server_config tells clients (docs/scws.md): `--cryptpad-server-url` (None: CryptPad
+    # disabled, cryptpad_register_session answers cryptpad_unavailable), `--openbao-*`,
+    # `--advisory-device-file-protection` (strategies, as given); and SCWS (None: not_available).
+    cryptpad_server_url: str | None = None
+    openbao: OpenBaoConfig | None = None
+    advisory_device_file_protection: tuple[str, ...] = ()
+    scws: ScwsConfig | None = None
 
     def redacted(self) -> dict[str, object]:
         """What the start-up log line shows: never the token or passwords."""

@@ -36,7 +36,7 @@ log = get_logger("parsec_server.asgi")
 LANDING = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Parsec server</title></head>
 <body><h1>Parsec server</h1>
-<p>This is a <a href="https://parsec.cloud">Parsec</a> server (parsec-server {version}, API 5.5).
+<p>This is a <a href="https://parsec.cloud">Parsec</a> server (parsec-server {version}, API 5.6).
 Use a Parsec client to connect to it.</p></body></html>
 """
 NOT_FOUND = (

@@ -3,7 +3,8 @@
 Order of checks (observed on the official server): Api-Version (422) → organization id syntax (404) →
 Content-Type (415) → Authorization syntax (401) → body size (413) → authentication against the database
 (404/460/403/461/462/463/498, or 410 for invitations) → msgpack decoding into a command of this family (415)
-→ handler (200 with the outcome in `status`). Every reply but 422 and 413 carries `Api-Version: 5.5`.
+→ handler (200 with the outcome in `status`). Every reply but 422 and 413 carries `Api-Version: 5.6`
+(any 5.x client is served: 5.6 only adds a command, docs/compatibility.md).
 
 When the database cannot serve (unreachable, restarting, read-only, disk full: storage.db.UNAVAILABLE_ERRORS)
 a request gets 503 with `Retry-After` (official clients retry a 503 later), never a 500. The outage is logged
@@ -63,7 +64,8 @@ from parsec_server.storage.db import (
 log = get_logger("parsec_server.rpc")
 
 API_MAJOR = 5
-API_REVISION = 5
+# API 5.6 (parsec-cloud 3.10) adds cryptpad_register_session; 5.0-5.5 clients are served as before.
+API_REVISION = 6
 API_VERSION = f"{API_MAJOR}.{API_REVISION}".encode()
 _API_HEADER = (b"api-version", API_VERSION)
 _MSGPACK = b"application/msgpack"

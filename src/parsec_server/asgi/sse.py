@@ -107,6 +107,8 @@ class _Stream:
             return greeters is not None and self.user_hex in greeters
         if t.startswith("GREETING_ATTEMPT_"):
             return ev.get("greeter") == self.user_hex
+        if t == "ASYNC_ENROLLMENT":
+            return self.is_admin
         return t in ("PINGED", "COMMON_CERTIFICATE", "SEQUESTER_CERTIFICATE")
 
     def after_delivery(self, ev: Event) -> None:

@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from parsec_server.asgi.proxy import TrustedProxies
+from parsec_server.cli.client_features import ClientFeatures, client_feature_options
 from parsec_server.cli.dbtarget import database_target, fail
 from parsec_server.cli.httpproto import guarded_protocol
 from parsec_server.cli.options import data_dir_option, db_option, log_options, parse_blockstore
@@ -434,6 +435,7 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     help="An origin allowed by CORS, e.g. https://app.example.com (repeat the option, or "
     "space-separate in the variable), `*` for any. Default: none (no CORS headers).",
 )
+@client_feature_options
 @click.option(
     "--debug",
     envvar="PARSEC_DEBUG",
@@ -470,6 +472,7 @@ def run_cmd(**opts: Any) -> None:
         )
 
     tls = _tls_config(opts)
+    features = ClientFeatures.from_options(opts)  # SCWS keys are loaded (checked) here
     proxies = _proxy_trusted_addresses(opts["proxy_trusted_addresses"])
     if opts["template_dir"] is not None:
         try:
@@ -528,6 +531,10 @@ def run_cmd(**opts: Any) -> None:
             tls=tls,
             cors_allow_origins=tuple(opts["cors_allow_origins"]),
             proxy_trusted_addresses=proxies,
+            cryptpad_server_url=features.cryptpad_server_url,
+            openbao=features.openbao,
+            advisory_device_file_protection=features.advisory_device_file_protection,
+            scws=features.scws,
         )
         code = _serve(
             config,

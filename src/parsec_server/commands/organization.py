@@ -17,6 +17,7 @@ from typing import Any
 from parsec_server.commands.checks import InvalidCertificateRep, load_new_user_certificates
 from parsec_server.commands.context import AnonymousClient, AuthenticatedClient, Backend
 from parsec_server.commands.registry import HandshakeError, command
+from parsec_server.config import OpenBaoConfig
 from parsec_server.crypto import certificates as certs
 from parsec_server.crypto.ballpark import OutOfBallpark, check_ballpark
 from parsec_server.events import types as event_types
@@ -148,9 +149,24 @@ async def server_config(client: AnonymousClient, req: ServerConfigReq) -> Server
         "organization_bootstrap": "SPONTANEOUS"
         if config.spontaneous_organization_bootstrap
         else "WITH_BOOTSTRAP_TOKEN",
-        "openbao": {"type": "DISABLED"},
-        "cryptpad": {"type": "DISABLED"},
-        "advisory_device_file_protection": [],
+        "openbao": _openbao(config.openbao),
+        "cryptpad": {"type": "DISABLED"}
+        if config.cryptpad_server_url is None
+        else {"type": "ENABLED", "server_url": config.cryptpad_server_url},
+        "advisory_device_file_protection": list(config.advisory_device_file_protection),
+    }
+
+
+def _openbao(openbao: OpenBaoConfig | None) -> dict[str, Any]:
+    """server_config `openbao` (docs/scws.md): DISABLED, or where clients find the OpenBao server."""
+    if openbao is None:
+        return {"type": "DISABLED"}
+    return {
+        "type": "ENABLED",
+        "server_url": openbao.server_url,
+        "secret": {"type": "KV2", "mount_path": openbao.secret_mount_path},
+        "transit_mount_path": openbao.transit_mount_path,
+        "auths": [{"id": auth_id, "mount_path": path} for auth_id, path in openbao.auths],
     }
 
 

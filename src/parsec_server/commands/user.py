@@ -21,6 +21,7 @@ import asyncpg
 from parsec_server.commands.checks import (
     AuthorNotAllowedRep,
     InvalidCertificateRep,
+    NewUserCertificatesReq,
     greater_than,
     load_new_user_certificates,
     lock_common_as_author,
@@ -67,9 +68,12 @@ async def _lock_as_admin(
 # --- user_create ----------------------------------------------------------------------------------
 
 
-def _validate_user_create(
-    client: AuthenticatedClient, req: UserCreateReq, now: datetime.datetime
+def validate_new_user(
+    client: AuthenticatedClient, req: NewUserCertificatesReq, now: datetime.datetime
 ) -> user_storage.NewUser | InvalidCertificateRep | OutOfBallpark:
+    """The four certificates of a new user, signed by the requesting device (user_create,
+    async_enrollment_accept), checked in the official order: signatures and content, same
+    timestamp, ballpark, same user, redacted copies: the user to create, or the reply."""
     try:
         new = load_new_user_certificates(req, client.device.verify_key, client.device.device_id)
     except certs.InvalidCertificate:
@@ -103,7 +107,7 @@ def _validate_user_create(
 
 @command(UserCreateReq)
 async def user_create(client: AuthenticatedClient, req: UserCreateReq) -> UserCreateRep:
-    new_user = _validate_user_create(client, req, utc_now())
+    new_user = validate_new_user(client, req, utc_now())
     async with client.backend.db.transaction() as conn:
         lock = await _lock_as_admin(conn, client)
         if isinstance(lock, dict):

@@ -12,6 +12,7 @@ Publishers build events with the helpers below (values JSON-ready: ids hex, date
 | VLOB                         | realm_id, vlob_id, author, timestamp, version, blob, last_*   | realm members but the author device |
 | INVITATION                   | token, invitation_status, greeters (user ids) / to_admins | possible greeters        |
 | GREETING_ATTEMPT_{READY,JOINED,CANCELLED} | token, greeting_attempt, greeter             | the attempt's greeter    |
+| ASYNC_ENROLLMENT             | —                                                         | ADMINs                   |
 | USER_REVOKED_OR_FROZEN, USER_UNFROZEN, USER_UPDATED | user_id                            | internal (auth cache, streams end) |
 | ORGANIZATION_EXPIRED, ORGANIZATION_TOS_UPDATED, ORGANIZATION_UPDATED | —                 | internal                 |
 """
@@ -164,6 +165,11 @@ def greeting_attempt(
     )
 
 
+def async_enrollment(org: str) -> Event:
+    """An asynchronous enrollment request was submitted, cancelled, rejected or accepted."""
+    return new_event(org, "ASYNC_ENROLLMENT")
+
+
 def internal(org: str, type_: str, user_id: uuid.UUID | None = None) -> Event:
     assert type_ in INTERNAL
     return new_event(org, type_, user_id=user_id.hex if user_id else None)
@@ -199,6 +205,8 @@ def to_api_event(event: Event) -> dict[str, Any]:
         rep.update(
             token=bytes.fromhex(event["token"]), invitation_status=event["invitation_status"]
         )
+    elif t == "ASYNC_ENROLLMENT":
+        pass
     elif t.startswith("GREETING_ATTEMPT_"):
         rep.update(
             token=bytes.fromhex(event["token"]),

@@ -116,7 +116,7 @@ async def test_outage_answers_503_and_is_logged_once(own_pg: Any, server: Server
                 statuses.append(r.status_code)
                 if r.status_code == 503:
                     assert int(r.headers["retry-after"]) > 0
-                    assert r.headers["api-version"] == "5.5"
+                    assert r.headers["api-version"] == "5.6"
             r = await _ping(alice)
             statuses.append(r.status_code)
             health = await s.http.get("/health")

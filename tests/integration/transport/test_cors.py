@@ -119,7 +119,7 @@ async def test_real_replies_carry_the_cors_headers(srv: RunningServer) -> None:
             content=b"\x80",
         )
         assert r.headers["access-control-allow-origin"] == APP
-        assert r.headers["api-version"] == "5.5"
+        assert r.headers["api-version"] == "5.6"
 
         # Another origin gets no CORS header at all (the browser then hides the reply); no Origin
         # (a native client) neither.
