@@ -149,6 +149,9 @@ class ServerConfig:
     # Peers whose X-Forwarded-Proto/Host/For are honoured (`--proxy-trusted-addresses`): IP
     # addresses, networks, literals, or "*" (asgi/proxy.py).
     proxy_trusted_addresses: tuple[str, ...] = ("127.0.0.1",)
+    # `--trusted-x509-root-dir`: directories of PEM root certificates; when given, the X.509
+    # chains of asynchronous enrollment must end at one of them (crypto/pki.py).
+    trusted_x509_root_dirs: tuple[Path, ...] = ()
     # What server_config tells clients (docs/scws.md): `--cryptpad-server-url` (None: CryptPad
     # disabled, cryptpad_register_session answers cryptpad_unavailable), `--openbao-*`,
     # `--advisory-device-file-protection` (strategies, as given); and SCWS (None: not_available).

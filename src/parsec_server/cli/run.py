@@ -41,6 +41,7 @@ from parsec_server.config import (
     ServerConfig,
     TlsConfig,
 )
+from parsec_server.crypto.pki import TrustAnchorError, load_trust_anchors
 from parsec_server.email.render import TemplateDirError, check_template_dir
 from parsec_server.embedded_pg import default_data_dir
 from parsec_server.exit_codes import Exit
@@ -437,6 +438,17 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
 )
 @client_feature_options
 @click.option(
+    "--trusted-x509-root-dir",
+    envvar="PARSEC_TRUSTED_X509_ROOT_DIR",
+    multiple=True,
+    show_envvar=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory of PEM X.509 root certificates (read recursively; repeat the option, or "
+    "`:`-separate in the variable) trusted for asynchronous enrollment: the PKI chains submitted "
+    "must end at one of them. Not TLS. Default: none (chain structure checked only, as the "
+    "official server).",
+)
+@click.option(
     "--debug",
     envvar="PARSEC_DEBUG",
     is_flag=True,
@@ -472,6 +484,7 @@ def run_cmd(**opts: Any) -> None:
         )
 
     tls = _tls_config(opts)
+    x509_roots = _trusted_x509_root_dirs(opts["trusted_x509_root_dir"])
     features = ClientFeatures.from_options(opts)  # SCWS keys are loaded (checked) here
     proxies = _proxy_trusted_addresses(opts["proxy_trusted_addresses"])
     if opts["template_dir"] is not None:
@@ -531,6 +544,7 @@ def run_cmd(**opts: Any) -> None:
             tls=tls,
             cors_allow_origins=tuple(opts["cors_allow_origins"]),
             proxy_trusted_addresses=proxies,
+            trusted_x509_root_dirs=x509_roots,
             cryptpad_server_url=features.cryptpad_server_url,
             openbao=features.openbao,
             advisory_device_file_protection=features.advisory_device_file_protection,
@@ -575,6 +589,15 @@ def _tls_config(opts: dict[str, Any]) -> TlsConfig | None:
             f"no usable cipher in {opts['ssl_ciphers']!r}", param_hint="--ssl-ciphers"
         ) from None
     return TlsConfig(keyfile=keyfile, certfile=certfile, ciphers=ciphers)
+
+
+def _trusted_x509_root_dirs(dirs: tuple[Path, ...]) -> tuple[Path, ...]:
+    """--trusted-x509-root-dir, checked by loading every certificate now (one line, exit 2)."""
+    try:
+        load_trust_anchors(dirs)
+    except (TrustAnchorError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-x509-root-dir") from None
+    return dirs
 
 
 def _proxy_trusted_addresses(value: str | None) -> tuple[str, ...]:
