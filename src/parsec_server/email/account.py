@@ -1,6 +1,9 @@
-"""Account validation e-mails (account creation, recovery, deletion): plain text + HTML, templates
-`templates/account_validation.*`, sent with `parsec_server.email.send`. Subjects are the official
-server's, so that users and mail filters see the same messages whichever server they use."""
+"""Account validation e-mails (account creation, recovery, deletion): plain text + HTML, built-in
+templates `templates/account_validation.*`, or the operator's `email/account_create|account_recover|
+account_delete.{txt,html}.j2` from `--template-dir` (the official names and variables:
+`validation_code`, `server_url`; email/render.py). Sent with `parsec_server.email.send`. Subjects are
+the official server's, so that users and mail filters see the same messages whichever server they
+use."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from email.utils import formatdate, make_msgid
 from typing import Literal
 
 from parsec_server.config import EmailConfig
-from parsec_server.email import _template
+from parsec_server.email.render import render
 
 ValidationPurpose = Literal["CREATE", "RECOVER", "DELETE"]
 
@@ -18,6 +21,11 @@ _SUBJECTS: dict[ValidationPurpose, str] = {
     "CREATE": "Parsec Account: Confirm your email address",
     "RECOVER": "Parsec Account: Confirm account recovery",
     "DELETE": "Parsec Account: Confirm account deletion",
+}
+_OFFICIAL_NAMES: dict[ValidationPurpose, str] = {
+    "CREATE": "account_create",
+    "RECOVER": "account_recover",
+    "DELETE": "account_delete",
 }
 _INTROS: dict[ValidationPurpose, str] = {
     "CREATE": "To create your Parsec account with this e-mail address, confirm it with the code below.",
@@ -35,14 +43,26 @@ def validation_message(
     subject = _SUBJECTS[purpose]
     intro = _INTROS[purpose]
     server_url = server_url.removesuffix("/")
-    text = _template("account_validation.txt").substitute(
-        intro=intro, code=code, server_url=server_url
+    official = {"validation_code": code, "server_url": server_url}
+    name = _OFFICIAL_NAMES[purpose]
+    text = render(
+        config.template_dir,
+        official_name=f"{name}.txt",
+        builtin_name="account_validation.txt",
+        builtin_values={"intro": intro, "code": code, "server_url": server_url},
+        official_values=official,
     )
-    body_html = _template("account_validation.html").substitute(
-        subject=html.escape(subject),
-        intro=html.escape(intro),
-        code=html.escape(code),
-        server_url=html.escape(server_url, quote=True),
+    body_html = render(
+        config.template_dir,
+        official_name=f"{name}.html",
+        builtin_name="account_validation.html",
+        builtin_values={
+            "subject": html.escape(subject),
+            "intro": html.escape(intro),
+            "code": html.escape(code),
+            "server_url": html.escape(server_url, quote=True),
+        },
+        official_values=official,
     )
     msg = EmailMessage()
     msg["Subject"] = subject

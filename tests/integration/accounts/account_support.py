@@ -82,7 +82,12 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def account_server(
-    db_url: str, *, cooldown: int = 0, per_hour: int = 0, mode: str = "ENABLED_WITH_VAULT"
+    db_url: str,
+    *,
+    cooldown: int = 0,
+    per_hour: int = 0,
+    mode: str = "ENABLED_WITH_VAULT",
+    template_dir: Path | None = None,
 ) -> AsyncIterator[tuple[Server, Mailbox]]:
     box = Mailbox()
     port = _free_port()
@@ -96,7 +101,9 @@ async def account_server(
             fake_password_algorithm_seed=b"s" * 32,
         )
         async with running_server(
-            db_url, email=EmailConfig(host="127.0.0.1", port=port), account=config
+            db_url,
+            email=EmailConfig(host="127.0.0.1", port=port, template_dir=template_dir),
+            account=config,
         ) as server:
             yield server, box
     finally:

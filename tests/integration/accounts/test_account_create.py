@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 from account_support import (
     ARGON2ID,
@@ -210,3 +211,27 @@ async def test_account_handshake(db_url: str) -> None:
             await acct.with_method(uuid.uuid4(), acct.mac_key).rpc("account_info")
         except HttpError as exc:
             assert exc.status_code == 403
+
+
+async def test_operator_templates(db_url: str, tmp_path: Path) -> None:
+    """`--template-dir` with the official names and variables overrides the built-in bodies."""
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "account_create.txt.j2").write_text(
+        "Welcome! Your validation code: {{ validation_code }} ({{ server_url }})\n"
+    )
+    (tmp_path / "email" / "account_create.html.j2").write_text(
+        "<p>Code <b>{{ validation_code }}</b></p>\n"
+    )
+    async with account_server(db_url, template_dir=tmp_path) as (server, box):
+        await anonymous_server(
+            server, "account_create_send_validation_email", email="t@example.com"
+        )
+        [msg] = box.to("t@example.com")
+        code = box.last_code("t@example.com")
+        text = msg.get_body(("plain",))
+        html = msg.get_body(("html",))
+        assert text is not None and html is not None
+        assert text.get_content().rstrip() == (
+            f"Welcome! Your validation code: {code} (http://127.0.0.1:6777)"
+        )
+        assert html.get_content().rstrip() == f"<p>Code <b>{code}</b></p>"
