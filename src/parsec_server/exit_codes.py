@@ -26,4 +26,4 @@ class Exit(IntEnum):
     REFUSED = 15  # operator commands: not allowed in this state, or the confirmation was declined
     BLOCKSTORE_FAILED = 16  # operator commands: the object store failed (what is left is listed)
     OFFICIAL_LEVEL = 17  # migrate: an official Parsec server database at a level we do not adopt
-    ADOPTION_UNAVAILABLE = 18  # migrate: an official 3.9 database; this release cannot convert it
+    ADOPTION_FAILED = 18  # migrate: converting an official 3.9 database failed (rolled back)

@@ -114,10 +114,9 @@ def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> 
         assert table in moved
     assert "migration (" not in moved and "account (" not in moved
     assert rest[2 + len(OURS)] == f"{len(OURS)} to apply, 24 already applied"
-    # the dry run exits with the code the real run would: this release refuses the conversion
-    assert res.returncode == 18, res.stderr
-    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
-    assert res.stderr.startswith("error: this is an official Parsec server 3.9.x database")
+    # the dry run exits with the code the real run would: 0, the adoption applies
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
     assert _snapshot(official_url) == before
 
 
@@ -139,23 +138,15 @@ def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
     assert by_name["account"]["unserved"] and not by_name["account"]["collides"]
     assert by_name["pki_x509_certificate"]["unserved"] and by_name["totp_opaque_key"]["unserved"]
     assert not by_name["migration"]["collides"]
-    assert events[-1] == {
-        "event": "error",
-        "exit_code": 18,
-        "message": events[-1]["message"],
-    }
-    assert res.returncode == 18
+    assert events[-1]["event"] == "summary" and events[-1]["dry_run"]
+    assert events[-1]["adoption"] == {"official_schema": "parsec_official"}
+    assert res.returncode == 0
 
 
-def test_real_migrate_refuses_and_changes_nothing(official_url: str, tmp_path: Path) -> None:
+def test_official_server_still_sees_its_database_after_a_dry_run(official_url: str) -> None:
     before = _snapshot(official_url)
-    res = _migrate(official_url, "--backup-dir", str(tmp_path / "backups"))
-    assert res.returncode == 18, res.stdout + res.stderr
-    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
-    assert "cannot convert it yet" in res.stderr and "nothing was changed" in res.stderr
+    assert _migrate(official_url, "--dry-run").returncode == 0
     assert _snapshot(official_url) == before
-    assert not (tmp_path / "backups").exists()
-    # the official server still starts its own migrate on it: nothing to do
     out = _official("parsec", "migrate", "--db", official_url, "--dry-run").stdout
     assert "0024_rename_minimum_archiving_period.sql (already applied)" in out
 
@@ -242,7 +233,7 @@ def test_dry_run_names_official_data_we_do_not_serve(official_url: str) -> None:
     )
     before = _snapshot(official_url)
     res = _migrate(official_url, "--dry-run")
-    assert res.returncode == 18
+    assert res.returncode == 0
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1, res.stderr
     assert "features parsec-server does not serve" in warnings[0]

@@ -1,20 +1,26 @@
 """`parsec-server migrate` on a database of the official Parsec server (docs/switching-from-official.md).
 
 Runs before the engine: the engine would take the official tables for squatters of its own
-migrations. Reads only. An official database at a level this release does not adopt (older or
-newer 3.x, 2.x) is refused with what to upgrade first (exit 17); an official 3.9.x database gets
-the two lineages in the official guide's format on --dry-run, then, this release not converting
-yet, the refusal (exit 18). Nothing is changed in either case.
+migrations. An official database at a level this release does not adopt (older or newer 3.x, 2.x)
+is refused with what to upgrade first (exit 17), nothing changed. An official 3.9.x database: the
+dry run prints the two lineages in the official guide's format, what happens to each official
+table, and changes nothing; the real run takes the migration lock, a verified backup (unless
+--no-backup), then converts the database in one transaction (storage/adoption/convert.py), printing
+a progress line per table. A failed conversion is rolled back (exit 18, nothing changed).
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import click
 
-from parsec_server.cli.migrate.common import Renderer, fail, run
+from parsec_server.cli.migrate.common import Renderer, duration_ms, fail, run
 from parsec_server.exit_codes import Exit
 from parsec_server.storage.adoption import (
     ADOPTABLE_RELEASE,
@@ -25,14 +31,11 @@ from parsec_server.storage.adoption import (
     detect,
     inventory,
 )
+from parsec_server.storage.adoption.convert import AdoptionError, AdoptionResult, Emit, adopt
+from parsec_server.storage.migrations import lock
 from parsec_server.storage.migrations.connection import close, connect
-from parsec_server.storage.migrations.source import discover, reference_schema_path
-
-UNAVAILABLE = (
-    f"this is an official Parsec server {ADOPTABLE_RELEASE}.x database: this parsec-server release "
-    "only detects it and cannot convert it yet (see docs/switching-from-official.md); keep the "
-    "official server running on it; nothing was changed"
-)
+from parsec_server.storage.migrations.errors import BackupFailed
+from parsec_server.storage.migrations.source import Migration, discover, reference_schema_path
 
 
 async def _detect(
@@ -50,6 +53,9 @@ async def _detect(
         await close(conn)
 
 
+OURS_HEADER = "Lineage of parsec-server (table `schema_migration`), applied by the adoption:"
+
+
 def _our_tables(migrations_dir: Path | None) -> frozenset[str]:
     """Table names of parsec-server's reference schema (schema.sql of the migrations folder)."""
     try:
@@ -59,19 +65,151 @@ def _our_tables(migrations_dir: Path | None) -> frozenset[str]:
     return frozenset(re.findall(r"^CREATE TABLE (?:public\.)?(\w+)", text, flags=re.MULTILINE))
 
 
-def refuse_official(
-    url: str, *, dry_run: bool, migrations_dir: Path | None, renderer: Renderer, debug: bool
+def adopt_official(
+    url: str,
+    *,
+    dry_run: bool,
+    migrations_dir: Path | None,
+    renderer: Renderer,
+    debug: bool,
+    backup_dir: Path | None,
+    lock_wait: float,
+    heartbeat: float,
 ) -> None:
-    """Return when the database is not an official server's; otherwise print and exit."""
-    ours = _our_tables(migrations_dir) if dry_run else None
+    """Return when the database is not an official server's; otherwise adopt it (or, on a dry
+    run, show the adoption) and exit. `backup_dir` None: --no-backup."""
+    ours = _our_tables(migrations_dir)
     found, tables = run(_detect(url, ours), debug=debug, renderer=renderer)
     if found is None:
         return
     if found.level is not OfficialLevel.V3_9:
         fail(Exit.OFFICIAL_LEVEL, found.upgrade_advice(), renderer)
+    migrations = discover(migrations_dir)
+    _print_lineages(found, [m.filename for m in migrations], tables, renderer, dry_run=dry_run)
     if dry_run:
-        _print_lineages(found, [m.filename for m in discover(migrations_dir)], tables, renderer)
-    fail(Exit.ADOPTION_UNAVAILABLE, UNAVAILABLE, renderer)
+        sys.exit(int(Exit.OK))
+    result = run(
+        _adopt(url, migrations, renderer, backup_dir, lock_wait, heartbeat),
+        debug=debug,
+        renderer=renderer,
+    )
+    if result is None:  # another run adopted it while this one waited for the lock
+        sys.exit(int(Exit.OK))
+    renderer(
+        {
+            "event": "summary",
+            "dry_run": False,
+            "direction": "up",
+            "applied": [m.filename for m in migrations],
+            "reverted": [],
+            "applied_by_other": [],
+            "already_applied": len(found.applied),
+            "adoption": {
+                "official_release": ADOPTABLE_RELEASE,
+                "official_schema": OFFICIAL_SCHEMA,
+                "rows": result.rows,
+                "duration_s": round(result.duration_s, 2),
+            },
+        }
+    )
+    if not renderer.as_json:
+        click.echo(
+            f"Adopted the official Parsec server {ADOPTABLE_RELEASE}.x database in "
+            f"{result.duration_s:.1f} s: its tables are kept, unused, in schema "
+            f"`{OFFICIAL_SCHEMA}`; start parsec-server on it."
+        )
+    sys.exit(int(Exit.OK))
+
+
+def _progress(renderer: Renderer) -> Emit:
+    """The conversion's events, with a human line per table."""
+
+    def emit(ev: dict[str, Any]) -> None:
+        if renderer.as_json or ev["event"] != "adoption_step":
+            renderer(ev)
+            return
+        source = f" <- {ev['source']}" if ev["source"] else ""
+        click.echo(f"  {ev['table']}{source}: {ev['rows']} rows ({duration_ms(ev['duration_ms'])})")
+
+    return emit
+
+
+async def _backup(url: str, backup_dir: Path, renderer: Renderer) -> None:
+    """The verified pre-migrate backup (as `migrate` takes before any change)."""
+    from parsec_server.backup import BackupError, create_backup
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = backup_dir / f"pre-migrate-{stamp}-official-{ADOPTABLE_RELEASE}"
+    output, n = base, 1
+    while output.exists():
+        output, n = base.with_name(f"{base.name}-{n}"), n + 1
+    try:
+        result = await create_backup(url, None, output)
+    except (BackupError, OSError) as exc:
+        raise BackupFailed(
+            f"the backup before the adoption failed, nothing was changed: {exc} (fix it, or pass "
+            "--no-backup)"
+        ) from None
+    size = int(result.metadata["database"]["bytes"])
+    renderer({"event": "backup", "path": str(result.path), "bytes": size})
+
+
+async def _adopt(
+    url: str,
+    migrations: list[Migration],
+    renderer: Renderer,
+    backup_dir: Path | None,
+    lock_wait: float,
+    heartbeat: float,
+) -> AdoptionResult | None:
+    conn = await connect(url, purpose="migrate-adopt")
+    try:
+        await lock.acquire(conn, lock_wait, heartbeat, renderer)
+        try:
+            found = await detect(conn)
+            if found is None:
+                renderer(
+                    {
+                        "event": "warning",
+                        "message": "another migrate run adopted the database while this one "
+                        "waited for the migration lock: nothing left to do",
+                    }
+                )
+                return None
+            if backup_dir is None:
+                renderer(
+                    {
+                        "event": "warning",
+                        "message": "--no-backup: NO BACKUP taken before the adoption; the "
+                        "official tables stay in schema "
+                        f"`{OFFICIAL_SCHEMA}`, but only your own backup restores the official "
+                        "server's database as it was",
+                    }
+                )
+            else:
+                await _backup(url, backup_dir, renderer)
+            if not renderer.as_json:
+                click.echo(
+                    f"Adopting the official Parsec server {ADOPTABLE_RELEASE}.x database "
+                    "(one transaction: interrupted, it changes nothing)."
+                )
+                click.echo(OURS_HEADER)
+            try:
+                return await adopt(conn, migrations, _progress(renderer))
+            except AdoptionError as exc:
+                fail(Exit.ADOPTION_FAILED, f"{exc}; rolled back, nothing was changed", renderer)
+            except asyncpg.PostgresError as exc:
+                text = " ".join(str(exc).split())
+                fail(
+                    Exit.ADOPTION_FAILED,
+                    f"the adoption failed ({type(exc).__name__}: {text}); rolled back, nothing "
+                    "was changed",
+                    renderer,
+                )
+        finally:
+            await lock.release(conn)
+    finally:
+        await close(conn)
 
 
 def _print_inventory(tables: list[OfficialTable], renderer: Renderer) -> None:
@@ -108,7 +246,12 @@ def _print_inventory(tables: list[OfficialTable], renderer: Renderer) -> None:
 
 
 def _print_lineages(
-    found: OfficialDatabase, ours: list[str], tables: list[OfficialTable], renderer: Renderer
+    found: OfficialDatabase,
+    ours: list[str],
+    tables: list[OfficialTable],
+    renderer: Renderer,
+    *,
+    dry_run: bool,
 ) -> None:
     def header(lineage: str, table: str, text: str) -> None:
         renderer({"event": "lineage", "lineage": lineage, "table": table, "text": text})
@@ -125,10 +268,12 @@ def _print_lineages(
         renderer(
             {"event": "migration", "name": name, "state": "already_applied", "lineage": "official"}
         )
+    if not dry_run:
+        return  # the real run prints our lineage as it applies it
     header(
         "parsec-server",
         "schema_migration",
-        "Lineage of parsec-server (table `schema_migration`), applied by the adoption:",
+        OURS_HEADER,
     )
     for name in ours:
         renderer(
@@ -148,7 +293,7 @@ def _print_lineages(
             "pending": ours,
             "warnings": [],
             "official": {"release": ADOPTABLE_RELEASE, "applied": list(found.applied)},
-            "refused": {"exit_code": int(Exit.ADOPTION_UNAVAILABLE), "message": UNAVAILABLE},
+            "adoption": {"official_schema": OFFICIAL_SCHEMA},
         }
     )
 
@@ -162,7 +307,7 @@ def official_status(url: str, *, debug: bool, renderer: Renderer) -> dict[str, o
         note = (
             f"an official Parsec server {ADOPTABLE_RELEASE}.x database, not adopted: "
             "parsec-server's own migrations are all pending; `migrate --dry-run` shows the "
-            "adoption (not available in this release)"
+            "adoption, `migrate` does it"
         )
     else:
         note = found.upgrade_advice().removesuffix("; nothing was changed")

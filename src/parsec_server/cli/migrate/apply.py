@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from parsec_server.cli.migrate.adoption import refuse_official
+from parsec_server.cli.migrate.adoption import adopt_official
 from parsec_server.cli.migrate.common import (
     Renderer,
     db_opt,
@@ -63,8 +63,8 @@ migrating failed (nothing applied); {Exit.DATA_LOSS_REFUSED} a down step would
 discard data (see --allow-data-loss); {Exit.SCHEMA_CONFLICT} an object a migration would
 create already exists with another definition (nothing skipped); {Exit.OFFICIAL_LEVEL} an
 official Parsec server database at another level than 3.9.x (upgrade it with the official server
-first); {Exit.ADOPTION_UNAVAILABLE} an official 3.9.x database, which this release cannot convert
-yet (nothing changed). A dry run exits with the code the real run would.
+first); {Exit.ADOPTION_FAILED} converting an official 3.9.x database failed (rolled back, nothing
+changed). A dry run exits with the code the real run would.
 """
 
 
@@ -219,9 +219,16 @@ def migrate_cmd(
     renderer = Renderer(as_json, show_sql=show_sql)
     if dry_run and not as_json:
         click.echo(f"Dry run on {engine.redact_url(url)}: nothing is changed in the database.")
-    # an official Parsec server's database: refused here (exit 17/18), before the engine
-    refuse_official(
-        url, dry_run=dry_run, migrations_dir=migrations_dir, renderer=renderer, debug=debug
+    # an official Parsec server's database: adopted (or refused: exit 17) here, before the engine
+    adopt_official(
+        url,
+        dry_run=dry_run,
+        migrations_dir=migrations_dir,
+        renderer=renderer,
+        debug=debug,
+        backup_dir=None if no_backup else (backup_dir or default_backup_dir(data_dir)),
+        lock_wait=lock_wait,
+        heartbeat=heartbeat,
     )
     run(
         engine.migrate(

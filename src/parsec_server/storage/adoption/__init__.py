@@ -12,14 +12,13 @@ from __future__ import annotations
 from parsec_server.storage.adoption.detect import (
     ADOPTABLE_RELEASE,
     OFFICIAL_MIGRATIONS_3_9,
-    OFFICIAL_SCHEMA,
-    UNSERVED_TABLES,
     OfficialDatabase,
     OfficialLevel,
     OfficialTable,
     detect,
     inventory,
 )
+from parsec_server.storage.adoption.official_schema import OFFICIAL_SCHEMA, UNSERVED_TABLES
 
 __all__ = [
     "ADOPTABLE_RELEASE",

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from parsec_server.storage.adoption.official_schema import UNSERVED_TABLES
+
 ADOPTABLE_RELEASE = "3.9"
 
 OFFICIAL_MIGRATIONS_3_9: tuple[str, ...] = (
@@ -151,24 +153,7 @@ async def detect(conn: asyncpg.Connection) -> OfficialDatabase | None:
     return OfficialDatabase(applied=applied, level=classify(applied))
 
 
-# Official tables of features parsec-server does not serve (docs/compatibility.md: accounts and
-# vaults, TOTP, asynchronous enrollment with PKI): their rows have nowhere to go in our schema.
-UNSERVED_TABLES: frozenset[str] = frozenset(
-    {
-        "account",
-        "account_create_validation_code",
-        "account_delete_validation_code",
-        "account_recover_validation_code",
-        "vault",
-        "vault_authentication_method",
-        "vault_item",
-        "totp_opaque_key",
-        "async_enrollment",
-        "pki_x509_certificate",
-    }
-)
 ROW_COUNT_CAP = 1_000_000  # counting stops there (a dry run stays quick on a big database)
-OFFICIAL_SCHEMA = "parsec_official"  # where the adoption will move the official tables
 
 
 @dataclass(frozen=True, slots=True)
