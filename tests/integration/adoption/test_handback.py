@@ -1,0 +1,301 @@
+"""`parsec-server migrate --to official-3.9` (issue 13, stage 3: the hand-back), end to end.
+
+A database of ours is filled through our server by real requests of the official client library
+(handback_driver.py, run with the .venv-compat python: several users and profiles, a revoked and
+a frozen user, a second device, profile update, realm shares/unshare, two key rotations, renames,
+an archived realm, 126 vlob versions, blocks, shamir, pending user and device invitations, an
+expired organization), which records what every device saw. The database is handed back (killed
+with SIGKILL midway first: nothing changes, the rerun finishes), then the OFFICIAL 3.9.3 server
+is started on it and the driver checks that every device authenticates (or is refused) as before,
+certificate_get returns the same certificates (and from a device's last timestamp only the new
+ones), vlob reads are byte-identical, vlob_poll_changes from an old checkpoint returns the changes
+since, blocks read back, pending invitations answer invite_info, and that the official server
+accepts new writes. Skipped without .venv-compat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from parsec_server.embedded_pg import free_tcp_port
+
+REPO = Path(__file__).resolve().parents[3]
+COMPAT_BIN = REPO / ".venv-compat" / "bin"
+DRIVER = Path(__file__).with_name("handback_driver.py")
+CLI = [sys.executable, "-m", "parsec_server.cli.main"]
+TOKEN = "handback-test-token"
+EXTRA_VLOBS = 20_000  # direct SQL, so that the copy lasts long enough to be killed midway
+
+
+def _env() -> dict[str, str]:
+    keep = ("PARSEC_BACKUP_DIR",)
+    return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_") or k in keep}
+
+
+def _need_compat() -> None:
+    if not (COMPAT_BIN / "parsec").exists():
+        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+
+
+def _wait_http(port: int, proc: subprocess.Popen[Any], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return
+        except OSError as exc:
+            if getattr(exc, "code", None) is not None:  # an HTTP error: it answers
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], port: int, log: Path) -> Iterator[str]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
+    try:
+        _wait_http(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def ours(url: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
+    port = free_tcp_port()
+    cmd = [*CLI, "run", "--db", url, "--administration-token", TOKEN, "--port", str(port)]
+    return _server(cmd, port, tmp / "ours.log")
+
+
+def official(url: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
+    port = free_tcp_port()
+    cmd = [
+        str(COMPAT_BIN / "parsec"),
+        "run",
+        "--debug",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        url,
+        "--blockstore",
+        "POSTGRESQL",
+        "--administration-token",
+        TOKEN,
+        "--fake-account-password-algorithm-seed",
+        "F4k3",
+        "--email-host",
+        "MOCKED",
+        "--server-addr",
+        f"parsec3://127.0.0.1:{port}?no_ssl=true",
+    ]
+    return _server(cmd, port, tmp / "official.log")
+
+
+def driver(action: str, server: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(COMPAT_BIN / "python"), str(DRIVER), action, server, TOKEN, str(state)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+
+
+def migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "migrate", "--db", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+
+
+def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+_SNAPSHOT = (
+    "SELECT n.nspname::text, c.relname::text FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+    " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+)
+
+# Rows per official table after the hand-back == rows of the table of ours it comes from.
+_PAIRS = {
+    "organization": "organization",
+    "human": "human",
+    "user_": "user_",
+    "device": "device",
+    "profile": "user_profile_update",
+    "realm": "realm",
+    "realm_user_role": "realm_user_role",
+    "realm_keys_bundle": "realm_keys_bundle",
+    "realm_keys_bundle_access": "realm_keys_bundle_access",
+    "realm_name": "realm_name",
+    "realm_archiving": "realm_archiving",
+    "vlob_atom": "vlob_atom",
+    "realm_vlob_update": "realm_vlob_update",
+    "block": "block",
+    "block_data": "block_data",
+    "invitation": "invitation",
+    "shamir_recovery_setup": "shamir_recovery_setup",
+    "shamir_recovery_share": "shamir_recovery_share",
+}
+
+
+def _add_vlob_versions(url: str, n: int) -> None:
+    """n more vlob writes (new vlobs) in the realm with the fewest vlobs (the expired
+    organization's: not one the driver checks), consistent with its checkpoint."""
+    _q(
+        url,
+        f"""
+        WITH r AS (
+            SELECT realm, max(id) AS any_vlob FROM vlob_atom GROUP BY realm
+            ORDER BY count(*), realm LIMIT 1
+        ), a AS (
+            SELECT v.realm, v.author, v.key_index FROM vlob_atom v, r WHERE v.id = r.any_vlob
+        ), cp AS (
+            SELECT vlob_checkpoint AS c FROM realm, a WHERE realm.id = a.realm
+        ), new AS (
+            INSERT INTO vlob_atom (realm, vlob_id, version, key_index, author, created_on, size,
+                                   blob)
+            SELECT a.realm, gen_random_uuid(), 1, a.key_index, a.author,
+                   now() + g * interval '1 microsecond', 320, decode(repeat(md5(g::text), 20), 'hex')
+            FROM a, generate_series(1, {n}) AS g
+            RETURNING realm, vlob_id, version, created_on
+        ), upd AS (
+            INSERT INTO realm_vlob_update (realm, checkpoint, vlob_id, version)
+            SELECT realm, (SELECT c FROM cp) + row_number() OVER (ORDER BY created_on), vlob_id,
+                   version FROM new
+            RETURNING checkpoint
+        )
+        UPDATE realm SET vlob_checkpoint = (SELECT max(checkpoint) FROM upd)
+        FROM a WHERE realm.id = a.realm
+        """,
+    )
+
+
+def _kill_midway(url: str, tmp: Path) -> None:
+    """Run the hand-back and SIGKILL it while it copies the vlobs (after tables were moved)."""
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "migrate",
+            "--db",
+            url,
+            "--to",
+            "official-3.9",
+            "--json",
+            "--backup-dir",
+            str(tmp / "backups"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        ev = json.loads(line)
+        seen.append(ev.get("event"))
+        if ev.get("event") == "handback_table" and ev.get("table") == "vlob_atom":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, (seen, proc.stderr.read() if proc.stderr else "")
+    assert "backup" in seen  # the verified backup came first
+
+
+def test_handback_then_the_official_server_serves_every_client(db_url: str, tmp_path: Path) -> None:
+    _need_compat()
+    state = tmp_path / "state.json"
+    with ours(db_url, tmp_path) as server:
+        res = driver("fill", server, state)
+        assert res.returncode == 0, res.stdout + res.stderr
+    _add_vlob_versions(db_url, EXTRA_VLOBS)
+    ours_counts = {t: _q(db_url, f"SELECT count(*) FROM {t}")[0][0] for t in _PAIRS.values()}
+    certificates = _q(db_url, "SELECT count(*) FROM certificate")[0][0]
+
+    dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "0024_rename_minimum_archiving_period.sql ✔" in dry.stdout
+    assert f"vlob_atom ({ours_counts['vlob_atom']})" in dry.stdout
+    assert "warning" not in dry.stderr
+
+    before = _q(db_url, _SNAPSHOT)
+    _kill_midway(db_url, tmp_path)
+    time.sleep(1.5)  # the backend notices its client died within client_connection_check_interval
+    assert _q(db_url, _SNAPSHOT) == before  # nothing changed: one transaction, rolled back
+    assert _q(db_url, "SELECT count(*) FROM vlob_atom")[0][0] == ours_counts["vlob_atom"]
+
+    res = migrate(db_url, "--to", "official-3.9", "--backup-dir", str(tmp_path / "backups"))
+    assert res.returncode == 0, res.stderr
+    assert "Handed back" in res.stdout
+    assert f"vlob_atom: {ours_counts['vlob_atom']} rows" in res.stdout
+    assert "… vlob_atom: copying" in res.stderr  # progress per table
+    backups = sorted((tmp_path / "backups").glob("pre-handback-*"))
+    assert backups and (backups[-1] / "metadata.json").exists()
+
+    # nothing lost or doubled; the official history as the official runner writes it
+    for theirs, mine in _PAIRS.items():
+        got = _q(db_url, f"SELECT count(*) FROM public.{theirs}")[0][0]
+        assert got == ours_counts[mine], theirs
+    kept = _q(db_url, "SELECT count(*) FROM parsec_server_handed_back.certificate")[0][0]
+    assert kept == certificates
+    history = _q(db_url, "SELECT _id, name FROM migration ORDER BY applied")
+    assert [h[0] for h in history] == list(range(1, 25))
+    assert history[-1][1] == "rename_minimum_archiving_period"
+    official_migrate = subprocess.run(
+        [str(COMPAT_BIN / "parsec"), "migrate", "--db", db_url, "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert "0024_rename_minimum_archiving_period.sql (already applied)" in official_migrate.stdout
+    # nothing left for the official migrate to apply
+    assert re.search(r"^\d{4}_\S+\.sql ✔", official_migrate.stdout, re.MULTILINE) is None
+
+    # a rerun finds an official 3.9 database: nothing to do
+    again = migrate(db_url, "--to", "official-3.9")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
+
+    with official(db_url, tmp_path) as server:
+        res = driver("check", server, state)
+    assert res.returncode == 0, res.stdout + res.stderr
