@@ -1,0 +1,234 @@
+"""`parsec-server migrate` adopts an official 3.9 database (issue 13, stage 2), end to end.
+
+The official 3.9.3 server (`.venv-compat`) migrates a fresh database and serves it; the official
+client library fills it by real requests (adoption_driver.py: every profile, revoked and frozen
+users, a second device, profile update, shares/unshare, key rotations, renames, an archived realm,
+1,050+ vlob versions, blocks in PostgreSQL, shamir, pending invitations, an expired organization)
+and records what every device saw. The official server stops; our `migrate` takes its backup and
+adopts the database (killed with SIGKILL midway first: nothing changes, the rerun finishes); our
+server starts on it and the driver checks that every device authenticates (or is refused) as
+before, certificate_get returns the same certificates (and from a device's last timestamp only the
+new ones), vlob reads are byte-identical, vlob_poll_changes from an old checkpoint returns exactly
+the changes since, blocks read back, pending invitations answer invite_info, and that our server
+accepts new writes. Skipped without .venv-compat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from parsec_server.embedded_pg import free_tcp_port
+
+REPO = Path(__file__).resolve().parents[3]
+COMPAT_BIN = REPO / ".venv-compat" / "bin"
+DRIVER = Path(__file__).with_name("adoption_driver.py")
+CLI = [sys.executable, "-m", "parsec_server.cli.main"]
+TOKEN = "adoption-test-token"
+
+
+def _env() -> dict[str, str]:
+    keep = ("PARSEC_BACKUP_DIR",)
+    return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_") or k in keep}
+
+
+def _wait_http(port: int, proc: subprocess.Popen[Any], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return
+        except OSError as exc:
+            if getattr(exc, "code", None) is not None:  # an HTTP error status: it answers
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], port: int, log: Path) -> Iterator[str]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
+    try:
+        _wait_http(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _official_server(url: str, log: Path) -> contextlib.AbstractContextManager[str]:
+    port = free_tcp_port()
+    return _server(
+        [
+            str(COMPAT_BIN / "parsec"),
+            "run",
+            "--debug",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            url,
+            "--blockstore",
+            "POSTGRESQL",
+            "--administration-token",
+            TOKEN,
+            "--fake-account-password-algorithm-seed",
+            "F4k3",
+            "--email-host",
+            "MOCKED",
+            "--server-addr",
+            f"parsec3://127.0.0.1:{port}?no_ssl=true",
+        ],
+        port,
+        log,
+    )
+
+
+def _our_server(url: str, log: Path) -> contextlib.AbstractContextManager[str]:
+    port = free_tcp_port()
+    cmd = [*CLI, "run", "--db", url, "--administration-token", TOKEN]
+    return _server([*cmd, "--host", "127.0.0.1", "--port", str(port)], port, log)
+
+
+def _driver(action: str, server: str, state: Path) -> None:
+    res = subprocess.run(
+        [str(COMPAT_BIN / "python"), str(DRIVER), action, server, TOKEN, str(state)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert res.returncode == 0, f"driver {action}:\n{res.stdout}\n{res.stderr[-3000:]}"
+
+
+def _migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "migrate", "--db", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+
+
+def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+_TABLES = (
+    "SELECT n.nspname::text, c.relname::text FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+    " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+)
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM vlob_atom), (SELECT count(*) FROM realm_vlob_update),"
+    " (SELECT count(*) FROM block), (SELECT count(*) FROM block_data),"
+    " (SELECT count(*) FROM user_), (SELECT count(*) FROM device),"
+    " (SELECT count(*) FROM invitation WHERE deleted_on IS NULL)"
+)
+
+
+@pytest.fixture
+def filled_official(pg_cluster: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A database migrated by the official 3.9.3 server and filled through it."""
+    if not (COMPAT_BIN / "parsec").exists():
+        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    name = pg_cluster.create_database()
+    url = pg_cluster.url_for(name)
+    subprocess.run(
+        [str(COMPAT_BIN / "parsec"), "migrate", "--db", url],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    state = tmp_path / "state.json"
+    with _official_server(url, tmp_path / "official.log") as server:
+        _driver("fill", server, state)
+    with _official_server(url, tmp_path / "official-restarted.log") as server:
+        _driver("status", server, state)
+    yield url, state
+    pg_cluster.drop_database(name)
+
+
+def _kill_midway(url: str) -> None:
+    """Start the adoption, SIGKILL it once it is converting, check that nothing changed."""
+    env = _env()
+    with subprocess.Popen(
+        [*CLI, "migrate", "--db", url, "--no-backup"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("  user_ <- user_"):  # inside the transaction, tables half done
+                proc.kill()
+                break
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_adoption_round_trip_official_to_ours(
+    filled_official: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, state = filled_official
+    official_tables = _q(url, _TABLES)
+    official_counts = _q(url, _COUNTS)
+    assert official_counts[0][0] >= 1000  # vlob versions
+
+    _kill_midway(url)
+    deadline = time.monotonic() + 30  # the killed backend's transaction is rolled back
+    while _q(url, _TABLES) != official_tables and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _q(url, _TABLES) == official_tables
+    assert _q(url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+
+    backups = tmp_path / "backups"
+    res = _migrate(url, "--backup-dir", str(backups))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(list(backups.iterdir())) == 1  # the verified pre-migrate backup
+    lines = res.stdout.splitlines()
+    assert "  vlob_atom <- vlob_atom: " in "\n".join(lines)
+    assert lines[-1].startswith("Adopted the official Parsec server 3.9.x database")
+    # nothing lost or doubled; the official tables stay in parsec_official
+    assert _q(url, _COUNTS) == official_counts
+    moved = {t for s, t in _q(url, _TABLES) if s == "parsec_official"}
+    assert {"user_", "vlob_atom", "migration", "account"} <= moved
+    assert "block_data" not in moved  # moved into ours, not copied
+    # a second run finds our own database, up to date
+    again = _migrate(url, "--dry-run")
+    assert again.returncode == 0 and "Lineage of" not in again.stdout
+
+    with _our_server(url, tmp_path / "ours.log") as server:
+        _driver("check", server, state)
