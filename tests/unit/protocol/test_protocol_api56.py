@@ -78,7 +78,8 @@ def _body(**fields: Any) -> bytes:
         "encrypted_candidate_edit_key": None,
     }
     base.update(fields)
-    return msgpack.packb({k: v for k, v in base.items() if v is not _DROP})
+    body: bytes = msgpack.packb({k: v for k, v in base.items() if v is not _DROP})
+    return body
 
 
 _DROP = object()
