@@ -240,6 +240,21 @@ def test_async_enrollment_openbao_submit_list_accept_info(
     assert isinstance(rep, SUB.RepEmailAlreadyEnrolled), rep
 
 
+def test_async_enrollment_event_only_for_admins(
+    org: Org, alice: AuthenticatedClient, bob: AuthenticatedClient
+) -> None:
+    with alice.events() as a_stream, bob.events() as b_stream:
+        unit(a_stream)
+        unit(b_stream)
+        _, rep = submit(org)
+        assert isinstance(rep, SUB.RepOk), rep
+        assert isinstance(unit(a_stream), AC.events_listen.APIEventAsyncEnrollment)
+        alice.ping("after")
+        # bob (STANDARD) gets the ping, not the enrollment event sent before it.
+        got = unit(b_stream)
+        assert isinstance(got, AC.events_listen.APIEventPinged) and got.ping == "after", got
+
+
 def test_async_enrollment_submit_refusals_and_force(org: Org, alice: AuthenticatedClient) -> None:
     _, rep = submit(org, b"\x00not a payload")
     assert isinstance(rep, SUB.RepInvalidSubmitPayload), rep
