@@ -1,10 +1,10 @@
 """Adoption of a database created by the official Parsec server (parsec-cloud 3.x), and its
 hand-back: see docs/switching-from-official.md.
 
-Stage reached in this release: detection only. `detect` reads the official server's `migration`
-table (read-only) and tells which official level the database is at; `parsec-server migrate`
-prints the two lineages in the official guide's format and refuses to touch an official database
-(the conversion itself is not in this release).
+`detect` reads the official server's `migration` table (read-only) and tells which official level
+the database is at; `convert.adopt` converts an official 3.9 database into our schema in one
+transaction (`parsec-server migrate`); `official_schema` holds what both directions know of the
+official schema.
 """
 
 from __future__ import annotations
