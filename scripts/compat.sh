@@ -28,6 +28,7 @@ WORK=""
 PG_DATA=""
 SERVER_PID=""
 PYTEST_PID=""
+SMTP_PID=""
 
 as_pg() {  # initdb/postgres refuse to run as root
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -50,6 +51,13 @@ stop_server() {
     SERVER_PID=""
 }
 
+stop_smtp() {
+    [ -n "$SMTP_PID" ] || return 0
+    kill -TERM "$SMTP_PID" 2>/dev/null
+    wait "$SMTP_PID" 2>/dev/null
+    SMTP_PID=""
+}
+
 stop_pg() {
     [ -n "$PG_DATA" ] || return 0
     if [ -f "$PG_DATA/postmaster.pid" ]; then
@@ -70,6 +78,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pytest
     stop_server
+    stop_smtp
     stop_pg
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "${PARSEC_COMPAT_KEEP_LOGS:-0}" = 1 ]; then say "logs kept in $WORK"; else rm -rf "$WORK"; fi
@@ -113,6 +122,30 @@ start_pg() {
 }
 start_pg
 
+# --- SMTP ---------------------------------------------------------------------------------------
+# Both servers send their e-mails (invitations, account validation codes, TOTP resets) to a loopback
+# SMTP server that writes each message to $MAILDIR (tests/compat/smtp_sink.py, run with the dev
+# venv's aiosmtpd); tests read them with the `mailbox` fixture. Without the dev venv: no SMTP, the
+# reference runs with `--email-host MOCKED` and the tests that need e-mails are skipped.
+MAILDIR=""
+SMTP_ARGS=()
+SMTP_PY="${PARSEC_COMPAT_SMTP_PYTHON:-$REPO/.venv/bin/python}"
+if [ -x "$SMTP_PY" ] && "$SMTP_PY" -c 'import aiosmtpd' 2>/dev/null; then
+    MAILDIR="$WORK/mail"
+    SMTP_PORT="$(free_port)"
+    "$SMTP_PY" "$REPO/tests/compat/smtp_sink.py" "$MAILDIR" "$SMTP_PORT" >"$WORK/smtp.log" 2>&1 </dev/null &
+    SMTP_PID=$!
+    for _ in $(seq 1 100); do [ -f "$MAILDIR/.ready" ] && break; sleep 0.1; done
+    [ -f "$MAILDIR/.ready" ] || { cat "$WORK/smtp.log" >&2; die "the loopback SMTP server did not start"; }
+    SMTP_ARGS=(--email-host 127.0.0.1 --email-port "$SMTP_PORT" --email-sender no-reply@parsec.example)
+else
+    say "no $SMTP_PY with aiosmtpd: no loopback SMTP server, e-mail tests will be skipped"
+fi
+REFERENCE_SMTP_ARGS=("${SMTP_ARGS[@]}")
+[ -n "$MAILDIR" ] || REFERENCE_SMTP_ARGS=(--email-host MOCKED)
+# Accounts announced, validation e-mails not rate limited (tests send several from 127.0.0.1).
+ACCOUNT_ARGS=(--account-config ENABLED_WITH_VAULT --validation-email-rate-limit 0 0)
+
 # --- server -----------------------------------------------------------------------------------
 if [ "$TARGET" = reference ]; then
     PARSEC="$VENV/bin/parsec"
@@ -134,11 +167,13 @@ start_server() {  # $1 = port; runs in its own session so it can be stopped as a
     if [ "$TARGET" = reference ]; then
         setsid "$PARSEC" run --debug --db "$DB_URL" --blockstore POSTGRESQL \
             --administration-token "$ADMIN_TOKEN" --fake-account-password-algorithm-seed F4k3 \
-            --email-host MOCKED --server-addr "$addr" --host 127.0.0.1 --port "$port" \
+            "${REFERENCE_SMTP_ARGS[@]}" "${ACCOUNT_ARGS[@]}" \
+            --server-addr "$addr" --host 127.0.0.1 --port "$port" \
             >"$SERVER_LOG" 2>&1 </dev/null &
     else
         setsid "$PARSEC" run --db "$DB_URL" --blockstore POSTGRESQL \
             --administration-token "$ADMIN_TOKEN" --host 127.0.0.1 --port "$port" \
+            "${SMTP_ARGS[@]}" "${ACCOUNT_ARGS[@]}" \
             --server-addr "$addr" >"$SERVER_LOG" 2>&1 </dev/null &
     fi
     SERVER_PID=$!
@@ -191,6 +226,7 @@ done
 PARSEC_COMPAT_URL="http://127.0.0.1:$PORT" \
 PARSEC_COMPAT_ADMIN_TOKEN="$ADMIN_TOKEN" \
 PARSEC_COMPAT_TARGET="$TARGET" \
+PARSEC_COMPAT_MAILDIR="$MAILDIR" \
     "$VENV/bin/python" -m pytest -c tests/compat/pytest.ini "${TEST_PATHS[@]}" "$@" <&0 &
 PYTEST_PID=$!
 wait "$PYTEST_PID"

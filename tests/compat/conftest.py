@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ else:
     import httpx
     import parsec._parsec as p
     from client import AdminClient, AuthenticatedClient, Org, bootstrap_org
+    from mail_support import Mailbox
 
     @pytest.fixture(scope="session")
     def server_url() -> str:
@@ -58,6 +60,15 @@ else:
     def org(http: httpx.Client, admin: AdminClient) -> Org:
         """A fresh bootstrapped organization whose first user, alice, is ADMIN."""
         return bootstrap_org(http, admin)
+
+    @pytest.fixture(scope="session")
+    def mailbox() -> Mailbox:
+        """E-mails the server under test sent, as the loopback SMTP server of scripts/compat.sh
+        received them (both servers send there); skips the test when the run has no SMTP server."""
+        maildir = os.environ.get("PARSEC_COMPAT_MAILDIR")
+        if not maildir:
+            pytest.skip("no loopback SMTP server in this run (scripts/compat.sh sets one up)")
+        return Mailbox(Path(maildir))
 
     @pytest.fixture
     def alice(org: Org) -> AuthenticatedClient:

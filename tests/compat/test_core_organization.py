@@ -34,7 +34,8 @@ def test_server_config(http: httpx.Client) -> None:
     assert r.status_code == 200
     rep = SC.Rep.load(r.content)
     assert isinstance(rep, SC.RepOk), rep
-    assert rep.account == SC.AccountConfig.DISABLED
+    # scripts/compat.sh runs both servers with --account-config ENABLED_WITH_VAULT
+    assert rep.account == SC.AccountConfig.ENABLED_WITH_VAULT
     assert rep.organization_bootstrap == SC.OrganizationBootstrapConfig.WITH_BOOTSTRAP_TOKEN
     assert isinstance(rep.openbao, SC.OpenBaoConfigDisabled)
     assert isinstance(rep.cryptpad, SC.CryptPadConfigDisabled)
