@@ -40,6 +40,7 @@ FIELDS = [
     "frozen",
     "user_id",
     "user_email",
+    "send_email",
 ]
 
 
@@ -176,6 +177,7 @@ def test_admin_random_requests(fz: FuzzServer) -> None:
                     ("GET", f"/administration/organizations/{org}/stats"),
                     ("GET", f"/administration/organizations/{org}/users"),
                     ("POST", f"/administration/organizations/{org}/users/freeze"),
+                    ("POST", f"/administration/organizations/{org}/users/reset_totp"),
                     ("GET", "/administration/stats"),
                     ("DELETE", f"/administration/organizations/{org}"),
                     ("PUT", "/administration/organizations"),
