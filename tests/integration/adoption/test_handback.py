@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ COMPAT_BIN = REPO / ".venv-compat" / "bin"
 DRIVER = Path(__file__).with_name("handback_driver.py")
 CLI = [sys.executable, "-m", "parsec_server.cli.main"]
 TOKEN = "handback-test-token"
-EXTRA_VLOBS = 20_000  # direct SQL, so that the copy lasts long enough to be killed midway
+EXTRA_VLOBS = 10_000  # direct SQL, so that the copy lasts long enough to be killed midway
 
 
 def _env() -> dict[str, str]:
@@ -281,17 +280,6 @@ def test_handback_then_the_official_server_serves_every_client(db_url: str, tmp_
     history = _q(db_url, "SELECT _id, name FROM migration ORDER BY applied")
     assert [h[0] for h in history] == list(range(1, 25))
     assert history[-1][1] == "rename_minimum_archiving_period"
-    official_migrate = subprocess.run(
-        [str(COMPAT_BIN / "parsec"), "migrate", "--db", db_url, "--dry-run"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-    )
-    assert "0024_rename_minimum_archiving_period.sql (already applied)" in official_migrate.stdout
-    # nothing left for the official migrate to apply
-    assert re.search(r"^\d{4}_\S+\.sql ✔", official_migrate.stdout, re.MULTILINE) is None
-
     # a rerun finds an official 3.9 database: nothing to do
     again = migrate(db_url, "--to", "official-3.9")
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr

@@ -1,0 +1,228 @@
+"""`migrate --to official-3.9` without servers: the schema it recreates equals the one the official
+3.9.3 `parsec migrate` makes (skipped without .venv-compat), what the official schema cannot hold
+is named by the dry run and refused without --allow-data-loss (nothing changed), an adoption's
+old official copy is set aside, and databases that are not ours are refused or left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from parsec_server.storage.adoption import OFFICIAL_MIGRATIONS_3_9
+
+COMPAT_BIN = Path(__file__).resolve().parents[3] / ".venv-compat" / "bin"
+CLI = [sys.executable, "-m", "parsec_server.cli.main"]
+
+
+def _env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PARSEC_") or k == "PARSEC_BACKUP_DIR"
+    }
+
+
+def migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "migrate", "--db", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+
+
+def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def _x(url: str, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+# The catalog of `public`, independent of how it was built: columns in order (dropped ones do
+# not count), types, nullability, defaults; constraints; indexes; enum types and their labels.
+_CATALOG = {
+    "columns": """
+        SELECT c.relname, a.attname,
+               row_number() OVER (PARTITION BY c.relname ORDER BY a.attnum),
+               format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+          AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 3""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+        ORDER BY 1, 2""",
+    "enums": """
+        SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+        FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+        WHERE t.typnamespace = 'public'::regnamespace GROUP BY 1 ORDER BY 1""",
+    "sequences": """
+        SELECT sequencename, data_type::text FROM pg_sequences WHERE schemaname = 'public'
+        ORDER BY 1""",
+}
+
+
+def _catalog(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {k: _q(url, sql) for k, sql in _CATALOG.items()}
+
+
+@pytest.fixture
+def fresh(pg_cluster: Any) -> Iterator[Any]:
+    made: list[str] = []
+
+    def make(template: str | None = None) -> str:
+        name = pg_cluster.create_database(template=template)
+        made.append(name)
+        return str(pg_cluster.url_for(name))
+
+    yield make
+    for name in made:
+        pg_cluster.drop_database(name)
+
+
+def test_recreated_schema_equals_the_official_migrate_result(
+    db_url: str, fresh: Any, tmp_path: Path
+) -> None:
+    if not (COMPAT_BIN / "parsec").exists():
+        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    reference = fresh()
+    subprocess.run(
+        [str(COMPAT_BIN / "parsec"), "migrate", "--db", reference],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env=_env(),
+    )
+    res = migrate(db_url, "--to", "official-3.9", "--no-backup")
+    assert res.returncode == 0, res.stderr
+    assert _catalog(db_url) == _catalog(reference)
+    assert _q(db_url, "SELECT _id, name FROM migration ORDER BY applied") == _q(
+        reference, "SELECT _id, name FROM migration ORDER BY applied"
+    )
+    # the official tooling finds nothing to apply
+    official = subprocess.run(
+        [str(COMPAT_BIN / "parsec"), "migrate", "--db", db_url, "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert official.returncode == 0, official.stderr
+    applied = re.findall(r"^(\d{4}_\S+\.sql) \(already applied\)$", official.stdout, re.MULTILINE)
+    assert applied == list(OFFICIAL_MIGRATIONS_3_9)
+    assert re.search(r"^\d{4}_\S+\.sql ✔", official.stdout, re.MULTILINE) is None
+
+
+_SNAPSHOT = (
+    "SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
+)
+
+
+def test_what_the_official_schema_cannot_hold_is_named_and_refused(db_url: str) -> None:
+    # Data only parsec-server would store: a feature table and a column the official 3.9.x schema
+    # has no place for (as a later migration of ours would add them).
+    _x(
+        db_url,
+        "CREATE TABLE later_feature (id BIGINT PRIMARY KEY, payload BYTEA);"
+        " INSERT INTO later_feature VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+        " CREATE TABLE later_empty (id BIGINT);"
+        " ALTER TABLE organization ADD COLUMN later_flag BOOLEAN NOT NULL DEFAULT FALSE;"
+        " ALTER TABLE organization ADD COLUMN later_note TEXT;"
+        " INSERT INTO organization (organization_id, created_on, user_profile_outsider_allowed,"
+        "   realm_minimum_archiving_period_before_deletion, later_note)"
+        "   VALUES ('Org1', now(), TRUE, 0, 'kept by us only');"
+        " INSERT INTO topic_common SELECT id, 'epoch' FROM organization;",
+    )
+    before = _q(db_url, _SNAPSHOT)
+    dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
+    assert dry.returncode == 10, dry.stderr
+    warnings = [line for line in dry.stderr.splitlines() if line.startswith("warning:")]
+    assert any("table later_feature (3 rows)" in w for w in warnings), dry.stderr
+    assert any("column organization.later_note (1 rows)" in w for w in warnings), dry.stderr
+    # empty table, column at its default everywhere: nothing lost, not named
+    assert "later_empty" not in dry.stderr and "later_flag" not in dry.stderr
+    last = dry.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the official 3.9.x schema cannot represent: ")
+    assert "--allow-data-loss" in last and "Traceback" not in dry.stderr
+
+    real = migrate(db_url, "--to", "official-3.9", "--no-backup")
+    assert real.returncode == 10, real.stderr
+    assert real.stderr.strip().splitlines()[-1] == last
+    assert _q(db_url, _SNAPSHOT) == before  # refused before any change
+
+    forced = migrate(db_url, "--to", "official-3.9", "--no-backup", "--allow-data-loss")
+    assert forced.returncode == 0, forced.stderr
+    assert "not handed back (--allow-data-loss): table later_feature (3 rows)" in forced.stderr
+    # kept, unused, beside our other tables; the organization itself was handed back
+    assert _q(db_url, "SELECT count(*) FROM parsec_server_handed_back.later_feature") == [(3,)]
+    assert _q(db_url, "SELECT organization_id FROM public.organization") == [("Org1",)]
+
+
+def test_an_adoption_old_official_copy_is_set_aside(db_url: str) -> None:
+    """Stage 2 keeps the official tables it adopted in schema parsec_official: at the hand-back
+    they are out of date (today's data comes from our tables), renamed, never dropped."""
+    _x(
+        db_url,
+        "CREATE SCHEMA parsec_official; CREATE TABLE parsec_official.organization (_id INT);"
+        " INSERT INTO parsec_official.organization VALUES (42);",
+    )
+    dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "parsec_official_superseded" in dry.stderr
+    res = migrate(db_url, "--to", "official-3.9", "--no-backup")
+    assert res.returncode == 0, res.stderr
+    assert "schema `parsec_official_superseded`" in res.stdout
+    assert _q(db_url, "SELECT _id FROM parsec_official_superseded.organization") == [(42,)]
+    assert _q(db_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+
+
+def test_databases_that_are_not_ours(fresh: Any) -> None:
+    empty = fresh()
+    res = migrate(empty, "--to", "official-3.9")
+    assert res.returncode == 1, res.stderr
+    assert "no parsec-server schema" in res.stderr and "Traceback" not in res.stderr
+
+    older = fresh()
+    rows = ", ".join(
+        f"({n}, '{name[5:-4]}', now())" for n, name in enumerate(OFFICIAL_MIGRATIONS_3_9[:12], 1)
+    )
+    _x(
+        older,
+        "CREATE TABLE migration (_id INTEGER PRIMARY KEY, name VARCHAR(256), applied TIMESTAMPTZ);"
+        f" INSERT INTO migration VALUES {rows};",
+    )
+    res = migrate(older, "--to", "official-3.9", "--dry-run")
+    assert res.returncode == 17, res.stderr
+    assert "an older 3.x release" in res.stderr and "Traceback" not in res.stderr
