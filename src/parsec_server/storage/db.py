@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import socket
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -33,11 +34,21 @@ Record = asyncpg.Record
 SERVER_SETTINGS = {"timezone": "UTC", "plan_cache_mode": "force_generic_plan"}
 STATEMENT_CACHE_SIZE = 1024
 # Bounded waits (docs/faults.md): opening a connection; waiting for a free pooled connection when all
-# `max_size` are busy; one statement of the server's pool (the app's pool only: operator commands and
-# backups open theirs without it). Each ends in TimeoutError, which requests answer with 503.
+# `max_size` are busy (both end in TimeoutError); one statement of the server's pool (the app's pool
+# only: operator commands and backups open theirs without it), bounded by PostgreSQL itself
+# (`statement_timeout`: QueryCanceledError, 57014) at no cost per statement here, where asyncpg's
+# client-side `command_timeout` arms and cancels a timer at every statement. A peer that vanished
+# without closing (network black hole) is noticed by TCP keepalive on the pool's TCP connections.
+# Requests answer each with 503.
 CONNECT_TIMEOUT = 10.0
 ACQUIRE_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 60.0
+# TCP keepalive of pooled connections: first probe after this many idle seconds, then every
+# KEEPALIVE_INTERVAL; dropped after KEEPALIVE_COUNT unanswered probes (here ~60 s in all), and
+# TCP_USER_TIMEOUT drops a connection whose sent data stay unacknowledged as long.
+KEEPALIVE_IDLE = 30
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 3
 
 
 def _expire_waiter(fut: asyncio.Future[asyncpg.Connection]) -> None:
@@ -106,6 +117,24 @@ _BROKEN = (
 )
 
 
+def _keepalive(conn: asyncpg.Connection) -> None:
+    """TCP keepalive + TCP_USER_TIMEOUT on a pooled connection's socket (a Unix socket has none)."""
+    transport = getattr(conn, "_transport", None)  # asyncpg has no public accessor for it
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", 1000 * (KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT)),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has them all
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class PoolStats(NamedTuple):
     """A pool's connections at one moment (read by the metrics at scrape time)."""
 
@@ -134,6 +163,11 @@ class Pool:
         self.max_size = max_size
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._server_settings = dict(SERVER_SETTINGS)
+        if command_timeout is not None:
+            self._server_settings["statement_timeout"] = (
+                f"{max(1, round(command_timeout * 1000))}ms"
+            )
         self._idle: list[asyncpg.Connection] = []
         self._all: set[asyncpg.Connection] = set()
         self._opening = 0
@@ -156,12 +190,13 @@ class Pool:
             conn = await asyncpg.connect(
                 self.url,
                 timeout=self._connect_timeout,
-                command_timeout=self._command_timeout,
                 statement_cache_size=STATEMENT_CACHE_SIZE,
-                server_settings=SERVER_SETTINGS,
+                server_settings=self._server_settings,
             )
         finally:
             self._opening -= 1
+        if self._command_timeout is not None:
+            _keepalive(conn)
         self._all.add(conn)
         return conn
 
@@ -365,7 +400,8 @@ class Database:
     async def open(
         cls, url: str, min_size: int = 2, max_size: int = 10, command_timeout: float | None = None
     ) -> Database:
-        """`command_timeout`: seconds one statement may take (None: unbounded, for operator commands)."""
+        """`command_timeout`: seconds one statement may take, enforced by PostgreSQL (`statement_timeout`;
+        None: unbounded, for operator commands); such a pool also sets TCP keepalive."""
         pool = Pool(url, min_size, max_size, command_timeout=command_timeout)
         try:
             await pool.start()
