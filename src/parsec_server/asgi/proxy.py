@@ -18,6 +18,9 @@ from parsec_server.asgi.http import Scope
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+_KNOWN_PEERS = 4096
+
+
 class TrustedProxies:
     """Which peers may set X-Forwarded-*: IP addresses, networks (CIDR), literals (e.g. a UNIX
     socket path, compared as text) or `*` for every peer."""
@@ -27,6 +30,9 @@ class TrustedProxies:
         self.everyone = "*" in entries
         self.networks: list[_Network] = []
         self.literals: set[str] = set()
+        # Peer address -> trusted: parsing an address costs microseconds, at every request, and
+        # peers are few (proxies, or clients: bounded by clearing when full).
+        self._known: dict[str, bool] = {}
         for entry in entries:
             entry = entry.strip()
             if not entry or entry == "*":
@@ -49,13 +55,22 @@ class TrustedProxies:
             return True
         if host is None:
             return False
+        known = self._known.get(host)
+        if known is not None:
+            return known
         if host in self.literals:
-            return True
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
+            trusted = True
+        else:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                trusted = False
+            else:
+                trusted = any(ip in net for net in self.networks)
+        if len(self._known) >= _KNOWN_PEERS:
+            self._known.clear()
+        self._known[host] = trusted
+        return trusted
 
     def apply(self, scope: Scope) -> None:
         """Rewrite `scope` from the X-Forwarded-* headers when its peer is trusted."""
