@@ -11,6 +11,17 @@ prints requests/s and this process's CPU time per request: the app, asyncpg and 
 but not uvicorn nor the client (bench/run.py measures those). Replies are not schema-checked
 (as in production). `--profile` adds a cProfile table of each workload (its overhead inflates
 the figures: read it for proportions).
+
+`--callgrind` counts instead the machine instructions this process executes per request, which a
+busy machine does not disturb (the CPU-time figures spread by 10-70 % between rounds when other
+jobs run; instruction counts by about 1 %). Run under callgrind, without its cache simulation:
+
+    valgrind --tool=callgrind --cache-sim=no --trace-children=no \
+        .venv/bin/python bench/inproc.py --callgrind --requests 1000 [--src DIR]
+
+The counters are zeroed before and dumped after the measured phase of each workload
+(`callgrind_control`), so set-up, warm-up and PostgreSQL (another process) are not counted. Under
+callgrind the process is ~50x slower: keep --requests around 1000.
 """
 
 from __future__ import annotations
@@ -125,7 +136,25 @@ class Data:
         raise SystemExit(f"unknown workload {workload}")
 
 
-async def measure(db_url: str, workloads: list[str], requests: int, profile: bool) -> None:
+def _callgrind(flag: str) -> None:
+    """Zero (-z) or dump (-d) this process's callgrind counters, and wait until it is done."""
+    subprocess.run(["callgrind_control", flag, str(os.getpid())], check=True, capture_output=True)
+
+
+def _callgrind_last_dump() -> int:
+    """Instructions counted in the newest callgrind dump of this process (the `summary:` line)."""
+    dumps = sorted(
+        Path.cwd().glob(f"callgrind.out.{os.getpid()}.*"), key=lambda f: int(f.suffix[1:])
+    )
+    for line in dumps[-1].read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary in {dumps[-1]}")
+
+
+async def measure(
+    db_url: str, workloads: list[str], requests: int, profile: bool, callgrind: bool = False
+) -> None:
     async with running_server(db_url) as server:
         object.__setattr__(server.app.config, "validate_replies", False)
         org = await server.bootstrap_org()
@@ -193,10 +222,22 @@ async def measure(db_url: str, workloads: list[str], requests: int, profile: boo
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if profiler:
                 profiler.enable()
+            if callgrind:
+                _callgrind("-z")
             await asyncio.gather(*(worker(c) for c in chunks))
+            if callgrind:
+                _callgrind("-d")
             if profiler:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            if callgrind:
+                instructions = _callgrind_last_dump()
+                print(
+                    f"{workload:22} {instructions / count:10.0f} instructions/req  ({count} requests)"
+                    + (f"  FAILED {len(failures)}: {failures[0]!r:.200}" if failures else ""),
+                    flush=True,
+                )
+                continue
             print(
                 f"{workload:22} {count / wall:8.0f} req/s  app CPU {1e6 * cpu / count:5.0f} us/req"
                 + (f"  FAILED {len(failures)}: {failures[0]!r:.200}" if failures else ""),
@@ -212,6 +253,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--db-url", help="postgresql://user@host:port (default: a throwaway cluster)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions per request (run under valgrind)",
+    )
     ap.add_argument("--log-level", help="configure logging as the server does (default: none)")
     ap.add_argument("--log-format", default="console")
     ap.add_argument("--src", help="take the server code from this source tree's src/")
@@ -234,9 +280,12 @@ def main() -> int:
             check=True,
         )
         db_url = f"{server_url}/{name}"
+        # the schema of the measured tree (--src), migrated by that tree's own code
         subprocess.run(
             [
-                str(REPO / ".venv" / "bin" / "parsec-server"),
+                str(REPO / ".venv" / "bin" / "python"),
+                "-c",
+                "from parsec_server.cli.main import main; main()",
                 "migrate",
                 "--db",
                 db_url,
@@ -244,8 +293,11 @@ def main() -> int:
             ],
             check=True,
             capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(SRC.absolute() / "src")},
         )
-        uvloop.run(measure(db_url, args.workloads.split(","), args.requests, args.profile))
+        uvloop.run(
+            measure(db_url, args.workloads.split(","), args.requests, args.profile, args.callgrind)
+        )
         if pg is None:
             subprocess.run(
                 ["psql", "-q", "-d", f"{server_url}/postgres", "-c", f"DROP DATABASE {name}"],
