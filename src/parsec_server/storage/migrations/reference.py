@@ -70,6 +70,8 @@ async def dump_schema(url: str) -> str:
         "--no-owner",
         "--no-privileges",
         "--no-tablespaces",
+        # an adopted database keeps the official server's tables there, unused (docs/dev/adoption.md)
+        "--exclude-schema=parsec_official",
         f"--dbname={url}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
