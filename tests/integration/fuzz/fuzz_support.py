@@ -33,8 +33,8 @@ import zstandard
 from hypothesis import HealthCheck, settings
 
 from parsec_server.asgi.app import ParsecApp
-from parsec_server.config import ServerConfig
-from parsec_server.crypto.tokens import generate_authenticated_token
+from parsec_server.config import AccountConfig, ServerConfig
+from parsec_server.crypto.tokens import generate_account_token, generate_authenticated_token
 from parsec_server.protocol.codec import now, packb, unpackb
 from parsec_server.protocol.registry import rep_statuses
 
@@ -56,7 +56,14 @@ ADMIN_STATUSES = frozenset({200, 400, 403, 404, 405, 413, 422})
 # Routes that exist but are not RPC (landing, health, redirect, unknown paths).
 OTHER_STATUSES = frozenset({200, 302, 404, 405})
 
-ROUTE_FAMILIES = ("anonymous", "anonymous_server", "invited", "authenticated", "tos")
+ROUTE_FAMILIES = (
+    "anonymous",
+    "anonymous_server",
+    "invited",
+    "authenticated",
+    "tos",
+    "authenticated_account",
+)
 _ZSTD = zstandard.ZstdCompressor()
 
 
@@ -298,7 +305,9 @@ class FuzzServer:
     Organization `org_id` (bootstrapped): alice (ADMIN), bob (STANDARD, shares `realm_id` as
     CONTRIBUTOR), realm `realm_id` (key index 1) with vlob `vlob_id` and block `block_id`, a pending
     user invitation `invitation_token`. Organization `fresh_org_id`: created, not bootstrapped
-    (`fresh_bootstrap_token`)."""
+    (`fresh_bootstrap_token`). A Parsec account (`account_method_id`, `account_mac_key`:
+    a client-provided method) with one vault item; no validation e-mail rate limit (the servers of a
+    module share their database and client address)."""
 
     def __init__(self, db_url: str, logs: LogWatcher) -> None:
         self.db_url = db_url
@@ -310,6 +319,7 @@ class FuzzServer:
                 administration_token=ADMIN_TOKEN,
                 server_addr=SERVER_ADDR,
                 validate_replies=True,
+                account=AccountConfig(validation_email_cooldown=0, validation_email_max_per_hour=0),
                 # cryptpad_register_session reaches its statement (else: cryptpad_unavailable)
                 cryptpad_server_url="https://cryptpad.invalid",
             )
@@ -327,6 +337,8 @@ class FuzzServer:
         self.vlob_id = uuid.uuid4()
         self.block_id = uuid.uuid4()
         self.invitation_token: bytes = b""
+        self.account_method_id = uuid.uuid4()
+        self.account_mac_key = secrets.token_bytes(32)
         self.last_common_ts: datetime.datetime  # bob's certificates
         self.last_realm_ts: datetime.datetime  # bob's realm_share
 
@@ -351,6 +363,7 @@ class FuzzServer:
                 "DeviceID": [a.device_id, b.device_id],
                 "VlobID": [self.realm_id, self.vlob_id],
                 "BlockID": [self.block_id],
+                "AccountAuthMethodID": [self.account_method_id],
             },
             tokens=[self.invitation_token, self.fresh_bootstrap_token],
             signers=signers,
@@ -445,6 +458,12 @@ class FuzzServer:
         if family == "invited":
             hdrs["Authorization"] = f"Bearer {self.invitation_token.hex()}"
             return f"/invited/{org}", hdrs
+        if family == "authenticated_account":
+            token = generate_account_token(
+                self.account_method_id, int(time.time()), self.account_mac_key
+            )
+            hdrs["Authorization"] = f"Bearer {token}"
+            return "/authenticated_account", hdrs
         hdrs["Authorization"] = self.alice.authorization()
         if family == "tos":
             return f"/authenticated/{org}/tos", hdrs
@@ -667,3 +686,34 @@ class FuzzServer:
         assert rep["status"] == "ok", rep
         self.invitation_token = rep["token"]
         self.fresh_bootstrap_token = await self.create_org(self.fresh_org_id)
+        await self._create_account(f"fuzz-{uuid.uuid4().hex[:12]}@example.com")
+
+    async def _create_account(self, email: str) -> None:
+        """The account of the authenticated_account route; no SMTP server here: the code is read
+        back from the database (the e-mail itself answers email_server_unavailable)."""
+        anon_hdrs = {"Api-Version": API_VERSION, "Content-Type": MSGPACK}
+        body = packb({"cmd": "account_create_send_validation_email", "email": email})
+        r = await self.request("POST", "/anonymous_server", anon_hdrs, body)
+        assert r.rep() == {"status": "email_server_unavailable"}, r
+        async with self.app.backend.db.connection() as conn:
+            code = await conn.fetchval(
+                "SELECT code FROM account_validation_code WHERE purpose = 'CREATE' AND email = $1",
+                email,
+            )
+        step = {
+            "step": "NUMBER_1_CREATE",
+            "validation_code": code,
+            "human_handle": [email, "Bob"],
+            "auth_method_password_algorithm": None,
+            "auth_method_mac_key": self.account_mac_key,
+            "auth_method_id": self.account_method_id,
+            "vault_key_access": b"access",
+        }
+        body = packb({"cmd": "account_create_proceed", "account_create_step": step})
+        r = await self.request("POST", "/anonymous_server", anon_hdrs, body)
+        assert r.rep() == {"status": "ok"}, r
+        path, hdrs = self.route("authenticated_account")
+        item = b"vault item"
+        body = packb({"cmd": "vault_item_upload", "item_fingerprint": b"f" * 32, "item": item})
+        r = await self.request("POST", path, hdrs, body)
+        assert r.rep() == {"status": "ok"}, r

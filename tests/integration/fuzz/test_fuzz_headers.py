@@ -6,6 +6,7 @@ ASGI requests (any header bytes) to every RPC route and to the SSE route.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -206,9 +207,37 @@ def invitation_token(draw: st.DrawFn, fz: FuzzServer) -> bytes:
     return (scheme + text).encode("utf-8")
 
 
+@st.composite
+def account_token(draw: st.DrawFn, fz: FuzzServer) -> bytes:
+    """`Bearer PARSEC-MAC-BLAKE2B.<method id>.<seconds>.<mac>` (protocol.md §1.6), each part valid
+    (mostly) or mangled."""
+    mid = fz.account_method_id
+    prefix = draw(st.sampled_from(["PARSEC-MAC-BLAKE2B"] * 6 + ["PARSEC-SIGN-ED25519", "", "x"]))
+    id_text = draw(st.sampled_from([mid.hex] * 6 + [str(mid), mid.hex[:-1], uuid.uuid4().hex, ""]))
+    t = int(time.time())
+    seconds = draw(st.sampled_from([str(t)] * 6 + [str(t - 1000), "", "-0", "9" * 30, "1e9"]))
+    signed = f"{prefix}.{id_text}.{seconds}".encode()
+    key = draw(st.sampled_from([fz.account_mac_key] * 5 + [b"k" * 32]))
+    mac = hashlib.blake2b(signed, key=key, digest_size=64).digest()
+    mac_text = draw(
+        st.sampled_from(
+            [base64.urlsafe_b64encode(mac).decode()] * 5
+            + [
+                base64.urlsafe_b64encode(mac).decode().rstrip("="),
+                base64.urlsafe_b64encode(mac[:-1]).decode(),
+                *_B64_BAD,
+            ]
+        )
+    )
+    scheme = draw(st.sampled_from(["Bearer "] * 6 + ["bearer ", "Basic ", "", "Bearer\t"]))
+    return f"{scheme}{signed.decode()}.{mac_text}".encode()
+
+
 def authorizations(fz: FuzzServer, family: str) -> st.SearchStrategy[bytes | None]:
     if family in ("authenticated", "tos"):
         good: st.SearchStrategy[Any] = device_token(fz)
+    elif family == "authenticated_account":
+        good = account_token(fz)
     elif family == "invited":
         good = invitation_token(fz)
     else:
@@ -223,6 +252,7 @@ def _path(fz: FuzzServer, family: str, org: str) -> str:
         "invited": f"/invited/{org}",
         "authenticated": f"/authenticated/{org}",
         "tos": f"/authenticated/{org}/tos",
+        "authenticated_account": "/authenticated_account",
     }[family]
 
 

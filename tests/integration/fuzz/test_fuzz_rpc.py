@@ -58,6 +58,7 @@ _EXAMPLES = {
     "invited": 250,
     "authenticated": 800,
     "tos": 200,
+    "authenticated_account": 300,
 }
 
 
