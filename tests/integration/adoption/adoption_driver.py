@@ -1,36 +1,146 @@
 """Client side of the adoption round trip, run with the official client library (`.venv-compat`
 python, parsec-cloud 3.9.3), never collected by pytest (no `test_` prefix):
 
-    python adoption_driver.py fill  SERVER_URL ADMIN_TOKEN STATE.json   # on the official server
+    python adoption_driver.py fill   SERVER_URL ADMIN_TOKEN STATE.json  # on the official server
     python adoption_driver.py status SERVER_URL ADMIN_TOKEN STATE.json  # official, restarted
-    python adoption_driver.py check SERVER_URL ADMIN_TOKEN STATE.json   # on ours, after adoption
+    python adoption_driver.py check  SERVER_URL ADMIN_TOKEN STATE.json  # on ours, after adoption
+
+The main organization's data and checks are those of the hand-back's driver (handback_driver.py:
+every profile, revoked and frozen users, a second device, profile update, shares/unshare, key
+rotations, renames, an archived realm, shamir, pending user and device invitations, an expired
+organization, what every device saw), with 350 vlobs of 3 versions (1,050+ versions). Added here:
+a sequestered organization (authority certificate at bootstrap, a storage sequester service created
+through the administration API) and an organization with terms of service, accepted by one user
+and not by another.
 
 `status` records again how the server answers each device: the official server caches an
 organization's state per process, so an organization expired by the administration API still
 answers its devices until the server restarts; a restarted official server (and ours) refuses
 them (460), which is what the check then expects.
-
-The data and the checks are those of the hand-back's driver (handback_driver.py: every profile,
-revoked and frozen users, a second device, profile update, shares/unshare, key rotations, renames,
-an archived realm, shamir, pending user and device invitations, an expired organization, what
-every device saw), with 350 vlobs of 3 versions (1,050+ versions) so that the adoption moves a
-realistic realm, plus the TOS of the organization and a user's acceptance.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import parsec._parsec as p
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import handback_driver as base
+from client import ANC, AnonymousClient, build_user_certs
 
 base.VLOBS = 350
+TOS = p.tos_cmds.latest
+TOS_URLS = {"en_US": "https://example.com/tos_en", "fr_FR": "https://example.com/tos_fr"}
+
+
+def _sequestered(http: httpx.Client, admin: base.AdminClient) -> dict[str, Any]:
+    org_id, token = admin.create_org()
+    root = p.SigningKey.generate()
+    ts = base.now()
+    authority_signing, authority_verify = p.SequesterSigningKeyDer.generate_pair(1024)
+    authority = p.SequesterAuthorityCertificate(
+        timestamp=ts, verify_key_der=authority_verify
+    ).dump_and_sign(root)
+    certs = build_user_certs(
+        org_id, None, root, name="alice", profile=p.UserProfile.ADMIN, timestamp=ts
+    )
+    rep = AnonymousClient(http, org_id).send(
+        ANC.organization_bootstrap.Req(
+            bootstrap_token=token,
+            root_verify_key=root.verify_key,
+            user_certificate=certs.user_certificate,
+            device_certificate=certs.device_certificate,
+            redacted_user_certificate=certs.redacted_user_certificate,
+            redacted_device_certificate=certs.redacted_device_certificate,
+            sequester_authority_certificate=authority,
+        )
+    )
+    assert isinstance(rep, ANC.organization_bootstrap.RepOk), rep
+    _private, public = p.SequesterPrivateKeyDer.generate_pair(1024)
+    service = p.SequesterServiceCertificate(
+        timestamp=base.now(),
+        service_id=p.SequesterServiceID.new(),
+        service_label="Archives",
+        encryption_key_der=public,
+    )
+    signed = authority_signing.sign(service.dump())
+    r = admin.request(
+        "POST",
+        f"/organizations/{org_id}/sequester/services",
+        json={
+            "service_certificate": base64.b64encode(signed).decode(),
+            "config": {"type": "storage"},
+        },
+    )
+    assert r.status_code == 200, (r.status_code, r.text)
+    alice = base.AuthenticatedClient(http, certs.device)
+    return {
+        "device": base.dump_device(certs.device),
+        "certificates": base.seen_certificates(alice),
+        "encryption_key_der": public.dump().hex(),
+    }
+
+
+def _with_tos(http: httpx.Client, admin: base.AdminClient) -> dict[str, Any]:
+    org = base.bootstrap_org(http, admin)
+    alice = org.alice
+    bob = alice.create_user("bob", p.UserProfile.STANDARD)
+    admin.patch_org(org.organization_id, tos=TOS_URLS)
+    rep = alice.tos(TOS.tos_get.Req())
+    assert isinstance(rep, TOS.tos_get.RepOk), rep
+    assert isinstance(
+        alice.tos(TOS.tos_accept.Req(tos_updated_on=rep.updated_on)), TOS.tos_accept.RepOk
+    )
+    return {
+        "devices": {"alice": base.dump_device(alice.device), "bob": base.dump_device(bob.device)},
+        "updated_on": rep.updated_on.to_rfc3339(),
+    }
+
+
+def _status(http: httpx.Client, dev: dict[str, str]) -> str:
+    return base.status_of(base.AuthenticatedClient(http, base.load_device(dev)))
+
+
+def _record_status(http: httpx.Client, state: dict[str, Any]) -> None:
+    state["status"] = {k: _status(http, v) for k, v in state["devices"].items()}
+    state["other_status"] = _status(http, state["other_device"])
+    state["tos"]["status"] = {k: _status(http, v) for k, v in state["tos"]["devices"].items()}
+
+
+def _check_extra(http: httpx.Client, state: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+
+    def expect(what: str, got: Any, wanted: Any) -> None:
+        if got != wanted:
+            problems.append(f"{what}: got {str(got)[:300]} wanted {str(wanted)[:300]}")
+
+    seq = state["sequestered"]
+    alice = base.AuthenticatedClient(http, base.load_device(seq["device"]))
+    expect(
+        "sequestered organization: certificate_get",
+        base.seen_certificates(alice),
+        seq["certificates"],
+    )
+    tos = state["tos"]
+    for k, v in tos["devices"].items():
+        expect(f"terms of service: status of {k}", _status(http, v), tos["status"][k])
+    bob = base.AuthenticatedClient(http, base.load_device(tos["devices"]["bob"]))
+    rep = bob.tos(TOS.tos_get.Req())
+    expect(
+        "terms of service: tos_get",
+        (rep.per_locale_urls, rep.updated_on.to_rfc3339())
+        if isinstance(rep, TOS.tos_get.RepOk)
+        else rep,
+        (TOS_URLS, tos["updated_on"]),
+    )
+    return problems
 
 
 def main() -> int:
@@ -40,20 +150,16 @@ def main() -> int:
         admin = base.AdminClient(http, token)
         if action == "fill":
             state: dict[str, Any] = base.fill(http, admin)
+            state["sequestered"] = _sequestered(http, admin)
+            state["tos"] = _with_tos(http, admin)
             path.write_text(json.dumps(state))
             return 0
         state = json.loads(path.read_text())
         if action == "status":
-            devices = state["devices"]
-            state["status"] = {
-                k: base.status_of(base.AuthenticatedClient(http, base.load_device(v)))
-                for k, v in devices.items()
-            }
-            other = base.AuthenticatedClient(http, base.load_device(state["other_device"]))
-            state["other_status"] = base.status_of(other)
+            _record_status(http, state)
             path.write_text(json.dumps(state))
             return 0
-        problems = base.check(http, admin, state)
+        problems = base.check(http, admin, state) + _check_extra(http, state)
         for problem in problems:
             print(problem)
         return 1 if problems else 0

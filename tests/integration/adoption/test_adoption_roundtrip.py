@@ -3,7 +3,8 @@
 The official 3.9.3 server (`.venv-compat`) migrates a fresh database and serves it; the official
 client library fills it by real requests (adoption_driver.py: every profile, revoked and frozen
 users, a second device, profile update, shares/unshare, key rotations, renames, an archived realm,
-1,050+ vlob versions, blocks in PostgreSQL, shamir, pending invitations, an expired organization)
+1,050+ vlob versions, blocks in PostgreSQL, shamir, pending invitations, an expired organization,
+a sequestered organization with a sequester service, terms of service accepted by one user)
 and records what every device saw. The official server stops; our `migrate` takes its backup and
 adopts the database (killed with SIGKILL midway first: nothing changes, the rerun finishes); our
 server starts on it and the driver checks that every device authenticates (or is refused) as
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -229,6 +231,14 @@ def test_adoption_round_trip_official_to_ours(
     # a second run finds our own database, up to date
     again = _migrate(url, "--dry-run")
     assert again.returncode == 0 and "Lineage of" not in again.stdout
+
+    # the sequester service's encryption key is only in its certificate: read from there
+    recorded = json.loads(state.read_text())
+    assert _q(url, "SELECT encode(encryption_key_der, 'hex') FROM sequester_service") == [
+        (recorded["sequestered"]["encryption_key_der"],)
+    ]
+    # terms of service: accepted by alice only (as the restarted official server answered)
+    assert recorded["tos"]["status"] == {"alice": "RepOk", "bob": "http 463"}
 
     with _our_server(url, tmp_path / "ours.log") as server:
         _driver("check", server, state)
