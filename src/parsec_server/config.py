@@ -21,6 +21,9 @@ DEFAULT_MAX_CONNECTIONS = 4096  # open connections per process (event streams in
 # Seconds one blockstore operation (connect, transfer, retries included) may take in all before the
 # request answers `store_unavailable` (`--blockstore-timeout`, docs/configuration.md).
 DEFAULT_BLOCKSTORE_TIMEOUT = 5.0
+# Seconds one outgoing webhook call (sequester service, organization bootstrap) may take in all
+# (`--webhook-timeout`, docs/sequester.md).
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,10 @@ class ServerConfig:
     # Peers whose X-Forwarded-Proto/Host/For are honoured (`--proxy-trusted-addresses`): IP
     # addresses, networks, literals, or "*" (asgi/proxy.py).
     proxy_trusted_addresses: tuple[str, ...] = ("127.0.0.1",)
+    # `--organization-bootstrap-webhook`: URL told of each organization bootstrap (None: none).
+    organization_bootstrap_webhook: str | None = None
+    # `--webhook-timeout`: bound of one webhook call (sequester services, bootstrap webhook).
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     # `--trusted-x509-root-dir`: directories of PEM root certificates; when given, the X.509
     # chains of asynchronous enrollment must end at one of them (crypto/pki.py).
     trusted_x509_root_dirs: tuple[Path, ...] = ()

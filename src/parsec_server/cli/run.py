@@ -35,6 +35,7 @@ from parsec_server.config import (
     DEFAULT_PORT,
     DEFAULT_REQUEST_HEAD_TIMEOUT,
     DEFAULT_SSE_KEEPALIVE,
+    DEFAULT_WEBHOOK_TIMEOUT,
     AccountConfig,
     EmailConfig,
     HttpLimits,
@@ -235,6 +236,26 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     is_flag=True,
     show_envvar=True,
     help="Let anybody bootstrap an organization not created beforehand.",
+)
+@click.option(
+    "--organization-bootstrap-webhook",
+    envvar="PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK",
+    show_envvar=True,
+    metavar="URL",
+    help="URL told of each organization bootstrap: an HTTP POST with a JSON body (organization_id, "
+    "device_id, device_label, human_email, human_label), after the bootstrap is stored; a failure "
+    "is logged and the bootstrap still succeeds (docs/sequester.md).",
+)
+@click.option(
+    "--webhook-timeout",
+    envvar="PARSEC_WEBHOOK_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WEBHOOK_TIMEOUT,
+    show_default=True,
+    show_envvar=True,
+    help="Seconds one webhook call (sequester service of webhook type, bootstrap webhook) may take "
+    "in all; a sequester service that has not answered by then makes the write fail with "
+    "sequester_service_unavailable.",
 )
 @click.option(
     "--organization-initial-active-users-limit",
@@ -549,6 +570,8 @@ def run_cmd(**opts: Any) -> None:
             openbao=features.openbao,
             advisory_device_file_protection=features.advisory_device_file_protection,
             scws=features.scws,
+            organization_bootstrap_webhook=opts["organization_bootstrap_webhook"] or None,
+            webhook_timeout=opts["webhook_timeout"],
         )
         code = _serve(
             config,

@@ -14,6 +14,7 @@ import secrets
 import uuid
 from typing import Any
 
+from parsec_server import webhooks
 from parsec_server.commands.checks import InvalidCertificateRep, load_new_user_certificates
 from parsec_server.commands.context import AnonymousClient, AuthenticatedClient, Backend
 from parsec_server.commands.registry import HandshakeError, command
@@ -125,7 +126,26 @@ async def organization_bootstrap(
         if state.bootstrap_token != req.bootstrap_token:
             return {"status": "invalid_bootstrap_token"}
         await org_storage.bootstrap(conn, org.internal_id, data)
+    await _bootstrap_webhook(client, data)
     return {"status": "ok"}
+
+
+async def _bootstrap_webhook(client: AnonymousClient, data: org_storage.BootstrapData) -> None:
+    """`--organization-bootstrap-webhook`: told once the bootstrap is committed, within
+    `--webhook-timeout`; a failure is logged and changes nothing for the client."""
+    config = client.backend.config
+    if config.organization_bootstrap_webhook is None:
+        return
+    payload = webhooks.BootstrapPayload(
+        organization_id=client.organization_id,
+        device_id=data.device_id,
+        device_label=data.device_label,
+        human_email=data.email,
+        human_label=data.label,
+    )
+    await webhooks.organization_bootstrap(
+        config.organization_bootstrap_webhook, payload, config.webhook_timeout
+    )
 
 
 # --- organization_info, server_config -------------------------------------------------------------

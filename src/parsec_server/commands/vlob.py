@@ -11,16 +11,23 @@ in the official server's order:
 * reads: too_many_elements (before anything) -> realm_not_found -> realm_deleted ->
   author_not_allowed.
 
-Sequester webhooks are not called (the official PostgreSQL back end does not either).
+Sequestered organizations: a sequester service of webhook type is asked before the write, once
+every other check passed (the official in-memory back end's rule; the official PostgreSQL back end
+never calls them), with no database connection held while it answers (`--webhook-timeout`). A 400
+answer is `rejected_by_sequester_service` (with its reason), any other failure
+`sequester_service_unavailable`; the statement then runs again and writes only if every webhook
+service accepted (storage/vlob.py). Unlike the in-memory back end, vlob_update checks the version
+before asking (the service is never asked about a write that is refused anyway).
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import assert_never
+from typing import Literal, assert_never
 
 import asyncpg
 
+from parsec_server import webhooks
 from parsec_server.commands.context import AuthenticatedClient
 from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.crypto.ballpark import in_ballpark, timestamp_out_of_ballpark
@@ -75,14 +82,20 @@ class _Raced:
     __slots__ = ()
 
 
+# A webhook service refused the write (sequestered organizations).
+_Sequestered = webhooks.Rejected | webhooks.Unavailable
+
+
 async def _write(
     client: AuthenticatedClient, req: VlobCreateReq | VlobUpdateReq, version: int, update: bool
-) -> _Refused | _Raced | None:
-    """Run the write statement (again while its snapshot is stale); None: written."""
+) -> _Refused | _Raced | _Sequestered | None:
+    """Run the write statement (again while its snapshot is stale, or once the webhook services
+    accepted); None: written."""
     now = utc_now()
     ballpark_ok = in_ballpark(req.timestamp, now)
     device = client.device
     db = client.backend.db
+    accepted: list[int] | None = [] if client.org.is_sequestered else None
     for _ in range(_STALE_RETRIES):
         try:
             async with db.connection() as conn:
@@ -101,13 +114,47 @@ async def _write(
                     version=version,
                     update=update,
                     in_ballpark=ballpark_ok,
+                    accepted_webhooks=accepted,
                 )
         except asyncpg.UniqueViolationError:
             return _Raced()
         if out is None:
             raise HandshakeError(404)
-        if not out.stale:
+        if out.stale:
+            continue
+        if not out.webhooks:
             break
+        _check_author(out.is_expired, out.revoked)
+        expect: int | Literal["create"] = version if update else "create"
+        if (
+            write_refusal(
+                out.facts,
+                key_index=req.key_index,
+                expect=expect,
+                timestamp=req.timestamp,
+                in_ballpark=ballpark_ok,
+            )
+            is not None
+        ):
+            break  # refused whatever the services say: do not ask them
+        assert accepted is not None  # webhooks are only read for sequestered organizations
+        verdict = await webhooks.sequester_vlob(
+            [(hook.service_id, hook.url) for hook in out.webhooks],
+            webhooks.VlobChange(
+                client.org.organization_id,
+                device.device_id,
+                req.realm_id,
+                req.vlob_id,
+                req.key_index,
+                version,
+                req.timestamp,
+                req.blob,
+            ),
+            client.backend.config.webhook_timeout,
+        )
+        if verdict is not None:
+            return verdict
+        accepted += [hook.internal_id for hook in out.webhooks]
     else:
         raise asyncpg.SerializationError("vlob write kept racing with certificate writes")
 
@@ -133,6 +180,14 @@ async def vlob_create(client: AuthenticatedClient, req: VlobCreateReq) -> VlobCr
         return {"status": "ok"}
     if isinstance(out, _Raced):
         return {"status": "vlob_already_exists"}
+    if isinstance(out, webhooks.Rejected):
+        return {
+            "status": "rejected_by_sequester_service",
+            "service_id": out.service_id,
+            "reason": out.reason,
+        }
+    if isinstance(out, webhooks.Unavailable):
+        return {"status": "sequester_service_unavailable", "service_id": out.service_id}
     facts = out.facts
     match out.refusal:
         case Refusal.REALM_NOT_FOUND:
@@ -169,6 +224,14 @@ async def vlob_update(client: AuthenticatedClient, req: VlobUpdateReq) -> VlobUp
         return {"status": "ok"}
     if isinstance(out, _Raced):
         return {"status": "bad_vlob_version"}
+    if isinstance(out, webhooks.Rejected):
+        return {
+            "status": "rejected_by_sequester_service",
+            "service_id": out.service_id,
+            "reason": out.reason,
+        }
+    if isinstance(out, webhooks.Unavailable):
+        return {"status": "sequester_service_unavailable", "service_id": out.service_id}
     facts = out.facts
     match out.refusal:
         case Refusal.REALM_NOT_FOUND:

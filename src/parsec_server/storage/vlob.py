@@ -19,6 +19,12 @@ Writes (protocol.md §4.2: read common, read realm):
   aborts the whole statement, checkpoint included: the caller reports vlob_already_exists /
   bad_vlob_version).
 * The VLOB event is NOTIFYed by the same statement (delivered on commit).
+* Sequestered organizations (the caller knows it from its cached organization record) run
+  `_Q_WRITE_SEQUESTERED` instead: the same statement, which also reads the organization's active
+  sequester services of webhook type not yet asked (`$14`, their internal ids) and does not write
+  while one is left. The caller asks them with no connection held (webhooks/), then runs the
+  statement again with them as accepted: one round trip more only for organizations that have a
+  webhook service; the others run the same statement as before.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "VlobChanges",
     "VlobItems",
     "VlobWrite",
+    "Webhook",
     "poll_changes",
     "read_batch",
     "read_versions",
@@ -122,16 +129,49 @@ log AS (
 )
 """
 
+_WRITTEN = f"""(
+    SELECT pg_notify($11, {vlob_payload_sql("$12", "ctx.common_ts", "ctx.realm_ts")}) IS NULL
+    FROM upd
+) IS NOT NULL AS written"""
+
 _Q_WRITE = (
     _WRITE_HEAD
     + f"""
-SELECT ctx.*, (
-    SELECT pg_notify($11, {vlob_payload_sql("$12", "ctx.common_ts", "ctx.realm_ts")}) IS NULL
-    FROM upd
-) IS NOT NULL AS written
+SELECT ctx.*, {_WRITTEN}
 FROM ctx
 """
 )
+
+# $14: internal ids of the webhook services that already accepted this write.
+_CTX_HEAD = "ctx AS (\n    SELECT facts.*, ("
+assert _WRITE_HEAD.count(_CTX_HEAD) == 1
+_Q_WRITE_SEQUESTERED = (
+    _WRITE_HEAD.replace(
+        _CTX_HEAD,
+        """hooks AS MATERIALIZED (
+    SELECT s.id, s.service_id, s.webhook_url FROM sequester_service s
+    WHERE s.organization = $1 AND s.service_type = 'WEBHOOK' AND s.revoked_on IS NULL
+        AND s.id <> ALL($14::bigint[])
+),
+ctx AS (
+    SELECT facts.*, NOT EXISTS (SELECT 1 FROM hooks) AND (""",
+    )
+    + f"""
+SELECT ctx.*, {_WRITTEN},
+    (SELECT array_agg(h.id ORDER BY h.id) FROM hooks h) AS hook_ids,
+    (SELECT array_agg(h.service_id ORDER BY h.id) FROM hooks h) AS hook_service_ids,
+    (SELECT array_agg(h.webhook_url ORDER BY h.id) FROM hooks h) AS hook_urls
+FROM ctx
+"""
+)
+
+
+class Webhook(NamedTuple):
+    """A sequester service of webhook type to ask before writing."""
+
+    internal_id: int
+    service_id: uuid.UUID
+    url: str
 
 
 class VlobWrite(NamedTuple):
@@ -143,6 +183,8 @@ class VlobWrite(NamedTuple):
     is_expired: bool
     revoked: bool
     facts: WriteFacts
+    # Sequestered organizations: the webhook services still to ask (nothing was written).
+    webhooks: tuple[Webhook, ...] = ()
 
 
 async def write(
@@ -161,15 +203,19 @@ async def write(
     version: int,
     update: bool,
     in_ballpark: bool,
+    accepted_webhooks: list[int] | None = None,
 ) -> VlobWrite | None:
     """Write version `version` of a vlob (vlob_update, or vlob_create: version 1) if every check
     passes: what the statement found and did, None if the organization or the author is gone.
-    Raises UniqueViolationError when a concurrent write of the same version won."""
+    Raises UniqueViolationError when a concurrent write of the same version won.
+
+    `accepted_webhooks`: None for an organization that is not sequestered; else the webhook
+    services that accepted the write (internal ids), and the write waits for the others
+    (`VlobWrite.webhooks`)."""
     head = vlob_payload_head(
         organization_id, realm_id, vlob_id, device_id, timestamp, version, blob
     )
-    row: asyncpg.Record = await conn.fetchrow(
-        _Q_WRITE,
+    args = (
         org_internal_id,
         user_internal_id,
         device_internal_id,
@@ -185,8 +231,19 @@ async def write(
         head,
         update,
     )
+    row: asyncpg.Record | None
+    if accepted_webhooks is None:
+        row = await conn.fetchrow(_Q_WRITE, *args)
+    else:
+        row = await conn.fetchrow(_Q_WRITE_SEQUESTERED, *args, accepted_webhooks)
     if row is None:
         return None
+    hooks: tuple[Webhook, ...] = ()
+    if accepted_webhooks is not None and row["hook_ids"] is not None:
+        hooks = tuple(
+            Webhook(*hook)
+            for hook in zip(row["hook_ids"], row["hook_service_ids"], row["hook_urls"], strict=True)
+        )
     return VlobWrite(
         row["written"],
         row["stale"],
@@ -201,6 +258,7 @@ async def write(
             row["realm_ts"],
             row["current_version"],
         ),
+        hooks,
     )
 
 
