@@ -4,6 +4,7 @@ the X.509 checks with and without `--trusted-x509-root-dir`, and the ASYNC_ENROL
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from pki_support import (
 )
 
 from parsec_server.protocol.codec import now
+from parsec_server.protocol.ids import HumanHandle
 
 
 async def submit(
@@ -361,3 +363,32 @@ async def test_pki_chain_returned_in_issuer_order(server: Server, org: Org, pki:
     got = listed["submit_payload_signature"]
     assert got["submitter_der_x509_certificate"] == leaf.der
     assert got["intermediate_der_x509_certificates"] == [sub_ca.der, pki.intermediate.der]
+
+
+# --- races ----------------------------------------------------------------------------------------
+
+
+async def test_concurrent_submits_for_one_email_leave_one_pending(server: Server, org: Org) -> None:
+    results = await asyncio.gather(*(submit(server, org) for _ in range(4)))
+    statuses = sorted(rep["status"] for _, rep in results)
+    assert statuses == ["email_already_submitted"] * 3 + ["ok"]
+    assert len((await org.alice.rpc("async_enrollment_list"))["enrollments"]) == 1
+
+
+async def test_accept_reject_cancel_race_has_one_winner(server: Server, org: Org) -> None:
+    for _ in range(3):
+        email = f"x{uuid.uuid4().hex[:8]}@example.com"
+        eid, _ = await submit(server, org, submit_payload(email))
+        certs = carol_certs(org, human=HumanHandle(email, "X"))
+        reps = await asyncio.gather(
+            accept(org.alice, org, eid, certs),
+            org.alice.rpc("async_enrollment_reject", enrollment_id=eid),
+            server.anonymous(org.organization_id, "async_enrollment_cancel", enrollment_id=eid),
+        )
+        statuses = [r["status"] for r in reps]
+        assert statuses.count("enrollment_no_longer_available") == 2, statuses
+        final = (await info(server, org, eid))["enrollment_status"]
+        winner = {0: "ACCEPTED", 1: "REJECTED", 2: "CANCELLED"}[
+            next(i for i, s in enumerate(statuses) if s == "ok")
+        ]
+        assert final == winner
