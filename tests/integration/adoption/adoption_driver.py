@@ -36,6 +36,7 @@ import handback_driver as base
 from client import ANC, AnonymousClient, build_user_certs
 
 base.VLOBS = 350
+base.BLOCKS = 16  # RAID0 over two nodes: blocks on both
 TOS = p.tos_cmds.latest
 TOS_URLS = {"en_US": "https://example.com/tos_en", "fr_FR": "https://example.com/tos_fr"}
 

@@ -3,7 +3,8 @@
 The official 3.9.3 server (`.venv-compat`) migrates a fresh database and serves it; the official
 client library fills it by real requests (adoption_driver.py: every profile, revoked and frozen
 users, a second device, profile update, shares/unshare, key rotations, renames, an archived realm,
-1,050+ vlob versions, blocks in PostgreSQL, shamir, pending invitations, an expired organization,
+1,050+ vlob versions, 16 blocks on a RAID0 of the PostgreSQL blockstore and an S3 bucket (moto on
+loopback), shamir, pending invitations, an expired organization,
 a sequestered organization with a sequester service, terms of service accepted by one user)
 and records what every device saw. The official server stops; our `migrate` takes its backup and
 adopts the database (killed with SIGKILL midway first: nothing changes, the rerun finishes); our
@@ -80,7 +81,40 @@ def _server(cmd: list[str], port: int, log: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _official_server(url: str, log: Path) -> contextlib.AbstractContextManager[str]:
+S3 = {"region": "us-east-1", "bucket": "adoption-blocks", "key": "k", "secret": "s"}
+
+
+@pytest.fixture(scope="module")
+def blockstore() -> Iterator[tuple[list[str], Any]]:
+    """RAID0 over the PostgreSQL blockstore (node 0) and an S3 bucket on loopback (node 1), given
+    to both servers alike: block_id % 2 puts about half the blocks in each, so the adoption is
+    checked with the official `block_data` table and with the official S3 object keys."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=S3["region"],
+            aws_access_key_id=S3["key"],
+            aws_secret_access_key=S3["secret"],
+        )
+        s3.create_bucket(Bucket=S3["bucket"])
+        escaped = endpoint.replace(":", "\\:")
+        node1 = f"s3:{escaped}:{S3['region']}:{S3['bucket']}:{S3['key']}:{S3['secret']}"
+        yield ["--blockstore", "RAID0:0:POSTGRESQL", "--blockstore", f"RAID0:1:{node1}"], s3
+    finally:
+        server.stop()
+
+
+def _official_server(
+    url: str, log: Path, blockstore: list[str]
+) -> contextlib.AbstractContextManager[str]:
     port = free_tcp_port()
     return _server(
         [
@@ -93,8 +127,7 @@ def _official_server(url: str, log: Path) -> contextlib.AbstractContextManager[s
             str(port),
             "--db",
             url,
-            "--blockstore",
-            "POSTGRESQL",
+            *blockstore,
             "--administration-token",
             TOKEN,
             "--fake-account-password-algorithm-seed",
@@ -109,9 +142,11 @@ def _official_server(url: str, log: Path) -> contextlib.AbstractContextManager[s
     )
 
 
-def _our_server(url: str, log: Path) -> contextlib.AbstractContextManager[str]:
+def _our_server(
+    url: str, log: Path, blockstore: list[str]
+) -> contextlib.AbstractContextManager[str]:
     port = free_tcp_port()
-    cmd = [*CLI, "run", "--db", url, "--administration-token", TOKEN]
+    cmd = [*CLI, "run", "--db", url, *blockstore, "--administration-token", TOKEN]
     return _server([*cmd, "--host", "127.0.0.1", "--port", str(port)], port, log)
 
 
@@ -161,7 +196,9 @@ _COUNTS = (
 
 
 @pytest.fixture
-def filled_official(pg_cluster: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def filled_official(
+    pg_cluster: Any, tmp_path: Path, blockstore: tuple[list[str], Any]
+) -> Iterator[tuple[str, Path]]:
     """A database migrated by the official 3.9.3 server and filled through it."""
     if not (COMPAT_BIN / "parsec").exists():
         pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
@@ -174,9 +211,9 @@ def filled_official(pg_cluster: Any, tmp_path: Path) -> Iterator[tuple[str, Path
         timeout=120,
     )
     state = tmp_path / "state.json"
-    with _official_server(url, tmp_path / "official.log") as server:
+    with _official_server(url, tmp_path / "official.log", blockstore[0]) as server:
         _driver("fill", server, state)
-    with _official_server(url, tmp_path / "official-restarted.log") as server:
+    with _official_server(url, tmp_path / "official-restarted.log", blockstore[0]) as server:
         _driver("status", server, state)
     yield url, state
     pg_cluster.drop_database(name)
@@ -202,9 +239,13 @@ def _kill_midway(url: str) -> None:
 
 
 def test_adoption_round_trip_official_to_ours(
-    filled_official: tuple[str, Path], tmp_path: Path
+    filled_official: tuple[str, Path], tmp_path: Path, blockstore: tuple[list[str], Any]
 ) -> None:
     url, state = filled_official
+    args, s3 = blockstore
+    in_s3 = s3.list_objects_v2(Bucket=S3["bucket"]).get("KeyCount", 0)
+    in_pg = _q(url, "SELECT count(*) FROM block_data")[0][0]
+    assert in_s3 > 0 and in_pg > 0  # both nodes of the official RAID0 hold blocks
     official_tables = _q(url, _TABLES)
     official_counts = _q(url, _COUNTS)
     assert official_counts[0][0] >= 1000  # vlob versions
@@ -240,5 +281,8 @@ def test_adoption_round_trip_official_to_ours(
     # terms of service: accepted by alice only (as the restarted official server answered)
     assert recorded["tos"]["status"] == {"alice": "RepOk", "bob": "http 463"}
 
-    with _our_server(url, tmp_path / "ours.log") as server:
+    assert _q(url, "SELECT count(*) FROM block_data")[0][0] == in_pg
+    assert in_pg + in_s3 == _q(url, "SELECT count(*) FROM block")[0][0]
+
+    with _our_server(url, tmp_path / "ours.log", args) as server:
         _driver("check", server, state)
