@@ -33,7 +33,8 @@ import parsec._parsec as p
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import handback_driver as base
-from client import ANC, AnonymousClient, build_user_certs
+from client import AC, ANC, AnonymousClient, InvitedClient, build_user_certs, user_create_req
+from test_inv_greeting import Greeting
 
 base.VLOBS = 350
 base.BLOCKS = 16  # RAID0 over two nodes: blocks on both
@@ -144,6 +145,39 @@ def _check_extra(http: httpx.Client, state: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _claim_pending_user_invitation(http: httpx.Client, state: dict[str, Any]) -> list[str]:
+    """The user invitation created on the official server (zack@example.com), claimed on ours with
+    the same token: the whole greeting (steps 0-8), user_create, invite_complete, zack signs in."""
+    org_id = state["organization_id"]
+    alice = base.AuthenticatedClient(http, base.load_device(state["devices"]["alice"]))
+    token = p.AccessToken.from_hex(state["user_token"])
+    claimer = InvitedClient(http, org_id, token)
+    try:
+        greeting = Greeting.start(alice, claimer, claimer_first=True)
+        got, _ = greeting.run(b"zack's public keys", b"welcome")
+        if got != b"zack's public keys":
+            return [f"pending invitation: the greeter decrypted {got!r}"]
+        certs = build_user_certs(
+            org_id,
+            alice.device,
+            alice.device.signing_key,
+            name="zack",
+            profile=p.UserProfile.STANDARD,
+        )
+        rep = alice.send(user_create_req(certs))
+        if not isinstance(rep, AC.user_create.RepOk):
+            return [f"pending invitation: user_create {rep}"]
+        rep = alice.send(AC.invite_complete.Req(token=token))
+        if not isinstance(rep, AC.invite_complete.RepOk):
+            return [f"pending invitation: invite_complete {rep}"]
+        new = base.AuthenticatedClient(http, certs.device)
+        if base.status_of(new) != "RepOk":
+            return [f"pending invitation: the new user signs in: {base.status_of(new)}"]
+    except (AssertionError, base.RpcError) as exc:
+        return [f"pending invitation not claimable on ours: {exc!r}"[:500]]
+    return []
+
+
 def main() -> int:
     action, url, token, state_path = sys.argv[1:5]
     path = Path(state_path)
@@ -161,6 +195,7 @@ def main() -> int:
             path.write_text(json.dumps(state))
             return 0
         problems = base.check(http, admin, state) + _check_extra(http, state)
+        problems += _claim_pending_user_invitation(http, state)
         for problem in problems:
             print(problem)
         return 1 if problems else 0
