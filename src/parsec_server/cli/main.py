@@ -27,6 +27,7 @@ def _register() -> None:
         list_deletable_realms_cmd,
     )
     from parsec_server.cli.run import run_cmd
+    from parsec_server.cli.sequester import sequester_group
     from parsec_server.cli.user import user_group
 
     for cmd in (run_cmd, migrate_cmd, backup_cmd, restore_cmd):
@@ -36,6 +37,7 @@ def _register() -> None:
         cli.add_command(cmd)
     cli.add_command(organization_group)
     cli.add_command(user_group)
+    cli.add_command(sequester_group)  # the official server's `sequester` commands
 
 
 _register()

@@ -17,6 +17,7 @@ OPERATOR = (
     "delete_realm",
     "organization",
     "user",
+    "sequester",
 )
 
 
