@@ -106,3 +106,92 @@ def test_a_failing_conversion_changes_nothing(official_url: str, tmp_path: Path)
     assert line.endswith("rolled back, nothing was changed")
     assert _q(official_url, _RELATIONS) == before
     assert len(list((tmp_path / "backups").iterdir())) == 1  # taken before the conversion
+
+
+def test_accounts_and_totp_are_converted(official_url: str) -> None:
+    """Official accounts (vault, items, password method, validation codes) and TOTP (a completed
+    setup, a pending reset, an opaque key) answer through our storage functions after adoption."""
+    from parsec_server.storage import account as account_storage
+    from parsec_server.storage import totp as totp_storage
+
+    reset_token = bytes(range(16))
+    _q(
+        official_url,
+        f"""
+        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
+            _created_on, realm_minimum_archiving_period_before_deletion)
+        VALUES ('Org', false, true, now(), 0);
+        INSERT INTO human (organization, email, label)
+        SELECT _id, e, e FROM organization, unnest(ARRAY['a@x.com', 'b@x.com']) AS e;
+        INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
+            redacted_user_certificate, initial_profile, current_profile, totp_setup_completed,
+            totp_secret, totp_reset_token)
+        SELECT h.organization, gen_random_uuid(), '\\x01', now(), h._id, '\\x02', 'ADMIN',
+            'ADMIN', h.email = 'a@x.com', decode(repeat('ab', 20), 'hex'),
+            CASE WHEN h.email = 'b@x.com' THEN '{reset_token.hex()}' END
+        FROM human h;
+        INSERT INTO totp_opaque_key (user_, opaque_key_id, opaque_key, failed_attempts)
+        SELECT _id, gen_random_uuid(), decode(repeat('cd', 32), 'hex'), 2 FROM user_
+        WHERE totp_setup_completed;
+        INSERT INTO account (email, human_handle_label) VALUES ('zed@x.com', 'Zed');
+        INSERT INTO vault (account) SELECT _id FROM account;
+        INSERT INTO vault_item (vault, fingerprint, data)
+        SELECT _id, decode(repeat('ef', 32), 'hex'), '\\x99' FROM vault;
+        INSERT INTO vault_authentication_method (auth_method_id, vault, created_on, created_by_ip,
+            created_by_user_agent, mac_key, vault_key_access, password_algorithm,
+            password_algorithm_argon2id_opslimit, password_algorithm_argon2id_memlimit_kb,
+            password_algorithm_argon2id_parallelism)
+        SELECT gen_random_uuid(), _id, now() - interval '1 day', '10.0.0.1', 'client/1',
+            decode(repeat('12', 32), 'hex'), '\\x34', 'ARGON2ID', 3, 65536, 2
+        FROM vault;
+        INSERT INTO account_create_validation_code (email, validation_code, created_at)
+        VALUES ('new@x.com', 'ABCDEF', now());
+        INSERT INTO account_delete_validation_code (account, validation_code, created_at,
+            failed_attempts)
+        SELECT _id, 'XYZXYZ', now(), 1 FROM account;
+        """,
+    )
+    res = _migrate(official_url, "--no-backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "  account <- account: 1 rows" in res.stdout
+
+    async def check() -> None:
+        conn = await asyncpg.connect(official_url)
+        try:
+            algorithm = await account_storage.password_algorithm(conn, "zed@x.com")
+            assert algorithm == {
+                "type": "ARGON2ID",
+                "memlimit_kb": 65536,
+                "opslimit": 3,
+                "parallelism": 2,
+            }
+            codes = await conn.fetch(
+                "SELECT purpose, email, code, failed_attempts FROM account_validation_code"
+                " ORDER BY purpose"
+            )
+            assert [tuple(r) for r in codes] == [
+                ("CREATE", "new@x.com", "ABCDEF", 0),
+                ("DELETE", "zed@x.com", "XYZXYZ", 1),
+            ]
+            row = await conn.fetchrow(
+                "SELECT u.organization, u.user_id FROM user_ u JOIN human h ON h.id = u.human"
+                " WHERE h.email = 'b@x.com'"
+            )
+            async with conn.transaction():
+                setup = await totp_storage.lock_setup_with_token(
+                    conn, row["organization"], row["user_id"], reset_token
+                )
+                assert setup is not None and setup.secret == bytes.fromhex("ab" * 20)
+                wrong = await totp_storage.lock_setup_with_token(
+                    conn, row["organization"], row["user_id"], bytes(16)
+                )
+                assert wrong is None
+            keys = await conn.fetch(
+                "SELECT t.setup_completed, k.failed_attempts, k.last_failed_attempt IS NOT NULL"
+                " FROM user_totp t JOIN user_totp_opaque_key k ON k.user_ = t.user_"
+            )
+            assert [tuple(r) for r in keys] == [(True, 2, True)]
+        finally:
+            await conn.close()
+
+    asyncio.run(check())

@@ -238,9 +238,9 @@ def _print_inventory(tables: list[OfficialTable], renderer: Renderer) -> None:
         renderer(
             {
                 "event": "warning",
-                "message": f"official data of features parsec-server does not serve (accounts "
-                f"and vaults, TOTP, asynchronous enrollment): {listed}; the adoption would keep "
-                f"it, unused, in schema `{OFFICIAL_SCHEMA}`",
+                "message": f"official data of features parsec-server does not serve yet "
+                f"(asynchronous enrollment and its PKI certificates): {listed}; the adoption "
+                f"keeps it, unused, in schema `{OFFICIAL_SCHEMA}`",
             }
         )
 

@@ -31,6 +31,8 @@ OFFICIAL_SCHEMA: Final = "parsec_official"  # where the adoption moves every off
 # * "moved": the table itself becomes ours (block_data: no copy of the block contents);
 # * "unserved": data of a feature parsec-server does not serve yet: kept, unused, in the official
 #   schema (the dry run names those with rows);
+# (accounts and vaults, and TOTP, are converted when our schema has their tables: migrations 0004
+# and 0005; asynchronous enrollment and its PKI certificates are not converted yet.)
 # * "history": the official `migration` table (kept, tells the hand-back what to restore);
 # * "derived": no counterpart row (its content is recomputed from other tables).
 Treatment = Literal["converted", "moved", "unserved", "history", "derived"]
@@ -65,14 +67,14 @@ OFFICIAL_TABLES: Final[dict[str, Treatment]] = {
     "realm_vlob_update": "converted",
     "block": "converted",
     "block_data": "moved",
-    "account": "unserved",
-    "account_create_validation_code": "unserved",
-    "account_delete_validation_code": "unserved",
-    "account_recover_validation_code": "unserved",
-    "vault": "unserved",
-    "vault_authentication_method": "unserved",
-    "vault_item": "unserved",
-    "totp_opaque_key": "unserved",
+    "account": "converted",
+    "account_create_validation_code": "converted",
+    "account_delete_validation_code": "converted",
+    "account_recover_validation_code": "converted",
+    "vault": "converted",
+    "vault_authentication_method": "converted",
+    "vault_item": "converted",
+    "totp_opaque_key": "converted",
     "async_enrollment": "unserved",
     "pki_x509_certificate": "unserved",
 }
@@ -105,6 +107,14 @@ CONVERTED_INTO: Final[dict[str, tuple[str, ...]]] = {
     "vlob_atom": ("vlob_atom",),
     "realm_vlob_update": ("realm_vlob_update",),
     "block": ("block",),
+    "account": ("account",),
+    "vault": ("account_vault",),
+    "vault_item": ("account_vault_item",),
+    "vault_authentication_method": ("account_auth_method",),
+    "account_create_validation_code": ("account_validation_code",),
+    "account_recover_validation_code": ("account_validation_code",),
+    "account_delete_validation_code": ("account_validation_code",),
+    "totp_opaque_key": ("user_totp_opaque_key",),
 }
 
 # Where each kind of certificate sits in the official schema: (table, column, timestamp column).
@@ -173,6 +183,7 @@ FILLED_COLUMNS: Final[dict[str, str]] = {
     "realm_name.key_index": "the realm's key index at the rename (latest rotation before it)",
     "shamir_recovery_setup.created_by / deleted_by": "the user's first device",
     "greeting_attempt.created_on": "first join time, else the invitation's creation",
+    "account.created_on / account_vault.created_on": "first authentication method's creation",
 }
 
 __all__ = [
