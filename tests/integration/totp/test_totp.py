@@ -289,3 +289,52 @@ async def test_anonymous_needs_bootstrapped_organization(org: Org) -> None:
             token=bytes(16),
         )
     assert http_status(exc.value) == 404
+
+
+async def test_organization_deletion_takes_the_totp_rows(org: Org) -> None:
+    from parsec_server.storage import operator
+
+    await setup_totp(org, org.alice)
+    await org.auth(org.alice, "totp_create_opaque_key")
+    await org.server.admin(
+        "POST",
+        f"/organizations/{org.org_id}/users/reset_totp",
+        json={"user_email": org.alice.email},
+    )
+    async with org.server.backend.db.transaction() as conn:
+        org_internal_id = await conn.fetchval(
+            "SELECT id FROM organization WHERE organization_id = $1", org.org_id
+        )
+        await operator.delete_organization(conn, org_internal_id)
+        left = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM user_totp) + (SELECT count(*) FROM user_totp_opaque_key)"
+        )
+    assert left == 0
+
+
+async def test_a_code_waits_for_a_concurrent_check_of_the_same_key(org: Org) -> None:
+    """A code is checked under the key's row lock: a request arriving while another check of the
+    same key is under way waits for its outcome (here a failure, so it is throttled) instead of
+    reading the count before it and getting a guess of its own."""
+    import asyncio
+
+    secret = await setup_totp(org, org.alice)
+    key = await org.auth(org.alice, "totp_create_opaque_key")
+    fields = {"user_id": org.alice.user_id, "opaque_key_id": key["opaque_key_id"]}
+    async with org.server.backend.db.transaction() as conn:
+        await conn.execute(
+            "SELECT 1 FROM user_totp_opaque_key WHERE opaque_key_id = $1 FOR UPDATE",
+            key["opaque_key_id"],
+        )
+        request = asyncio.ensure_future(
+            anon(org, "totp_fetch_opaque_key", one_time_password=wrong(secret), **fields)
+        )
+        await asyncio.sleep(0.5)
+        assert not request.done()  # waiting for the lock
+        await conn.execute(
+            "UPDATE user_totp_opaque_key SET failed_attempts = 1, last_failed_attempt = now()"
+            " WHERE opaque_key_id = $1",
+            key["opaque_key_id"],
+        )
+    rep = await request
+    assert rep["status"] == "throttled", rep
