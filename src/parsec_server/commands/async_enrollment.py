@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, NamedTuple, assert_never
 
@@ -43,6 +41,7 @@ from parsec_server.commands.context import AnonymousClient, AuthenticatedClient
 from parsec_server.commands.registry import HandshakeError, command
 from parsec_server.commands.user import validate_new_user
 from parsec_server.crypto import pki
+from parsec_server.email.async_enrollment import async_enrollment_accepted_message
 from parsec_server.events import types as event_types
 from parsec_server.protocol.addr import ServerAddr
 from parsec_server.protocol.codec import now as utc_now
@@ -77,6 +76,7 @@ def _trusted_roots(backend_dirs: tuple[Path, ...]) -> tuple[x509.Certificate, ..
 
 
 # --- signatures: wire <-> stored ------------------------------------------------------------------
+
 
 def _check_signature(
     wire: dict[str, Any],
@@ -385,29 +385,16 @@ async def async_enrollment_accept(
 
 # --- acceptance email -----------------------------------------------------------------------------
 
-_EMAIL_TEXT = """Hello!
-
-Your request to join {organization} has been accepted.
-
-You can now log into {organization} and start sharing your data securely.
-Server: {server_url}
-"""
-
 
 async def _send_accepted_email(client: AuthenticatedClient, to: str) -> str:
-    """The official `async_enrollment_accepted` email (plain text): SUCCESS, RECIPIENT_REFUSED or
+    """The official `async_enrollment_accepted` e-mail: SUCCESS, RECIPIENT_REFUSED or
     SERVER_UNAVAILABLE (also without a usable --server-addr)."""
     config = client.backend.config
     try:
-        server_url = ServerAddr.parse(config.server_addr).to_http_url().removesuffix("/")
+        server_url = ServerAddr.parse(config.server_addr).to_http_url()
     except ValueError:
         return email.SERVER_UNAVAILABLE
-    organization = client.org.organization_id
-    msg = EmailMessage()
-    msg["Subject"] = f"[Parsec] Request accepted to join {organization}"
-    msg["From"] = config.email.sender
-    msg["To"] = to
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=config.email.sender.rpartition("@")[2] or None)
-    msg.set_content(_EMAIL_TEXT.format(organization=organization, server_url=server_url))
-    return await email.send(config.email, msg)
+    message = async_enrollment_accepted_message(
+        config.email, to=to, organization_id=client.org.organization_id, server_url=server_url
+    )
+    return await email.send(config.email, message)
