@@ -19,6 +19,7 @@ import asyncpg
 
 __all__ = [
     "FetchableKey",
+    "ResetDone",
     "ResetOutcome",
     "SetupSecret",
     "TokenSetup",
