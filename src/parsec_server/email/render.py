@@ -77,7 +77,7 @@ def render(
             template = _override(template_dir, official_name)
             if template is not None:
                 return template.render(**official_values)
-        except (jinja2.TemplateError, OSError) as exc:
+        except Exception as exc:  # the operator's code: whatever it raises, the e-mail leaves
             log.error(
                 "email_template_failed",
                 template=f"email/{official_name}.j2",

@@ -217,11 +217,13 @@ async def test_broken_override_falls_back_to_builtin(
     template_dir: Path, mail_org: tuple[Org, Mailbox], caplog: pytest.LogCaptureFixture
 ) -> None:
     write(template_dir, "totp_reset.txt.j2", "{{ no_such_variable }}")
+    write(template_dir, "totp_reset.html.j2", "{{ organization_id + 1 }}")  # TypeError
     org, box = mail_org
     body = await reset(org, user_email=org.alice.email, send_email=True)
     assert body["email_sent_status"] == "SENT_AS_REQUESTED"
-    text, _ = parts(box.messages[-1])
+    text, html = parts(box.messages[-1])
     assert "has been reset by its administrator" in text.replace("\n", " ")
+    assert "has been reset by its administrator" in html
     assert any(
         getattr(r, "event", r.getMessage()) == "email_template_failed"
         or "email_template_failed" in r.getMessage()
