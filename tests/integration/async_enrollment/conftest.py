@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "events"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core_helpers import Org, Server, running_server
 from pki_support import Pki
+from sse_support import ServerSpawner, server_spawner
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +47,10 @@ async def org(server: Server) -> Org:
 @pytest.fixture
 async def strict_org(strict_server: Server) -> Org:
     return await strict_server.bootstrap_org()
+
+
+@pytest.fixture
+def spawn_server(db_url: str, tmp_path: Path) -> Iterator[ServerSpawner]:
+    """Real `parsec-server run` processes on loopback (tests/integration/events/sse_support.py)."""
+    with server_spawner(db_url, tmp_path, ("--blockstore", "POSTGRESQL")) as spawn:
+        yield spawn
