@@ -10,8 +10,11 @@ every profile, revoked and frozen users, a second device, profile update, shares
 rotations, renames, an archived realm, shamir, pending user and device invitations, an expired
 organization, what every device saw), with 350 vlobs of 3 versions (1,050+ versions). Added here:
 a sequestered organization (authority certificate at bootstrap, a storage sequester service created
-through the administration API) and an organization with terms of service, accepted by one user
-and not by another.
+through the administration API), an organization with terms of service, accepted by one user
+and not by another, and the last event id a device received on the official event stream. The
+check also claims the pending user invitation on ours with its token (whole greeting), and
+reconnects the event stream with the official Last-Event-ID (ours answers `missed_events`, the
+client resyncs).
 
 `status` records again how the server answers each device: the official server caches an
 organization's state per process, so an organization expired by the administration API still
@@ -106,6 +109,34 @@ def _with_tos(http: httpx.Client, admin: base.AdminClient) -> dict[str, Any]:
     }
 
 
+def _sse(http: httpx.Client, admin: base.AdminClient) -> dict[str, Any]:
+    """bob listens to the event stream while alice shares a realm with him: the last event id he
+    saw from the official server is what his client sends (Last-Event-ID) when it reconnects."""
+    org = base.bootstrap_org(http, admin)
+    bob = org.alice.create_user("bob", p.UserProfile.STANDARD)
+    with bob.events() as stream:
+        stream.next_data()  # the organization config (no id)
+        realm = org.alice.new_realm()
+        base.ok(org.alice.share(realm, bob.user_id, p.RealmRole.READER), AC.realm_share.RepOk)
+        event = stream.next_data()
+        assert event.id, event.fields
+    return {"device": base.dump_device(bob.device), "last_event_id": event.id}
+
+
+def _check_sse(http: httpx.Client, state: dict[str, Any]) -> list[str]:
+    """On ours, that id is unknown: the stream says `missed_events` (the client then resyncs by
+    polling), as the official server does for an id it no longer has."""
+    bob = base.AuthenticatedClient(http, base.load_device(state["sse"]["device"]))
+    with bob.events(**{"Last-Event-ID": state["sse"]["last_event_id"]}) as stream:
+        if stream.response.status_code != 200:
+            return [f"event stream with Last-Event-ID: http {stream.response.status_code}"]
+        stream.next_data()  # the organization config
+        event = stream.next_data()
+    if event.event != "missed_events":
+        return [f"event stream with an official Last-Event-ID: {event.fields}"]
+    return []
+
+
 def _status(http: httpx.Client, dev: dict[str, str]) -> str:
     return base.status_of(base.AuthenticatedClient(http, base.load_device(dev)))
 
@@ -187,6 +218,7 @@ def main() -> int:
             state: dict[str, Any] = base.fill(http, admin)
             state["sequestered"] = _sequestered(http, admin)
             state["tos"] = _with_tos(http, admin)
+            state["sse"] = _sse(http, admin)
             path.write_text(json.dumps(state))
             return 0
         state = json.loads(path.read_text())
@@ -196,6 +228,7 @@ def main() -> int:
             return 0
         problems = base.check(http, admin, state) + _check_extra(http, state)
         problems += _claim_pending_user_invitation(http, state)
+        problems += _check_sse(http, state)
         for problem in problems:
             print(problem)
         return 1 if problems else 0
