@@ -3,13 +3,16 @@ python, parsec-cloud 3.9.3), never collected by pytest (no `test_` prefix):
 
     python handback_driver.py fill  SERVER_URL ADMIN_TOKEN STATE.json
     python handback_driver.py check SERVER_URL ADMIN_TOKEN STATE.json
+    python handback_driver.py record SERVER_URL ADMIN_TOKEN STATE.json
 
 `fill` writes representative data through a server (ours) by real requests and records what
 every device has seen (certificates, vlob versions, blocks, checkpoints, pending invitation
 tokens, statuses) in STATE.json. `check` replays the same reads against another server (the
 official one, on the handed-back database) and fails (exit 1, one line per difference) on any
 difference; then it writes on it (a new vlob version, a block, a user) to prove the official
-server can continue.
+server can continue. `record` re-reads what every device sees now (after such writes) into
+STATE.json, keeping the devices' old checkpoint and timestamps (the round trip: the state seen on
+ours before handing back).
 """
 
 from __future__ import annotations
@@ -352,11 +355,42 @@ def check(http: httpx.Client, admin: AdminClient, state: dict[str, Any]) -> list
     )
     alice = devices["alice"]
     try:
-        alice.create_user("erin", p.UserProfile.STANDARD)
+        alice.create_user(f"erin{p.UserID.new().hex[:8]}", p.UserProfile.STANDARD)
         alice.new_realm()
     except AssertionError as exc:
         problems.append(f"writes on the official server: {exc}")
     return problems
+
+
+def record(http: httpx.Client, state: dict[str, Any]) -> dict[str, Any]:
+    """What every device sees now (after writes made since `fill`), keeping the old checkpoint
+    and last timestamps of `fill` as the devices' local state."""
+    devices = {k: AuthenticatedClient(http, load_device(v)) for k, v in state["devices"].items()}
+    bob = devices["bob"]
+    realm = p.VlobID.from_hex(state["realm"])
+    vlobs = [p.VlobID.from_hex(v) for v in state["vlobs"]]
+    changes = ok(
+        bob.send(AC.vlob_poll_changes.Req(realm_id=realm, last_checkpoint=state["checkpoint"])),
+        AC.vlob_poll_changes.RepOk,
+    )
+    org_id = state["organization_id"]
+    state.update(
+        status={k: status_of(c) for k, c in devices.items()},
+        other_status=status_of(AuthenticatedClient(http, load_device(state["other_device"]))),
+        certificates={k: seen_certificates(devices[k]) for k in state["certificates"]},
+        read=read_realm(bob, realm, vlobs),
+        changes_since=[[v.hex, n] for v, n in changes.changes],
+        current_checkpoint=changes.current_checkpoint,
+        invite_info={
+            kind: repr(
+                InvitedClient(http, org_id, p.AccessToken.from_hex(state[f"{kind}_token"])).send(
+                    IC.invite_info.Req()
+                )
+            )
+            for kind in ("user", "device")
+        },
+    )
+    return state
 
 
 def certificate_timestamp(raw: bytes) -> p.DateTime:
@@ -379,6 +413,10 @@ def main() -> int:
         admin = AdminClient(http, token)
         if action == "fill":
             Path(state_path).write_text(json.dumps(fill(http, admin)))
+            return 0
+        if action == "record":
+            state = json.loads(Path(state_path).read_text())
+            Path(state_path).write_text(json.dumps(record(http, state)))
             return 0
         problems = check(http, admin, json.loads(Path(state_path).read_text()))
     for line in problems:

@@ -203,6 +203,7 @@ def migrate_cmd(
             no_backup=no_backup,
             lock_wait=lock_wait,
             lock_timeout=lock_timeout,
+            heartbeat=heartbeat,
             migrations_dir=migrations_dir,
             as_json=as_json,
             debug=debug,

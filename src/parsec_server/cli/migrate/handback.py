@@ -47,10 +47,14 @@ class HandbackRenderer(Renderer):
     def _on_handback_table(self, ev: dict[str, Any]) -> None:
         if ev["state"] == "copying":
             self.err(f"  … {ev['table']}: copying ({ev['estimate']} rows)")
+        elif ev["state"] == "progress":
+            done = f"{ev['rows']} of {ev['estimate']} rows" if "rows" in ev else "still copying"
+            self.err(f"  … {ev['table']}: {done} ({ev['elapsed_s']:.0f} s)")
         else:
             ms = ev["duration_ms"]
             took = f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
-            self.out(f"{ev['table']}: {ev['rows']} rows ({took})")
+            what = "re-added and validated" if ev["table"] == "foreign keys" else "rows"
+            self.out(f"{ev['table']}: {ev['rows']} {what} ({took})")
 
     def _on_summary(self, ev: dict[str, Any]) -> None:
         if ev.get("dry_run") and "to_apply" in ev:
@@ -88,16 +92,26 @@ async def _inspect(url: str, migrations_dir: Path | None, emit: Renderer) -> _Fo
 
 
 async def _apply(
-    url: str, *, allow_data_loss: bool, lock_wait: float, lock_timeout: float, emit: Renderer
+    url: str,
+    *,
+    allow_data_loss: bool,
+    lock_wait: float,
+    lock_timeout: float,
+    heartbeat: float,
+    emit: Renderer,
 ) -> HandbackResult | None:
     conn = await connect(url, purpose="migrate-handback")
     try:
-        await lock.acquire(conn, lock_wait, 5.0, emit)
+        await lock.acquire(conn, lock_wait, heartbeat, emit)
         try:
             if await detect(conn) is not None:
                 return None  # another run handed it back while this one waited
             return await handback(
-                conn, allow_data_loss=allow_data_loss, emit=emit, lock_timeout_s=lock_timeout
+                conn,
+                allow_data_loss=allow_data_loss,
+                emit=emit,
+                lock_timeout_s=lock_timeout,
+                heartbeat_s=heartbeat,
             )
         finally:
             await lock.release(conn)
@@ -185,6 +199,7 @@ def handback_cmd(
     no_backup: bool,
     lock_wait: float,
     lock_timeout: float,
+    heartbeat: float,
     migrations_dir: Path | None,
     as_json: bool,
     debug: bool,
@@ -224,6 +239,7 @@ def handback_cmd(
             allow_data_loss=allow_data_loss,
             lock_wait=lock_wait,
             lock_timeout=lock_timeout,
+            heartbeat=heartbeat,
             emit=renderer,
         ),
         debug=debug,
