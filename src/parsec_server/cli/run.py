@@ -292,8 +292,9 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     "--email-host",
     envvar="PARSEC_EMAIL_HOST",
     show_envvar=True,
-    help="SMTP server for invitation emails [default: none: emails are not sent and invitations asking "
-    "for one answer email_sent=SERVER_UNAVAILABLE].",
+    help="SMTP server for the e-mails (invitations, TOTP resets, account validation codes) "
+    "[default: none: emails are not sent; invitations asking for one answer "
+    "email_sent=SERVER_UNAVAILABLE].",
 )
 @click.option(
     "--email-port",
