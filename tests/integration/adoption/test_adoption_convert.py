@@ -195,3 +195,35 @@ def test_accounts_and_totp_are_converted(official_url: str) -> None:
             await conn.close()
 
     asyncio.run(check())
+
+
+def test_a_block_id_in_two_realms_is_refused_with_the_fix(official_url: str) -> None:
+    _q(
+        official_url,
+        """
+        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
+            _created_on, realm_minimum_archiving_period_before_deletion)
+        VALUES ('Org', false, true, now(), 0);
+        INSERT INTO human (organization, email, label) SELECT _id, 'a@x.com', 'A' FROM organization;
+        INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
+            redacted_user_certificate, initial_profile, current_profile)
+        SELECT organization, gen_random_uuid(), '\\x01', now(), _id, '\\x02', 'ADMIN', 'ADMIN'
+        FROM human;
+        INSERT INTO device (organization, user_, device_id, device_label, verify_key,
+            device_certificate, created_on, redacted_device_certificate)
+        SELECT organization, _id, gen_random_uuid(), 'd', '\\x03', '\\x04', now(), '\\x05'
+        FROM user_;
+        INSERT INTO realm (organization, realm_id, key_index, created_on)
+        SELECT _id, gen_random_uuid(), 1, now() FROM organization, generate_series(1, 2);
+        INSERT INTO block (block_id, realm, author, size, created_on, key_index)
+        SELECT '11111111-1111-1111-1111-111111111111', r._id, d._id, 1, now(), 1
+        FROM realm r, device d;
+        """,
+    )
+    before = _q(official_url, _RELATIONS)
+    res = _migrate(official_url, "--no-backup")
+    assert res.returncode == 18, res.stdout + res.stderr
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+    assert "1 block id(s) are registered in more than one realm" in line
+    assert "(2 block rows)" in line and "Block ids in two realms" in line
+    assert _q(official_url, _RELATIONS) == before

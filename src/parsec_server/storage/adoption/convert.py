@@ -571,7 +571,15 @@ async def _apply_ours(
         ms = int((time.monotonic() - started) * 1000)
         await history.record_applied(conn, m, duration_ms=ms, attempts=1)
         await history.event(conn, "apply", m, adoption=True, duration_ms=ms)
-        emit({"event": "migration", "name": m.filename, "state": "applied", "duration_ms": ms})
+        emit(
+            {
+                "event": "migration",
+                "name": m.filename,
+                "state": "applied",
+                "duration_ms": ms,
+                "lineage": "parsec-server",
+            }
+        )
 
 
 async def _set_aside_foreign_keys(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
@@ -612,6 +620,25 @@ async def _restore_foreign_keys(
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
     )
+
+
+async def _refuse_shared_block_ids(conn: asyncpg.Connection, schema: str) -> None:
+    """The official server keeps block ids unique per realm, ours per organization (our 0003: the
+    blockstores key data by organization and block id, so a second realm's block would share the
+    first one's data). Say so, with the count, rather than fail on the unique index."""
+    o = _ident(schema)
+    row = await conn.fetchrow(
+        f"SELECT count(*) AS ids, COALESCE(sum(n), 0) AS rows_ FROM ("
+        f" SELECT count(*) AS n FROM {o}.block b JOIN {o}.realm r ON r._id = b.realm"
+        f" GROUP BY r.organization, b.block_id HAVING count(*) > 1) AS dup"
+    )
+    if row is not None and row["ids"]:
+        raise AdoptionError(
+            f"{row['ids']} block id(s) are registered in more than one realm of their organization "
+            f"({row['rows_']} block rows), which parsec-server refuses (one id, one block's data "
+            'per organization; docs/upgrade.md, "Block ids in two realms"): keep the newest row '
+            "of each id in the official `block` table, then run migrate again"
+        )
 
 
 async def _move_block_data(conn: asyncpg.Connection, schema: str) -> int:
@@ -703,6 +730,7 @@ async def adopt(
                 " WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
             )
         }
+        await _refuse_shared_block_ids(conn, schema)
         for step in _STEPS:
             if step.target not in ours:  # a feature of a later release of ours
                 continue
