@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from parsec_server.cli.run import _account_config, run_cmd
 from parsec_server.config import AccountConfig
 
-
 _VARIABLES = (
     "PARSEC_ACCOUNT_CONFIG",
     "PARSEC_VALIDATION_EMAIL_RATE_LIMIT",
