@@ -69,6 +69,8 @@ async def create_service(
             )
         except certs.InvalidCertificate:
             return "invalid_certificate"
+        if "\x00" in cert.service_label:  # signed, but PostgreSQL TEXT cannot hold it
+            return "invalid_certificate"
         if cert.timestamp <= authority.last_timestamp:
             return RequireGreaterTimestamp(authority.last_timestamp)
         outcome = await seq_storage.create_service(

@@ -203,3 +203,42 @@ async def test_event_and_audit(
     assert [(x.__dict__["action"], x.__dict__["outcome"]) for x in lines[1:]] == [
         ("sequester_service_create", "require_greater_timestamp")
     ]
+
+
+MALFORMED: list[object] = [
+    None,
+    [],
+    "x",
+    {},
+    {"service_certificate": None, "config": {"type": "storage"}},
+    {"service_certificate": 5, "config": {"type": "storage"}},
+    {"service_certificate": "not base64!", "config": {"type": "storage"}},
+    {"service_certificate": "", "config": {"type": "storage"}},
+    {"service_certificate": b64(b"garbage"), "config": {"type": "storage"}},
+    {"service_certificate": b64(b"RSASSA-PSS-SHA256:" + b"\x00" * 300), "config": {}},
+    {"service_certificate": b64(b"x"), "config": None},
+    {"service_certificate": b64(b"x"), "config": {"type": "webhook", "webhook_url": 5}},
+    {"service_certificate": b64(b"x"), "config": {"type": "webhook", "webhook_url": "a\x00b"}},
+    {"revoked_service_certificate": [1]},
+    {"revoked_service_certificate": b64(b"\xff" * 600)},
+    {"service_id": None, "config": {"type": "storage"}},
+    {"service_id": 12, "config": {"type": "storage"}},
+    {"service_id": "0" * 32, "config": "storage"},
+    {"service_id": "0" * 32, "config": {"type": "webhook"}},
+]
+
+
+async def test_malformed_bodies_never_fail(server: Server, sorg: SequesteredOrg) -> None:
+    """Garbage on every sequester route: 4xx, never a 500."""
+    for method, tail in (("POST", ""), ("POST", "/revoke"), ("PUT", "/config")):
+        for body in MALFORMED:
+            r = await server.admin(method, _path(sorg.id, tail), json=body)
+            assert r.status_code in (400, 404, 422), (method, tail, body, r.status_code, r.text)
+        r = await server.admin(method, _path(sorg.id, tail), content=b"{not json")
+        assert r.status_code == 422
+
+
+async def test_label_with_nul_is_invalid(server: Server, sorg: SequesteredOrg) -> None:
+    _, cert = service_cert(sorg.authority, label="a\x00b")
+    r = await _create(server, sorg.id, cert, {"type": "storage"})
+    assert (r.status_code, r.json()) == (400, {"detail": "Invalid certificate"})
