@@ -227,3 +227,39 @@ def test_a_block_id_in_two_realms_is_refused_with_the_fix(official_url: str) -> 
     assert "1 block id(s) are registered in more than one realm" in line
     assert "(2 block rows)" in line and "Block ids in two realms" in line
     assert _q(official_url, _RELATIONS) == before
+
+
+def test_a_long_step_reports_heartbeats(official_url: str) -> None:
+    """--heartbeat: a table whose copy lasts says so while it runs (stderr), then its line."""
+    _q(
+        official_url,
+        """
+        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
+            _created_on, realm_minimum_archiving_period_before_deletion)
+        VALUES ('Org', false, true, now(), 0);
+        INSERT INTO human (organization, email, label) SELECT _id, 'a@x.com', 'A' FROM organization;
+        INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
+            redacted_user_certificate, initial_profile, current_profile)
+        SELECT organization, gen_random_uuid(), '\\x01', now(), _id, '\\x02', 'ADMIN', 'ADMIN'
+        FROM human;
+        INSERT INTO device (organization, user_, device_id, device_label, verify_key,
+            device_certificate, created_on, redacted_device_certificate)
+        SELECT organization, _id, gen_random_uuid(), 'd', '\\x03', '\\x04', now(), '\\x05'
+        FROM user_;
+        INSERT INTO realm (organization, realm_id, key_index, created_on)
+        SELECT _id, gen_random_uuid(), 1, now() FROM organization;
+        INSERT INTO realm_user_role (realm, user_, role, certificate, certified_by, certified_on)
+        SELECT r._id, d.user_, 'OWNER', '\\x06', d._id, now() FROM realm r, device d;
+        INSERT INTO vlob_atom (realm, key_index, vlob_id, version, blob, size, author, created_on)
+        SELECT r._id, 1, gen_random_uuid(), 1, decode(repeat(md5(g::text), 64), 'hex'), 1024,
+            d._id, now()
+        FROM realm r, device d, generate_series(1, 60000) g;
+        INSERT INTO realm_vlob_update (realm, index, vlob_atom)
+        SELECT realm, row_number() OVER (ORDER BY _id), _id FROM vlob_atom;
+        """,
+    )
+    res = _migrate(official_url, "--no-backup", "--heartbeat", "0.1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "  … vlob_atom <- vlob_atom still running (" in res.stderr, res.stderr
+    assert "  vlob_atom <- vlob_atom: 60000 rows (" in res.stdout
+    assert _q(official_url, "SELECT vlob_checkpoint FROM realm") == [(60000,)]

@@ -195,7 +195,7 @@ async def _adopt(
                 )
                 click.echo(OURS_HEADER)
             try:
-                return await adopt(conn, migrations, _progress(renderer))
+                return await adopt(conn, migrations, _progress(renderer), heartbeat=heartbeat)
             except AdoptionError as exc:
                 fail(Exit.ADOPTION_FAILED, f"{exc}; rolled back, nothing was changed", renderer)
             except asyncpg.PostgresError as exc:

@@ -16,9 +16,10 @@ starts over. The caller holds the migration lock and has taken the backup.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -622,6 +623,25 @@ async def _restore_foreign_keys(
     )
 
 
+async def _with_heartbeat(
+    work: Coroutine[Any, Any, str], step: Step, every: float, emit: Emit
+) -> str:
+    """Await `work`, emitting a `heartbeat` event every `every` seconds while it runs."""
+    task = asyncio.ensure_future(work)
+    started = time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=every)
+        if done:
+            return task.result()
+        emit(
+            {
+                "event": "heartbeat",
+                "name": f"{step.target} <- {step.source}",
+                "elapsed_s": time.monotonic() - started,
+            }
+        )
+
+
 async def _refuse_shared_block_ids(conn: asyncpg.Connection, schema: str) -> None:
     """The official server keeps block ids unique per realm, ours per organization (our 0003: the
     blockstores key data by organization and block id, so a second realm's block would share the
@@ -702,9 +722,11 @@ async def adopt(
     emit: Emit,
     *,
     schema: str = OFFICIAL_SCHEMA,
+    heartbeat: float = 5.0,
 ) -> AdoptionResult:
     """Convert the official database behind `conn` (caller: migration lock held, backup taken).
-    One transaction: on any failure nothing is changed."""
+    One transaction: on any failure nothing is changed. A step running longer than `heartbeat`
+    seconds reports a `heartbeat` event every `heartbeat` seconds."""
     started = time.monotonic()
     rows: dict[str, int] = {}
     async with conn.transaction():
@@ -736,7 +758,9 @@ async def adopt(
                 continue
             t0 = time.monotonic()
             try:
-                status: str = await conn.execute(step.sql.format(o=_ident(schema)))
+                status = await _with_heartbeat(
+                    conn.execute(step.sql.format(o=_ident(schema))), step, heartbeat, emit
+                )
             except asyncpg.PostgresError as exc:
                 raise AdoptionError(
                     f"converting {step.source} into {step.target} failed: "
