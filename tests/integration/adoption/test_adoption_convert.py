@@ -263,3 +263,46 @@ def test_a_long_step_reports_heartbeats(official_url: str) -> None:
     assert "  … vlob_atom <- vlob_atom still running (" in res.stderr, res.stderr
     assert "  vlob_atom <- vlob_atom: 60000 rows (" in res.stdout
     assert _q(official_url, "SELECT vlob_checkpoint FROM realm") == [(60000,)]
+
+
+def test_async_enrollments_keep_their_x509_chains(official_url: str) -> None:
+    """The official server links an enrollment's author certificate to its issuers through
+    pki_x509_certificate.parent; ours keeps the chain as an array, leaf first."""
+    _q(
+        official_url,
+        """
+        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
+            _created_on, realm_minimum_archiving_period_before_deletion)
+        VALUES ('Org', false, true, now(), 0);
+        INSERT INTO pki_x509_certificate (sha256_fingerprint, parent, der_content)
+        VALUES ('\\xbb', NULL, '\\x0b'), ('\\xaa', '\\xbb', '\\x0a');
+        INSERT INTO async_enrollment (organization, enrollment_id, submitted_on, submit_payload,
+            submit_payload_requested_human_handle_email, submit_payload_signature_type,
+            submit_payload_signature_pki_signature, submit_payload_signature_pki_algorithm,
+            submit_payload_signature_pki_author_x509_certificate)
+        SELECT _id, gen_random_uuid(), now(), '\\x01', 'pki@x.com', 'PKI', '\\x02',
+            'RSASSA_PSS_SHA256', '\\xaa'
+        FROM organization;
+        INSERT INTO async_enrollment (organization, enrollment_id, submitted_on, submit_payload,
+            submit_payload_requested_human_handle_email, submit_payload_signature_type,
+            submit_payload_signature_openbao_signature,
+            submit_payload_signature_openbao_author_entity_id, state, accepted_on,
+            accept_payload, accept_payload_signature_type,
+            accept_payload_signature_openbao_signature,
+            accept_payload_signature_openbao_author_entity_id)
+        SELECT _id, gen_random_uuid(), now(), '\\x03', 'bao@x.com', 'OPENBAO', 'sig', 'ent',
+            'ACCEPTED', now(), '\\x04', 'OPENBAO', 'sig2', 'ent2'
+        FROM organization;
+        """,
+    )
+    res = _migrate(official_url, "--no-backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = _q(
+        official_url,
+        "SELECT requested_email, state, submit_signature_type, submit_pki_algorithm,"
+        " submit_pki_x509_chain, accept_signature_type FROM async_enrollment ORDER BY id",
+    )
+    assert rows == [
+        ("pki@x.com", "SUBMITTED", "PKI", "RSASSA_PSS_SHA256", [b"\x0a", b"\x0b"], None),
+        ("bao@x.com", "ACCEPTED", "OPEN_BAO", None, None, "OPEN_BAO"),
+    ]

@@ -135,9 +135,9 @@ def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
         "collides": True,
         "unserved": False,
     }
-    # accounts and TOTP are converted; asynchronous enrollment and PKI are not (yet)
-    assert not by_name["account"]["unserved"] and not by_name["totp_opaque_key"]["unserved"]
-    assert by_name["pki_x509_certificate"]["unserved"] and by_name["async_enrollment"]["unserved"]
+    # this release converts every official table (accounts, TOTP, async enrollment included)
+    assert not [t["name"] for t in tables if t["unserved"]]
+    assert by_name["account"]["collides"] and by_name["async_enrollment"]["collides"]
     assert not by_name["migration"]["collides"]
     assert events[-1]["event"] == "summary" and events[-1]["dry_run"]
     assert events[-1]["adoption"] == {"official_schema": "parsec_official"}
@@ -226,20 +226,32 @@ def test_the_docs_sample_is_what_the_dry_run_prints(official_url: str) -> None:
     assert set(shown) <= set(printed)
 
 
-def test_dry_run_names_official_data_we_do_not_serve(official_url: str) -> None:
+def test_dry_run_names_official_data_we_do_not_serve(official_url: str, tmp_path: Path) -> None:
+    """A release without the account tables (here: our migrations 0001-0003 only) names the
+    official accounts it would leave in parsec_official."""
+    source = (
+        Path(__file__).resolve().parents[3] / "src" / "parsec_server" / "storage" / "migrations"
+    )
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for f in source.glob("000[1-3]_*.sql"):
+        (older / f.name).write_text(f.read_text())
     _sql(
         official_url,
-        "INSERT INTO pki_x509_certificate (sha256_fingerprint, der_content) VALUES"
-        " ('\\x01', '\\x02'), ('\\x03', '\\x04')",
+        "INSERT INTO account (email, human_handle_label) VALUES ('a@example.com', 'A'),"
+        " ('b@example.com', 'B')",
     )
     before = _snapshot(official_url)
-    res = _migrate(official_url, "--dry-run")
-    assert res.returncode == 0
+    res = _migrate(official_url, "--dry-run", "--migrations-dir", str(older))
+    assert res.returncode == 0, res.stderr
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1, res.stderr
     assert "features parsec-server does not serve" in warnings[0]
-    assert "pki_x509_certificate (2 rows)" in warnings[0] and "account (" not in warnings[0]
+    assert "account (2 rows)" in warnings[0] and "vault (" not in warnings[0]
     assert _snapshot(official_url) == before
+    # the whole release converts them: no warning
+    res = _migrate(official_url, "--dry-run")
+    assert res.returncode == 0 and "warning: " not in res.stderr, res.stderr
 
 
 def test_status_shows_the_official_history(official_url: str) -> None:

@@ -35,7 +35,7 @@ from parsec_server.storage.adoption.convert import AdoptionError, AdoptionResult
 from parsec_server.storage.migrations import lock
 from parsec_server.storage.migrations.connection import close, connect
 from parsec_server.storage.migrations.errors import BackupFailed
-from parsec_server.storage.migrations.source import Migration, discover, reference_schema_path
+from parsec_server.storage.migrations.source import Migration, discover
 
 
 async def _detect(
@@ -57,12 +57,14 @@ OURS_HEADER = "Lineage of parsec-server (table `schema_migration`), applied by t
 
 
 def _our_tables(migrations_dir: Path | None) -> frozenset[str]:
-    """Table names of parsec-server's reference schema (schema.sql of the migrations folder)."""
-    try:
-        text = Path(reference_schema_path(migrations_dir)).read_text()
-    except OSError:
-        return frozenset()
-    return frozenset(re.findall(r"^CREATE TABLE (?:public\.)?(\w+)", text, flags=re.MULTILINE))
+    """Names of the tables parsec-server's migrations (this release's files) create."""
+    names: set[str] = set()
+    for m in discover(migrations_dir):
+        for statement in m.statements():
+            found = re.match(r"CREATE TABLE (?:IF NOT EXISTS )?(?:public\.)?(\w+)", statement.words)
+            if found is not None:
+                names.add(found.group(1).lower())
+    return frozenset(names)
 
 
 def adopt_official(
@@ -238,9 +240,9 @@ def _print_inventory(tables: list[OfficialTable], renderer: Renderer) -> None:
         renderer(
             {
                 "event": "warning",
-                "message": f"official data of features parsec-server does not serve yet "
-                f"(asynchronous enrollment and its PKI certificates): {listed}; the adoption "
-                f"keeps it, unused, in schema `{OFFICIAL_SCHEMA}`",
+                "message": f"official data of features parsec-server does not serve (this "
+                f"release has no table for it): {listed}; the adoption keeps it, unused, in "
+                f"schema `{OFFICIAL_SCHEMA}`",
             }
         )
 

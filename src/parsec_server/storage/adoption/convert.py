@@ -432,6 +432,55 @@ SELECT DISTINCT ON (purpose, email) purpose, email, code, created_on, failed_att
 ORDER BY purpose, email, created_on DESC
 """,
     ),
+    # Asynchronous enrollment (our migration 0006). The official server links each signature's
+    # author certificate to the shared pki_x509_certificate table, each certificate to its issuer
+    # by `parent`; ours keeps each chain as an array, leaf first then the issuers in order.
+    Step(
+        "async_enrollment",
+        "async_enrollment",
+        """
+WITH RECURSIVE chain (enrollment, side, depth, fingerprint, der) AS (
+    SELECT e._id, s.side, 0, c.sha256_fingerprint, c.der_content
+    FROM {o}.async_enrollment e
+    CROSS JOIN LATERAL (VALUES
+        ('submit', e.submit_payload_signature_pki_author_x509_certificate),
+        ('accept', e.accept_payload_signature_pki_author_x509_certificate)
+    ) AS s (side, author)
+    JOIN {o}.pki_x509_certificate c ON c.sha256_fingerprint = s.author
+    UNION ALL
+    SELECT ch.enrollment, ch.side, ch.depth + 1, p.sha256_fingerprint, p.der_content
+    FROM chain ch
+    JOIN {o}.pki_x509_certificate cur ON cur.sha256_fingerprint = ch.fingerprint
+    JOIN {o}.pki_x509_certificate p ON p.sha256_fingerprint = cur.parent
+    WHERE ch.depth < 64 AND p.sha256_fingerprint <> cur.sha256_fingerprint
+),
+chains AS (
+    SELECT enrollment, side, array_agg(der ORDER BY depth) AS x509_chain
+    FROM chain GROUP BY enrollment, side
+)
+INSERT INTO async_enrollment (id, organization, enrollment_id, state, submitted_on, submit_payload,
+    requested_email, submit_signature_type, submit_pki_signature, submit_pki_algorithm,
+    submit_pki_x509_chain, submit_openbao_signature, submit_openbao_entity_id, accepted_on,
+    accept_payload, accept_signature_type, accept_pki_signature, accept_pki_algorithm,
+    accept_pki_x509_chain, accept_openbao_signature, accept_openbao_entity_id, rejected_on,
+    cancelled_on)
+SELECT e._id, e.organization, e.enrollment_id, e.state::text, e.submitted_on, e.submit_payload,
+    e.submit_payload_requested_human_handle_email,
+    CASE e.submit_payload_signature_type WHEN 'OPENBAO' THEN 'OPEN_BAO' ELSE 'PKI' END,
+    e.submit_payload_signature_pki_signature, e.submit_payload_signature_pki_algorithm::text,
+    sc.x509_chain, e.submit_payload_signature_openbao_signature,
+    e.submit_payload_signature_openbao_author_entity_id, e.accepted_on, e.accept_payload,
+    CASE e.accept_payload_signature_type WHEN 'OPENBAO' THEN 'OPEN_BAO'
+        WHEN 'PKI' THEN 'PKI' END,
+    e.accept_payload_signature_pki_signature, e.accept_payload_signature_pki_algorithm::text,
+    ac.x509_chain, e.accept_payload_signature_openbao_signature,
+    e.accept_payload_signature_openbao_author_entity_id, e.rejected_on, e.cancelled_on
+FROM {o}.async_enrollment e
+LEFT JOIN chains sc ON sc.enrollment = e._id AND sc.side = 'submit'
+LEFT JOIN chains ac ON ac.enrollment = e._id AND ac.side = 'accept'
+ORDER BY e._id
+""",
+    ),
     # Every certificate into `certificate`, in topic order (timestamp, then a user certificate
     # before the device certificate of the same timestamp, as our writers do).
     Step(

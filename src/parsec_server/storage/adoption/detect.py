@@ -23,7 +23,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from parsec_server.storage.adoption.official_schema import UNSERVED_TABLES
+from parsec_server.storage.adoption.official_schema import (
+    CONVERTED_INTO,
+    OFFICIAL_TABLES,
+    UNSERVED_TABLES,
+)
 
 ADOPTABLE_RELEASE = "3.9"
 
@@ -168,6 +172,14 @@ class OfficialTable:
         return f"{self.rows}+" if self.rows >= ROW_COUNT_CAP else str(self.rows)
 
 
+def _unserved(name: str, ours: frozenset[str]) -> bool:
+    """An official table whose data this release has nowhere to put (no target table of ours)."""
+    if name in UNSERVED_TABLES:
+        return True
+    targets = CONVERTED_INTO.get(name, ())
+    return OFFICIAL_TABLES.get(name) == "converted" and not any(t in ours for t in targets)
+
+
 async def inventory(conn: asyncpg.Connection, ours: frozenset[str]) -> list[OfficialTable]:
     """The official database's tables with their row counts (capped), read-only."""
     names = await conn.fetch(
@@ -186,7 +198,7 @@ async def inventory(conn: asyncpg.Connection, ours: frozenset[str]) -> list[Offi
         )
         tables.append(
             OfficialTable(
-                name=name, rows=rows, collides=name in ours, unserved=name in UNSERVED_TABLES
+                name=name, rows=rows, collides=name in ours, unserved=_unserved(name, ours)
             )
         )
     return tables

@@ -31,8 +31,8 @@ OFFICIAL_SCHEMA: Final = "parsec_official"  # where the adoption moves every off
 # * "moved": the table itself becomes ours (block_data: no copy of the block contents);
 # * "unserved": data of a feature parsec-server does not serve yet: kept, unused, in the official
 #   schema (the dry run names those with rows);
-# (accounts and vaults, and TOTP, are converted when our schema has their tables: migrations 0004
-# and 0005; asynchronous enrollment and its PKI certificates are not converted yet.)
+# (accounts and vaults, TOTP, asynchronous enrollment with its PKI certificates are converted when
+# our schema has their tables: migrations 0004, 0005, 0006; none is unserved any more.)
 # * "history": the official `migration` table (kept, tells the hand-back what to restore);
 # * "derived": no counterpart row (its content is recomputed from other tables).
 Treatment = Literal["converted", "moved", "unserved", "history", "derived"]
@@ -75,8 +75,8 @@ OFFICIAL_TABLES: Final[dict[str, Treatment]] = {
     "vault_authentication_method": "converted",
     "vault_item": "converted",
     "totp_opaque_key": "converted",
-    "async_enrollment": "unserved",
-    "pki_x509_certificate": "unserved",
+    "async_enrollment": "converted",
+    "pki_x509_certificate": "converted",
 }
 
 # Our tables filled from each converted official table (progress lines name these).
@@ -115,6 +115,8 @@ CONVERTED_INTO: Final[dict[str, tuple[str, ...]]] = {
     "account_recover_validation_code": ("account_validation_code",),
     "account_delete_validation_code": ("account_validation_code",),
     "totp_opaque_key": ("user_totp_opaque_key",),
+    "async_enrollment": ("async_enrollment",),
+    "pki_x509_certificate": ("async_enrollment",),  # the chains, as arrays
 }
 
 # Where each kind of certificate sits in the official schema: (table, column, timestamp column).
