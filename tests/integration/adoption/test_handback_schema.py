@@ -226,3 +226,73 @@ def test_databases_that_are_not_ours(fresh: Any) -> None:
     res = migrate(older, "--to", "official-3.9", "--dry-run")
     assert res.returncode == 17, res.stderr
     assert "an older 3.x release" in res.stderr and "Traceback" not in res.stderr
+
+
+_ONE_USER = """
+INSERT INTO organization (id, organization_id, created_on, user_profile_outsider_allowed,
+    realm_minimum_archiving_period_before_deletion) VALUES (1, 'Org1', now(), TRUE, 0);
+INSERT INTO topic_common VALUES (1, now());
+INSERT INTO human (id, organization, email, label) VALUES (1, 1, 'alice@example.com', 'Alice');
+INSERT INTO user_ (id, organization, user_id, human, initial_profile, current_profile, created_on)
+    VALUES (1, 1, gen_random_uuid(), 1, 'ADMIN', 'ADMIN', '2026-01-01T00:00:00Z');
+INSERT INTO device (id, organization, user_, device_id, device_label, verify_key, created_on)
+    VALUES (1, 1, 1, gen_random_uuid(), 'laptop', '\\x03', '2026-01-01T00:00:00Z');
+INSERT INTO certificate (organization, topic, certified_on, priority, kind, certificate,
+    redacted_certificate) VALUES
+    (1, 'common', '2026-01-01T00:00:00Z', 0, 'user_certificate', '\\x01', '\\x02'),
+    (1, 'common', '2026-01-01T00:00:00Z', 1, 'device_certificate', '\\x04', '\\x05');
+"""
+
+
+def test_accounts_and_totp_go_back_into_the_official_tables(db_url: str) -> None:
+    secret = "aa" * 20
+    _x(
+        db_url,
+        _ONE_USER
+        + f"""
+        INSERT INTO user_totp (user_, secret, setup_completed) VALUES (1, '\\x{secret}', TRUE);
+        INSERT INTO user_totp_opaque_key (user_, opaque_key_id, opaque_key, failed_attempts,
+            last_failed_attempt) VALUES (1, gen_random_uuid(), '\\x{"bb" * 32}', 2, now());
+        INSERT INTO account (id, email, human_label, created_on)
+            VALUES (7, 'zoe@example.com', 'Zoe', now());
+        INSERT INTO account_vault (id, account, created_on) VALUES (8, 7, now());
+        INSERT INTO account_vault_item VALUES (8, '\\x{"cc" * 32}', '\\x0102');
+        INSERT INTO account_auth_method (auth_method_id, vault, created_on, created_by_ip,
+            created_by_user_agent, mac_key, vault_key_access, password_algorithm)
+            VALUES (gen_random_uuid(), 8, now(), '127.0.0.1', 'agent', '\\x{"dd" * 32}', '\\x09',
+            '{{"type": "ARGON2ID", "memlimit_kb": 65536, "opslimit": 3, "parallelism": 1}}');
+        INSERT INTO account_validation_code VALUES ('DELETE', 'zoe@example.com', 'ABC123', now(), 1);
+        INSERT INTO account_email_sent (sent_on, recipient, client_ip)
+            VALUES (now(), 'zoe@example.com', '');
+        """,
+    )
+    res = migrate(db_url, "--to", "official-3.9", "--no-backup")
+    assert res.returncode == 0, res.stderr
+    assert _q(db_url, "SELECT totp_setup_completed, encode(totp_secret, 'hex') FROM user_") == [
+        (True, secret)
+    ]
+    assert _q(db_url, "SELECT failed_attempts FROM totp_opaque_key") == [(2,)]
+    assert _q(db_url, "SELECT _id, email, human_handle_label FROM account") == [
+        (7, "zoe@example.com", "Zoe")
+    ]
+    assert _q(db_url, "SELECT vault, encode(data, 'hex') FROM vault_item") == [(8, "0102")]
+    assert _q(
+        db_url,
+        "SELECT password_algorithm::text, password_algorithm_argon2id_memlimit_kb,"
+        " password_algorithm_argon2id_opslimit, password_algorithm_argon2id_parallelism"
+        " FROM vault_authentication_method",
+    ) == [("ARGON2ID", 65536, 3, 1)]
+    assert _q(db_url, "SELECT account, validation_code FROM account_delete_validation_code") == [
+        (7, "ABC123")
+    ]
+
+
+def test_a_pending_totp_reset_is_named(db_url: str) -> None:
+    _x(
+        db_url,
+        _ONE_USER
+        + f"INSERT INTO user_totp (user_, reset_token_sha256) VALUES (1, '\\x{'ee' * 32}');",
+    )
+    dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
+    assert dry.returncode == 10, dry.stderr
+    assert "pending TOTP resets (1 rows)" in dry.stderr

@@ -51,8 +51,24 @@ KNOWN_COLUMNS: dict[str, frozenset[str]] = {
         "block_data": "_id organization_id block_id data",  # _id: an adopted official table
         "certificate": "id organization topic realm certified_on priority kind certificate "
         "redacted_certificate shamir_recovery_setup shamir_recipient",
+        # TOTP (our 0005): back into the official user_.totp_* columns and totp_opaque_key; a
+        # pending reset token is kept hashed by us, the official server needs the token itself.
+        "user_totp": "user_ secret setup_completed reset_token_sha256",  # reset: see handback.py
+        "user_totp_opaque_key": "id user_ opaque_key_id opaque_key failed_attempts "
+        "last_failed_attempt",
+        # Accounts (our 0004): the official account, vault, vault_item,
+        # vault_authentication_method and account_*_validation_code tables; the official schema
+        # keeps no creation time of an account or a vault.
+        "account": "id email human_label created_on deleted_on",
+        "account_vault": "id account created_on",
+        "account_vault_item": "vault fingerprint data",
+        "account_auth_method": "id auth_method_id vault created_on created_by_ip "
+        "created_by_user_agent mac_key vault_key_access password_algorithm disabled_on",
+        "account_validation_code": "purpose email code created_on failed_attempts",
     }.items()
 }
+# Ours only, with nothing worth keeping: the log behind the validation e-mails' rate limit.
+EPHEMERAL_TABLES = frozenset({"account_email_sent"})
 ENGINE_TABLES = frozenset(
     {"schema_migration", "schema_migration_event", "schema_migration_progress"}
 )
@@ -371,6 +387,77 @@ COPIES: tuple[Copy, ...] = (
         "block_data",
         "INSERT INTO block_data (organization_id, block_id, data)"
         " SELECT organization_id, block_id, data FROM {src}.block_data",
+    ),
+    Copy(
+        "user_ (totp)",
+        "user_totp",
+        "UPDATE user_ SET totp_setup_completed = t.setup_completed, totp_secret = t.secret"
+        " FROM {src}.user_totp AS t WHERE t.user_ = user_._id",
+    ),
+    Copy(
+        "totp_opaque_key",
+        "user_totp_opaque_key",
+        "INSERT INTO totp_opaque_key (_id, user_, opaque_key_id, opaque_key,"
+        " last_failed_attempt, failed_attempts)"
+        " SELECT id, user_, opaque_key_id, opaque_key, last_failed_attempt, failed_attempts"
+        " FROM {src}.user_totp_opaque_key ORDER BY id",
+    ),
+    Copy(
+        "account",
+        "account",
+        "INSERT INTO account (_id, email, human_handle_label, deleted_on)"
+        " SELECT id, email, human_label, deleted_on FROM {src}.account ORDER BY id",
+    ),
+    Copy(
+        "vault",
+        "account_vault",
+        "INSERT INTO vault (_id, account) SELECT id, account FROM {src}.account_vault ORDER BY id",
+    ),
+    Copy(
+        "vault_item",
+        "account_vault_item",
+        "INSERT INTO vault_item (vault, fingerprint, data)"
+        " SELECT vault, fingerprint, data FROM {src}.account_vault_item ORDER BY vault, fingerprint",
+    ),
+    Copy(
+        "vault_authentication_method",
+        "account_auth_method",
+        "INSERT INTO vault_authentication_method (_id, auth_method_id, vault, created_on,"
+        " created_by_ip, created_by_user_agent, mac_key, vault_key_access, password_algorithm,"
+        " password_algorithm_argon2id_opslimit, password_algorithm_argon2id_memlimit_kb,"
+        " password_algorithm_argon2id_parallelism, disabled_on)"
+        " SELECT id, auth_method_id, vault, created_on, created_by_ip, created_by_user_agent,"
+        " mac_key, vault_key_access, (password_algorithm->>'type')::password_algorithm,"
+        " (password_algorithm->>'opslimit')::integer,"
+        " (password_algorithm->>'memlimit_kb')::integer,"
+        " (password_algorithm->>'parallelism')::integer, disabled_on"
+        " FROM {src}.account_auth_method ORDER BY id",
+    ),
+    Copy(
+        "account_create_validation_code",
+        "account_validation_code",
+        "INSERT INTO account_create_validation_code (email, validation_code, created_at,"
+        " failed_attempts)"
+        " SELECT email, code, created_on, failed_attempts FROM {src}.account_validation_code"
+        " WHERE purpose = 'CREATE' ORDER BY email",
+    ),
+    Copy(
+        "account_recover_validation_code",
+        "account_validation_code",
+        "INSERT INTO account_recover_validation_code (account, validation_code, created_at,"
+        " failed_attempts)"
+        " SELECT a.id, c.code, c.created_on, c.failed_attempts"
+        " FROM {src}.account_validation_code AS c JOIN {src}.account AS a ON a.email = c.email"
+        " WHERE c.purpose = 'RECOVER' ORDER BY a.id",
+    ),
+    Copy(
+        "account_delete_validation_code",
+        "account_validation_code",
+        "INSERT INTO account_delete_validation_code (account, validation_code, created_at,"
+        " failed_attempts)"
+        " SELECT a.id, c.code, c.created_on, c.failed_attempts"
+        " FROM {src}.account_validation_code AS c JOIN {src}.account AS a ON a.email = c.email"
+        " WHERE c.purpose = 'DELETE' ORDER BY a.id",
     ),
 )
 
