@@ -9,6 +9,7 @@ import datetime
 import logging
 import uuid
 
+import httpx
 import pytest
 from core_helpers import Server, capture_events, server  # noqa: F401
 from sequester_support import (
@@ -40,7 +41,9 @@ async def _list(server: Server, org_id: str) -> list[dict[str, object]]:
     return services
 
 
-async def _create(server: Server, org_id: str, cert: bytes, config: dict[str, object]) -> object:
+async def _create(
+    server: Server, org_id: str, cert: bytes, config: dict[str, object]
+) -> httpx.Response:
     return await server.admin(
         "POST", _path(org_id), json={"service_certificate": b64(cert), "config": config}
     )
