@@ -60,7 +60,8 @@ Exit codes: {Exit.OK} done/up to date; {Exit.MIGRATION_FAILED} a migration faile
 {Exit.CHECKSUM_DRIFT} an applied migration file was edited; {Exit.DB_AHEAD} the database is newer
 than this server; {Exit.CANNOT_CONNECT} cannot connect; {Exit.BACKUP_FAILED} the backup before
 migrating failed (nothing applied); {Exit.DATA_LOSS_REFUSED} a down step would
-discard data (see --allow-data-loss); {Exit.SCHEMA_CONFLICT} an object a migration would
+discard data, or the hand-back (--to official-3.9) would lose what the official schema cannot
+hold (see --allow-data-loss); {Exit.SCHEMA_CONFLICT} an object a migration would
 create already exists with another definition (nothing skipped); {Exit.OFFICIAL_LEVEL} an
 official Parsec server database at another level than 3.9.x (upgrade it with the official server
 first); {Exit.ADOPTION_FAILED} converting an official 3.9.x database failed (rolled back, nothing
