@@ -363,9 +363,10 @@ def _parse_tos(value: str | None) -> dict[str, str] | None:
     "--fake-account-password-algorithm-seed",
     envvar="PARSEC_FAKE_ACCOUNT_PASSWORD_ALGORITHM_SEED",
     show_envvar=True,
-    help="Secret from which the password algorithm answered for an unknown e-mail is derived "
-    "(set it once, the same on every process, e.g. `openssl rand -hex 32`) [default: derived "
-    "from the administration token].",
+    help="Secret behind the password algorithm answered for an unknown e-mail (API 5.5 has no "
+    "salt: the answer is the client default whatever the seed, as on the official server; set it "
+    "once, the same on every process, e.g. `openssl rand -hex 32`) [default: derived from the "
+    "administration token].",
 )
 @click.option(
     "--template-dir",

@@ -10,14 +10,13 @@ As on the official server 3.9.3:
 * A code is valid one hour, for 3 wrong guesses; a wrong one answers `invalid_validation_code` and
   is counted (committed), then `send_validation_email_required`. A successful proceed consumes it.
 * `auth_method_password_get_algorithm` answers for an unknown e-mail what a real account created
-  by an official client has, derived from the server's seed: the same for every call.
+  by an official client has: the same for every call (see fake_password_algorithm).
 * The commands are served whatever `--account-config` says; it only sets what server_config
   announces.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import Any, Literal, TypedDict
 
@@ -46,13 +45,13 @@ def new_validation_code() -> str:
 
 
 def fake_password_algorithm(seed: bytes, email_address: str) -> dict[str, Any]:
-    """The password algorithm answered for an e-mail without account, stable per (seed, e-mail).
+    """The password algorithm answered for an e-mail without account: the same for every call.
 
-    The protocol's UntrustedPasswordAlgorithm carries no salt (API 5.5), so the one value that
-    cannot be told from a real account's is the client default; the keyed hash is computed anyway
-    so that every unknown e-mail costs what a known one does, and a future salted algorithm gets
-    its fake salt from here."""
-    hashlib.blake2b(email_address.encode(), key=seed[:64], digest_size=32).digest()
+    API 5.5's UntrustedPasswordAlgorithm is Argon2id cost parameters only, no salt: nothing in it
+    varies between accounts, so the one answer that cannot be told from a real account's is the
+    parameters official clients create accounts with (what the official 3.9.3 server answers too,
+    whatever its seed). `seed` (`--fake-account-password-algorithm-seed`) has nothing to vary here;
+    it is the input a salted algorithm would derive its fake salt from (keyed by `email_address`)."""
     return {"type": "ARGON2ID", **DEFAULT_ARGON2ID}
 
 
