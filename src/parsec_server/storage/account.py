@@ -189,7 +189,11 @@ ON CONFLICT (purpose, email) DO UPDATE
 async def set_code(
     conn: asyncpg.Connection, purpose: Purpose, email: str, code: str, now: datetime
 ) -> None:
-    """A new code for (purpose, email): the previous one, if any, is replaced."""
+    """A new code for (purpose, email): the previous one, if any, is replaced. Expired codes (of
+    any address) are purged on the way: codes asked for and never used do not pile up."""
+    await conn.execute(
+        "DELETE FROM account_validation_code WHERE created_on < $1", now - CODE_VALIDITY
+    )
     await conn.execute(_Q_SET_CODE, purpose, email, code, now)
 
 

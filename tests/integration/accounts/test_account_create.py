@@ -235,3 +235,26 @@ async def test_operator_templates(db_url: str, tmp_path: Path) -> None:
             f"Welcome! Your validation code: {code} (http://127.0.0.1:6777)"
         )
         assert html.get_content().rstrip() == f"<p>Code <b>{code}</b></p>"
+
+
+async def test_expired_codes_are_refused_and_purged(db_url: str) -> None:
+    async with account_server(db_url) as (server, box):
+        await anonymous_server(
+            server, "account_create_send_validation_email", email="old@example.com"
+        )
+        code = box.last_code("old@example.com")
+        async with server.backend.db.connection() as conn:
+            await conn.execute(
+                "UPDATE account_validation_code SET created_on = created_on - interval '61 minutes'"
+            )
+        check = {"step": "NUMBER_0_CHECK_CODE", "email": "old@example.com", "validation_code": code}
+        assert await anonymous_server(
+            server, "account_create_proceed", account_create_step=check
+        ) == {"status": "send_validation_email_required"}
+        # The next code asked for (any address) purges it.
+        await anonymous_server(
+            server, "account_create_send_validation_email", email="new@example.com"
+        )
+        async with server.backend.db.connection() as conn:
+            emails = await conn.fetch("SELECT email FROM account_validation_code")
+        assert [r[0] for r in emails] == ["new@example.com"]
