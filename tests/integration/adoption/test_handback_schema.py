@@ -296,3 +296,35 @@ def test_a_pending_totp_reset_is_named(db_url: str) -> None:
     dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
     assert dry.returncode == 10, dry.stderr
     assert "pending TOTP resets (1 rows)" in dry.stderr
+
+
+def test_a_running_server_holding_its_tables_is_refused(db_url: str) -> None:
+    async def go() -> tuple[int | None, str]:
+        conn = await asyncpg.connect(db_url)  # as a server in the middle of a vlob write
+        try:
+            await conn.execute("BEGIN; LOCK TABLE vlob_atom IN ROW EXCLUSIVE MODE")
+            proc = await asyncio.create_subprocess_exec(
+                *CLI,
+                "migrate",
+                "--db",
+                db_url,
+                "--to",
+                "official-3.9",
+                "--no-backup",
+                "--lock-timeout",
+                "1s",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=_env(),
+            )
+            _, err = await proc.communicate()
+            await conn.execute("ROLLBACK")
+            return proc.returncode, err.decode()
+        finally:
+            await conn.close()
+
+    before = _q(db_url, _SNAPSHOT)
+    code, err = asyncio.run(go())
+    assert code == 1, err
+    assert "stop every parsec-server process" in err and "Traceback" not in err
+    assert _q(db_url, _SNAPSHOT) == before

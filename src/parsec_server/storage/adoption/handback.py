@@ -245,7 +245,30 @@ async def handback(
 ) -> HandbackResult:
     """Convert the database behind `conn` (ours, fully migrated) into the official 3.9.x schema,
     in one transaction. Raise DataLossRefused when something would be lost and not
-    `allow_data_loss` (nothing changed)."""
+    `allow_data_loss`, MigrationFailed when PostgreSQL refuses a step (nothing changed)."""
+    try:
+        return await _handback(conn, allow_data_loss, emit, lock_timeout_s, heartbeat_s)
+    except asyncpg.LockNotAvailableError:
+        raise MigrationFailed(
+            f"could not lock parsec-server's tables within {lock_timeout_s:g} s (--lock-timeout): "
+            "stop every parsec-server process using this database first; nothing was changed"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        text = " ".join(str(exc).split())
+        raise MigrationFailed(
+            f"the hand-back failed and was rolled back, nothing was changed: "
+            f"{type(exc).__name__}: {text}",
+            sqlstate=getattr(exc, "sqlstate", None),
+        ) from None
+
+
+async def _handback(
+    conn: asyncpg.Connection,
+    allow_data_loss: bool,
+    emit: Emit,
+    lock_timeout_s: float,
+    heartbeat_s: float,
+) -> HandbackResult:
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
         # Our tables are locked against writers first: the plan below is what gets copied.
