@@ -41,6 +41,7 @@ _FAMILIES = {
     "anonymous": "anonymous",
     "invited": "invited",
     "anonymous_server": "anonymous_server",
+    "authenticated_account": "authenticated_account",
     "administration": "administration",
     "redirect": "redirect",
     "health": "health",

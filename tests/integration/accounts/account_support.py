@@ -88,6 +88,7 @@ async def account_server(
     per_hour: int = 0,
     mode: str = "ENABLED_WITH_VAULT",
     template_dir: Path | None = None,
+    metrics: bool = False,
 ) -> AsyncIterator[tuple[Server, Mailbox]]:
     box = Mailbox()
     port = _free_port()
@@ -104,6 +105,7 @@ async def account_server(
             db_url,
             email=EmailConfig(host="127.0.0.1", port=port, template_dir=template_dir),
             account=config,
+            metrics=metrics,
         ) as server:
             yield server, box
     finally:

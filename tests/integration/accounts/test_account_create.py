@@ -18,6 +18,7 @@ from account_support import (
     new_method,
 )
 
+from parsec_server.asgi.metrics import request_family
 from parsec_server.protocol.codec import packb
 from parsec_server.protocol.ids import HumanHandle, is_valid_validation_code
 
@@ -258,3 +259,15 @@ async def test_expired_codes_are_refused_and_purged(db_url: str) -> None:
         async with server.backend.db.connection() as conn:
             emails = await conn.fetch("SELECT email FROM account_validation_code")
         assert [r[0] for r in emails] == ["new@example.com"]
+
+
+async def test_metrics_family(db_url: str) -> None:
+    assert request_family("/authenticated_account") == "authenticated_account"
+    async with account_server(db_url, metrics=True) as (server, box):
+        acct = await create_account(server, box, "metrics@example.com")
+        await acct.rpc("ping", ping="m")
+        text = (await server.http.get("/metrics")).text
+    assert (
+        'parsec_requests_total{command="ping",family="authenticated_account",status="ok"} 1.0'
+        in text
+    )
