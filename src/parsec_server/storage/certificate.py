@@ -26,6 +26,10 @@ from parsec_server.protocol.ids import VlobID
 
 # $1 org, $2 user (internal id), $3 common_after, $4 sequester_after, $5 shamir_after,
 # $6 realm_after ids, $7 realm_after timestamps
+# "after" bounds are written `certified_on > COALESCE($n, '-infinity')`, not `$n IS NULL OR ...`:
+# the pool runs generic plans (storage/db.py), in which only the former is an index bound, so that a
+# client asking for what is new reads the new certificates only, not every certificate of the
+# organization (issue 17, docs/dev/performance.md "Data scale").
 _Q_GET = """
 WITH me AS (
     SELECT current_profile = 'OUTSIDER' AS redacted FROM user_ WHERE id = $2
@@ -33,8 +37,9 @@ WITH me AS (
 realm_after AS (
     SELECT * FROM unnest($6::uuid[], $7::timestamptz[]) AS a(realm_id, after)
 ),
-my_realms AS (
-    SELECT m.realm, r.realm_id, m.role IS NOT NULL AS has_access, m.role_certified_on, a.after
+my_realms AS MATERIALIZED (
+    SELECT m.realm, r.realm_id, m.role IS NOT NULL AS has_access, m.role_certified_on,
+        COALESCE(a.after, '-infinity') AS after
     FROM realm_member m
     JOIN realm r ON r.id = m.realm
     LEFT JOIN realm_after a ON a.realm_id = r.realm_id
@@ -45,18 +50,18 @@ SELECT 'common' AS topic, NULL::uuid AS realm_id, c.certified_on, c.priority, c.
         ELSE c.certificate END AS certificate
 FROM certificate c
 WHERE c.organization = $1 AND c.topic = 'common' AND c.realm IS NULL
-    AND ($3::timestamptz IS NULL OR c.certified_on > $3)
+    AND c.certified_on > COALESCE($3::timestamptz, '-infinity')
 UNION ALL
 SELECT 'sequester', NULL, c.certified_on, c.priority, c.id, c.certificate
 FROM certificate c
 WHERE c.organization = $1 AND c.topic = 'sequester' AND c.realm IS NULL
-    AND ($4::timestamptz IS NULL OR c.certified_on > $4)
+    AND c.certified_on > COALESCE($4::timestamptz, '-infinity')
 UNION ALL
 SELECT 'shamir_recovery', NULL, c.certified_on, c.priority, c.id, c.certificate
 FROM certificate c
 JOIN shamir_recovery_setup s ON s.id = c.shamir_recovery_setup
 WHERE c.organization = $1 AND c.topic = 'shamir_recovery' AND c.realm IS NULL
-    AND ($5::timestamptz IS NULL OR c.certified_on > $5)
+    AND c.certified_on > COALESCE($5::timestamptz, '-infinity')
     AND CASE
         WHEN c.kind = 'shamir_recovery_share_certificate' THEN c.shamir_recipient = $2
         ELSE s.user_ = $2 OR EXISTS (
@@ -68,7 +73,7 @@ SELECT 'realm', mr.realm_id, c.certified_on, c.priority, c.id, c.certificate
 FROM my_realms mr
 JOIN certificate c ON c.realm = mr.realm
 WHERE (mr.has_access OR c.certified_on <= mr.role_certified_on)
-    AND (mr.after IS NULL OR c.certified_on > mr.after)
+    AND c.certified_on > mr.after
 ORDER BY certified_on, priority, id
 """
 

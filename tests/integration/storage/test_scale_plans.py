@@ -1,0 +1,57 @@
+"""Plans that must not grow with the database (issue 17, docs/dev/performance.md "Data scale").
+
+The server's pool runs generic plans (storage/db.py: `plan_cache_mode = force_generic_plan`). In a
+generic plan a filter such as `$3 IS NULL OR certified_on > $3` is no index bound: the index scan
+then reads every row of the prefix (every certificate of the organization) and filters them. These
+tests plan the statements as the pool does, on an empty migrated schema with sequential scans
+disabled (so the index is used whatever the table statistics), and check which columns bound the
+index scans.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from parsec_server.storage import certificate
+
+
+async def _generic_plan(db_url: str, query: str, types: str, args: str) -> list[str]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;"
+            " SET enable_bitmapscan = off"
+        )
+        await conn.execute(f"PREPARE q ({types}) AS {query}")
+        return [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE q ({args})")]
+    finally:
+        await conn.close()
+
+
+def _index_conds(plan: list[str], index: str) -> list[str]:
+    """The `Index Cond` of every scan of `index` in a text plan."""
+    conds = []
+    for k, line in enumerate(plan):
+        if re.search(rf"Index (Only )?Scan (Backward )?using {index} ", line):
+            cond = next((ln for ln in plan[k + 1 :] if "Index Cond:" in ln), "")
+            conds.append(cond)
+    return conds
+
+
+async def test_certificate_get_after_bounds_the_index_scans(db_url: str) -> None:
+    """certificate_get with timestamps (a client that is up to date asks for what is new): the
+    timestamps bound the scans of both certificate indexes, in the generic plan."""
+    plan = await _generic_plan(
+        db_url,
+        certificate._Q_GET,
+        "bigint, bigint, timestamptz, timestamptz, timestamptz, uuid[], timestamptz[]",
+        "1, 1, now(), now(), now(), ARRAY[gen_random_uuid()], ARRAY[now()]",
+    )
+    topic_conds = _index_conds(plan, "certificate_organization_topic")
+    realm_conds = _index_conds(plan, "certificate_realm")
+    assert len(topic_conds) == 3, "\n".join(plan)  # common, sequester, shamir_recovery
+    assert len(realm_conds) == 1, "\n".join(plan)
+    for cond in topic_conds + realm_conds:
+        assert "certified_on >" in cond, "\n".join(plan)
