@@ -123,6 +123,60 @@ def _sse(http: httpx.Client, admin: base.AdminClient) -> dict[str, Any]:
     return {"device": base.dump_device(bob.device), "last_event_id": event.id}
 
 
+_COMMON = (
+    "UserCertificate",
+    "DeviceCertificate",
+    "RevokedUserCertificate",
+    "UserUpdateCertificate",
+)
+_SHAMIR = (
+    "ShamirRecoveryBriefCertificate",
+    "ShamirRecoveryShareCertificate",
+    "ShamirRecoveryDeletionCertificate",
+)
+
+
+def _timestamp(raw_hex: str, kinds: tuple[str, ...]) -> p.DateTime:
+    raw = bytes.fromhex(raw_hex)
+    for kind in kinds:
+        try:
+            return getattr(p, kind).unsecure_load(raw).timestamp
+        except Exception:
+            continue
+    raise AssertionError(f"no {kinds} certificate")
+
+
+def _check_after(http: httpx.Client, state: dict[str, Any]) -> list[str]:
+    """certificate_get from a device's last timestamps (common, shamir, sequester topics): exactly
+    the certificates it had not seen (the check's own writes may follow them)."""
+    problems: list[str] = []
+    bob = base.AuthenticatedClient(http, base.load_device(state["devices"]["bob"]))
+    seen = state["certificates"]["bob"]
+    for topic, kinds, arg, field in (
+        ("common", _COMMON, "common_after", "common_certificates"),
+        ("shamir", _SHAMIR, "shamir_recovery_after", "shamir_recovery_certificates"),
+    ):
+        full = seen[topic]
+        stamps = [_timestamp(c, kinds) for c in full]
+        # from before the first one (all), from a timestamp in the middle, from the last (none)
+        cuts = [(stamps[0].subtract(microseconds=1), 0)]
+        cuts += [(stamps[k - 1], k) for k in range(1, len(full)) if stamps[k - 1] < stamps[k]][:1]
+        cuts += [(stamps[-1], len(full))]
+        for after, k in cuts:
+            got = [c.hex() for c in getattr(bob.certificates(**{arg: after}), field)]
+            if got[: len(full) - k] != full[k:]:
+                problems.append(f"certificate_get {arg} of bob from #{k}: got {len(got)} certs")
+    seq = state["sequestered"]
+    alice = base.AuthenticatedClient(http, base.load_device(seq["device"]))
+    _authority, *services = seq["certificates"]["sequester"]
+    # the authority certificate's timestamp is the bootstrap user's (the bootstrap checks it)
+    after = _timestamp(seq["certificates"]["common"][0], _COMMON)
+    got = [c.hex() for c in alice.certificates(sequester_after=after).sequester_certificates]
+    if got != services or not services:
+        problems.append(f"certificate_get sequester_after: got {got}, wanted {services}")
+    return problems
+
+
 def _check_sse(http: httpx.Client, state: dict[str, Any]) -> list[str]:
     """On ours, that id is unknown: the stream says `missed_events` (the client then resyncs by
     polling), as the official server does for an id it no longer has."""
@@ -229,6 +283,7 @@ def main() -> int:
         problems = base.check(http, admin, state) + _check_extra(http, state)
         problems += _claim_pending_user_invitation(http, state)
         problems += _check_sse(http, state)
+        problems += _check_after(http, state)
         for problem in problems:
             print(problem)
         return 1 if problems else 0
