@@ -21,6 +21,7 @@ from parsec_server.commands.context import (
     InvitedClient,
 )
 from parsec_server.commands.registry import TOS, HandshakeError
+from parsec_server.crypto.tokens import AccountToken
 from parsec_server.events.bus import Event
 from parsec_server.protocol.codec import now
 from parsec_server.storage import account as account_storage
@@ -146,7 +147,12 @@ class AuthCache:
         return InvitedClient(backend, org, invitation, revision)
 
     async def account_client(
-        self, backend: Backend, auth: Any, revision: int, client_ip: str, user_agent: str
+        self,
+        backend: Backend,
+        auth: AccountToken,
+        revision: int,
+        client_ip: str,
+        user_agent: str,
     ) -> AccountClient:
         """protocol.md §1.6: an unknown or disabled method, a deleted account or a bad MAC is 403,
         a token outside the ballpark 498. One query per request (not cached: methods are disabled

@@ -14,6 +14,7 @@ from parsec_server.storage.records import AuthenticatedDevice, Organization
 if TYPE_CHECKING:
     from parsec_server.blockstore.base import Blockstore
     from parsec_server.config import ServerConfig
+    from parsec_server.crypto.tokens import AccountToken
     from parsec_server.events.bus import EventBus
     from parsec_server.storage.db import Database
     from parsec_server.storage.invite import Invitation
@@ -39,7 +40,12 @@ class AuthCache(Protocol):
     ) -> AnonymousClient: ...
 
     async def account_client(
-        self, backend: Backend, auth: Any, revision: int, client_ip: str, user_agent: str
+        self,
+        backend: Backend,
+        auth: AccountToken,
+        revision: int,
+        client_ip: str,
+        user_agent: str,
     ) -> AccountClient: ...
 
 
