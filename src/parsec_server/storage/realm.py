@@ -424,7 +424,8 @@ async def rotate_key(
 
 # --- realm_get_keys_bundle ------------------------------------------------------------------------
 
-# $1 org, $2 realm_id, $3 user, $4 key index
+# $1 org, $2 realm_id, $3 user, $4 key index. The sharing of an access is a subquery by primary key:
+# as a join, the generic plan hashed every realm_user_role row of the server (issue 17).
 _Q_GET_KEYS_BUNDLE = """
 SELECT r.id AS realm, r.status, m.user_ IS NOT NULL AS member, m.role, kb.id AS keys_bundle_id,
     kb.keys_bundle, access.access
@@ -435,9 +436,10 @@ LEFT JOIN realm_keys_bundle kb ON kb.realm = r.id AND kb.key_index = $4
 LEFT JOIN LATERAL (
     SELECT a.access
     FROM realm_keys_bundle_access a
-    LEFT JOIN realm_user_role s ON s.id = a.from_sharing
     WHERE a.realm_keys_bundle = kb.id AND a.user_ = $3
-    ORDER BY COALESCE(s.certified_on, kb.certified_on) DESC, a.id DESC
+    ORDER BY COALESCE(
+        (SELECT s.certified_on FROM realm_user_role s WHERE s.id = a.from_sharing), kb.certified_on
+    ) DESC, a.id DESC
     LIMIT 1
 ) access ON TRUE
 """

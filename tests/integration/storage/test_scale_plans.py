@@ -14,15 +14,17 @@ import re
 
 import asyncpg
 
-from parsec_server.storage import certificate
+from parsec_server.storage import certificate, realm
 
 
-async def _generic_plan(db_url: str, query: str, types: str, args: str) -> list[str]:
+async def _generic_plan(
+    db_url: str, query: str, types: str, args: str, settings: str = ""
+) -> list[str]:
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
             "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;"
-            " SET enable_bitmapscan = off"
+            " SET enable_bitmapscan = off;" + settings
         )
         await conn.execute(f"PREPARE q ({types}) AS {query}")
         return [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE q ({args})")]
@@ -55,3 +57,36 @@ async def test_certificate_get_after_bounds_the_index_scans(db_url: str) -> None
     assert len(realm_conds) == 1, "\n".join(plan)
     for cond in topic_conds + realm_conds:
         assert "certified_on >" in cond, "\n".join(plan)
+
+
+def _unbounded_scans(plan: list[str], table: str) -> list[str]:
+    """Scans of `table` that read it whole: sequential scans, and index scans without a condition."""
+    found = []
+    for k, line in enumerate(plan):
+        if re.search(rf"Seq Scan on {table} ", line):
+            found.append(line)
+        elif re.search(rf"Index (Only )?Scan (Backward )?using \w+ on {table} ", line):
+            depth = len(line) - len(line.lstrip())
+            detail = []
+            for ln in plan[k + 1 :]:
+                if "->" in ln or len(ln) - len(ln.lstrip()) <= depth:
+                    break
+                detail.append(ln)
+            if not any("Index Cond:" in ln for ln in detail):
+                found.append(line)
+    return found
+
+
+async def test_realm_get_keys_bundle_reads_one_sharing(db_url: str) -> None:
+    """realm_get_keys_bundle: the sharing that gave an access is read by its id, not joined (on
+    a big database the generic plan of the join hashed every realm_user_role row of the server;
+    nested loops are disabled here to plan as PostgreSQL did there, whatever the statistics)."""
+    plan = await _generic_plan(
+        db_url,
+        realm._Q_GET_KEYS_BUNDLE,
+        "bigint, uuid, bigint, int",
+        "1, gen_random_uuid(), 1, 1",
+        "SET enable_nestloop = off",
+    )
+    assert _unbounded_scans(plan, "realm_user_role") == [], "\n".join(plan)
+    assert "realm_user_role" in "\n".join(plan)
