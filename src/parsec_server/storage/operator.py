@@ -268,7 +268,8 @@ access AS (
     DELETE FROM realm_keys_bundle_access
     WHERE realm_keys_bundle IN (SELECT id FROM realm_keys_bundle WHERE realm = $1)
 ),
-bundles AS (UPDATE realm_keys_bundle SET keys_bundle = NULL WHERE realm = $1)
+bundles AS (UPDATE realm_keys_bundle SET keys_bundle = NULL WHERE realm = $1),
+sessions AS (DELETE FROM cryptpad_session WHERE realm = $1)
 UPDATE realm SET status = 'DELETED', deleted_on = $2 WHERE id = $1
 """
 
@@ -276,10 +277,11 @@ UPDATE realm SET status = 'DELETED', deleted_on = $2 WHERE id = $1
 async def delete_realm_metadata(
     conn: asyncpg.Connection, realm_internal_id: int, now: datetime.datetime
 ) -> None:
-    """Vlobs, keys-bundle accesses and contents removed; the realm marked DELETED (in the caller's
-    transaction). Certificates, names and the archiving history stay. The `block` rows stay until
-    the caller has deleted their data from the blockstore (`delete_block_rows`): a deletion the
-    blockstore interrupted is finished from them (a DELETED realm's blocks are never served)."""
+    """Vlobs, keys-bundle accesses and contents, CryptPad sessions removed; the realm marked DELETED
+    (in the caller's transaction). Certificates, names and the archiving history stay. The `block`
+    rows stay until the caller has deleted their data from the blockstore (`delete_block_rows`): a
+    deletion the blockstore interrupted is finished from them (a DELETED realm's blocks are never
+    served)."""
     await conn.execute(_DELETE_REALM, realm_internal_id, now)
 
 

@@ -225,3 +225,21 @@ async def test_organization_deletion_takes_the_sessions(server: Server, org: Org
         assert internal is not None
         await operator_storage.delete_organization(conn, internal.internal_id)
     assert (await sql(server, "SELECT count(*) AS n FROM cryptpad_session"))[0]["n"] == 0
+
+
+async def test_realm_deletion_takes_its_sessions(server: Server, org: Org) -> None:
+    """`delete_realm` (operator) removes the realm's sessions, not the other realm's."""
+    doomed, kept = await new_realm(org.alice), await new_realm(org.alice)
+    for realm_id in (doomed, kept):
+        assert (await register(org.alice, realm_id, uuid.uuid4()))["status"] == "ok"
+    async with server.backend.db.transaction() as conn:
+        internal = await operator_storage.organization(conn, org.organization_id)
+        assert internal is not None
+        realm = await operator_storage.realm(conn, internal.internal_id, doomed)
+        assert realm is not None
+        await operator_storage.delete_realm_metadata(conn, realm.internal_id, now())
+    rows = await sql(
+        server,
+        "SELECT r.realm_id FROM cryptpad_session s JOIN realm r ON r.id = s.realm",
+    )
+    assert [r["realm_id"] for r in rows] == [kept]
