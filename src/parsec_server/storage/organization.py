@@ -360,46 +360,52 @@ async def usage(conn: asyncpg.Connection, org_internal_id: int) -> tuple[int, in
     return row["metadata"], row["data"]
 
 
-# Statistics as of `$2` (NULL: now), for one organization ($1) or all of them ($1 NULL). A user
-# counts if created by then, is revoked if revoked by then, with the profile he had then.
-_Q_STATS = """
-WITH orgs AS (
+def _stats_query(one_org: bool, at: bool) -> str:
+    """Statistics of one organization (`$1` its id) or of all of them, now or as of `at` (the next
+    parameter). A user counts if created by then, is revoked if revoked by then, with the profile
+    he had then.
+
+    Four statements rather than one with `$n IS NULL OR ...` filters (issue 17): the pool runs
+    generic plans (storage/db.py), in which such a filter is no index bound and hides the row
+    counts from the planner; there, the per-organization sums were computed again for every
+    organization (O(organizations^2)), and the sums without `at` read each vlob row instead of the
+    covering index (0002). The CTEs are MATERIALIZED: each is computed once."""
+    at_param = "$2" if one_org else "$1"
+
+    def by(column: str) -> str:
+        return f"{column} <= {at_param}::timestamptz" if at else "TRUE"
+
+    return f"""
+WITH orgs AS MATERIALIZED (
     SELECT id, organization_id FROM organization
-    WHERE ($1::text IS NULL OR organization_id = $1)
-        AND ($2::timestamptz IS NULL OR created_on <= $2)
+    WHERE {"organization_id = $1" if one_org else "TRUE"} AND {by("created_on")}
 ),
-users AS (
+user_counts AS MATERIALIZED (
     SELECT u.organization,
         COALESCE(
             (SELECT p.profile FROM user_profile_update p
-             WHERE p.user_ = u.id AND ($2::timestamptz IS NULL OR p.certified_on <= $2)
+             WHERE p.user_ = u.id AND {by("p.certified_on")}
              ORDER BY p.certified_on DESC, p.id DESC LIMIT 1),
             u.initial_profile
         ) AS profile,
-        u.revoked_on IS NOT NULL AND ($2::timestamptz IS NULL OR u.revoked_on <= $2) AS revoked
+        u.revoked_on IS NOT NULL AND {by("u.revoked_on")} AS revoked,
+        COUNT(*)::bigint AS n
     FROM user_ u JOIN orgs ON orgs.id = u.organization
-    WHERE $2::timestamptz IS NULL OR u.created_on <= $2
+    WHERE {by("u.created_on")}
+    GROUP BY 1, 2, 3
 ),
-user_counts AS (
-    SELECT organization, profile, revoked, COUNT(*)::bigint AS n
-    FROM users GROUP BY organization, profile, revoked
-),
-realms AS (
-    SELECT r.id, r.organization FROM realm r JOIN orgs ON orgs.id = r.organization
-    WHERE r.status <> 'DELETED' AND ($2::timestamptz IS NULL OR r.created_on <= $2)
-),
-sizes AS (
-    SELECT realms.organization,
+sizes AS MATERIALIZED (
+    SELECT r.organization,
         COUNT(*)::bigint AS realms,
         COALESCE(SUM((
-            SELECT SUM(v.size) FROM vlob_atom v
-            WHERE v.realm = realms.id AND ($2::timestamptz IS NULL OR v.created_on <= $2)
+            SELECT SUM(v.size) FROM vlob_atom v WHERE v.realm = r.id AND {by("v.created_on")}
         )), 0)::bigint AS metadata_size,
         COALESCE(SUM((
-            SELECT SUM(b.size) FROM block b
-            WHERE b.realm = realms.id AND ($2::timestamptz IS NULL OR b.created_on <= $2)
+            SELECT SUM(b.size) FROM block b WHERE b.realm = r.id AND {by("b.created_on")}
         )), 0)::bigint AS data_size
-    FROM realms GROUP BY realms.organization
+    FROM realm r JOIN orgs ON orgs.id = r.organization
+    WHERE r.status <> 'DELETED' AND {by("r.created_on")}
+    GROUP BY r.organization
 )
 SELECT orgs.organization_id,
     COALESCE(sizes.realms, 0) AS realms,
@@ -411,6 +417,11 @@ SELECT orgs.organization_id,
 FROM orgs LEFT JOIN sizes ON sizes.organization = orgs.id
 ORDER BY orgs.organization_id
 """
+
+
+_Q_STATS_ORG = _stats_query(one_org=True, at=False)
+_Q_STATS_ALL = _stats_query(one_org=False, at=False)
+_Q_STATS_ALL_AT = _stats_query(one_org=False, at=True)
 
 
 def _stats_from_row(row: asyncpg.Record) -> dict[str, Any]:
@@ -429,7 +440,7 @@ def _stats_from_row(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def stats(conn: asyncpg.Connection, organization_id: str) -> dict[str, Any] | None:
-    rows = await conn.fetch(_Q_STATS, organization_id, None)
+    rows = await conn.fetch(_Q_STATS_ORG, organization_id)
     return _stats_from_row(rows[0]) if rows else None
 
 
@@ -439,7 +450,9 @@ async def server_stats(
     """Every organization that existed at `at` (None: now), by organization id."""
     return [
         {"organization_id": row["organization_id"], **_stats_from_row(row)}
-        for row in await conn.fetch(_Q_STATS, None, at)
+        for row in await (
+            conn.fetch(_Q_STATS_ALL) if at is None else conn.fetch(_Q_STATS_ALL_AT, at)
+        )
     ]
 
 

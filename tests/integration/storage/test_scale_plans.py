@@ -14,7 +14,7 @@ import re
 
 import asyncpg
 
-from parsec_server.storage import certificate, realm
+from parsec_server.storage import certificate, organization, realm
 
 
 async def _generic_plan(
@@ -26,8 +26,8 @@ async def _generic_plan(
             "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;"
             " SET enable_bitmapscan = off;" + settings
         )
-        await conn.execute(f"PREPARE q ({types}) AS {query}")
-        return [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE q ({args})")]
+        await conn.execute(f"PREPARE q {f'({types})' if types else ''} AS {query}")
+        return [r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE q {f'({args})' if args else ''}")]
     finally:
         await conn.close()
 
@@ -90,3 +90,21 @@ async def test_realm_get_keys_bundle_reads_one_sharing(db_url: str) -> None:
     )
     assert _unbounded_scans(plan, "realm_user_role") == [], "\n".join(plan)
     assert "realm_user_role" in "\n".join(plan)
+
+
+async def test_stats_sum_sizes_once_from_the_covering_indexes(db_url: str) -> None:
+    """Administration stats now (of one organization, of all): each organization's sizes are
+    summed once (a materialized CTE: the inlined sums were computed again per organization), from
+    the covering indexes of 0002 (index-only scans: no `created_on` filter on vlob_atom/block)."""
+    for query, types, args in (
+        (organization._Q_STATS_ORG, "text", "'org'"),
+        (organization._Q_STATS_ALL, "", ""),
+    ):
+        plan = await _generic_plan(
+            db_url, query, types, args, "SET enable_hashjoin = off; SET enable_mergejoin = off"
+        )
+        text = "\n".join(plan)
+        assert "CTE sizes" in text, text
+        assert "Index Only Scan using vlob_atom_realm_size on vlob_atom" in text, text
+        assert "Index Only Scan using block_realm_size on block" in text, text
+        assert "IS NULL" not in text, text
