@@ -328,3 +328,46 @@ def test_a_running_server_holding_its_tables_is_refused(db_url: str) -> None:
     assert code == 1, err
     assert "stop every parsec-server process" in err and "Traceback" not in err
     assert _q(db_url, _SNAPSHOT) == before
+
+
+def test_async_enrollments_go_back_with_their_x509_chains(db_url: str) -> None:
+    leaf1, leaf2, issuer = "'\\x0a01'", "'\\x0a02'", "'\\x0b00'"
+    _x(
+        db_url,
+        _ONE_USER
+        + f"""
+        INSERT INTO async_enrollment (id, organization, enrollment_id, submitted_on,
+            submit_payload, requested_email, submit_signature_type, submit_pki_signature,
+            submit_pki_algorithm, submit_pki_x509_chain)
+        VALUES
+            (5, 1, gen_random_uuid(), now(), '\\x01', 'bob@example.com', 'PKI', '\\x02',
+             'RSASSA_PSS_SHA256', ARRAY[{leaf1}, {issuer}]::bytea[]),
+            (6, 1, gen_random_uuid(), now(), '\\x01', 'carl@example.com', 'PKI', '\\x02',
+             'RSASSA_PSS_SHA256', ARRAY[{leaf2}, {issuer}]::bytea[]);
+        UPDATE async_enrollment SET state = 'ACCEPTED', accepted_on = now(),
+            accept_payload = '\\x03', accept_signature_type = 'OPEN_BAO',
+            accept_openbao_signature = 'sig', accept_openbao_entity_id = 'entity'
+        WHERE id = 6;
+        """,
+    )
+    res = migrate(db_url, "--to", "official-3.9", "--no-backup")
+    assert res.returncode == 0, res.stderr
+    certs = _q(
+        db_url,
+        "SELECT encode(der_content, 'hex'), encode(parent, 'hex') = encode(sha256('\\x0b00'),"
+        " 'hex') FROM pki_x509_certificate ORDER BY 1",
+    )
+    assert certs == [("0a01", True), ("0a02", True), ("0b00", None)]
+    rows = _q(
+        db_url,
+        "SELECT _id, state::text, submit_payload_signature_type::text,"
+        " encode(c.der_content, 'hex'), accept_payload_signature_type::text,"
+        " accept_payload_signature_openbao_author_entity_id"
+        " FROM async_enrollment e JOIN pki_x509_certificate c"
+        " ON c.sha256_fingerprint = e.submit_payload_signature_pki_author_x509_certificate"
+        " ORDER BY _id",
+    )
+    assert rows == [
+        (5, "SUBMITTED", "PKI", "0a01", None, None),
+        (6, "ACCEPTED", "PKI", "0a02", "OPENBAO", "entity"),
+    ]

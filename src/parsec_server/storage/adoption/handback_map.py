@@ -65,6 +65,15 @@ KNOWN_COLUMNS: dict[str, frozenset[str]] = {
         "account_auth_method": "id auth_method_id vault created_on created_by_ip "
         "created_by_user_agent mac_key vault_key_access password_algorithm disabled_on",
         "account_validation_code": "purpose email code created_on failed_attempts",
+        # Asynchronous enrollment (our 0006): each X.509 chain (leaf first, then its issuers) goes
+        # into the official shared pki_x509_certificate table, each certificate pointing to the
+        # next one of its chain as `parent`.
+        "async_enrollment": "id organization enrollment_id state submitted_on submit_payload "
+        "requested_email submit_signature_type submit_pki_signature submit_pki_algorithm "
+        "submit_pki_x509_chain submit_openbao_signature submit_openbao_entity_id accepted_on "
+        "accept_payload accept_signature_type accept_pki_signature accept_pki_algorithm "
+        "accept_pki_x509_chain accept_openbao_signature accept_openbao_entity_id rejected_on "
+        "cancelled_on",
     }.items()
 }
 # Ours only, with nothing worth keeping: the log behind the validation e-mails' rate limit.
@@ -458,6 +467,45 @@ COPIES: tuple[Copy, ...] = (
         " SELECT a.id, c.code, c.created_on, c.failed_attempts"
         " FROM {src}.account_validation_code AS c JOIN {src}.account AS a ON a.email = c.email"
         " WHERE c.purpose = 'DELETE' ORDER BY a.id",
+    ),
+    Copy(
+        "pki_x509_certificate",
+        "async_enrollment",
+        "INSERT INTO pki_x509_certificate (sha256_fingerprint, parent, der_content)"
+        " SELECT DISTINCT ON (sha256(x.der)) sha256(x.der), sha256(x.issuer), x.der"
+        " FROM {src}.async_enrollment AS e"
+        " CROSS JOIN LATERAL (VALUES (e.submit_pki_x509_chain), (e.accept_pki_x509_chain))"
+        "   AS side (chain)"
+        " CROSS JOIN LATERAL (SELECT c.der, side.chain[c.n + 1] AS issuer"
+        "   FROM unnest(side.chain) WITH ORDINALITY AS c (der, n)) AS x"
+        " WHERE side.chain IS NOT NULL ORDER BY sha256(x.der), x.issuer IS NULL",
+    ),
+    Copy(
+        "async_enrollment",
+        "async_enrollment",
+        "INSERT INTO async_enrollment (_id, organization, enrollment_id, submitted_on,"
+        " submit_payload, submit_payload_requested_human_handle_email,"
+        " submit_payload_signature_type, submit_payload_signature_pki_signature,"
+        " submit_payload_signature_pki_algorithm,"
+        " submit_payload_signature_pki_author_x509_certificate,"
+        " submit_payload_signature_openbao_signature,"
+        " submit_payload_signature_openbao_author_entity_id, state, accepted_on, accept_payload,"
+        " accept_payload_signature_type, accept_payload_signature_pki_signature,"
+        " accept_payload_signature_pki_algorithm,"
+        " accept_payload_signature_pki_author_x509_certificate,"
+        " accept_payload_signature_openbao_signature,"
+        " accept_payload_signature_openbao_author_entity_id, rejected_on, cancelled_on)"
+        " SELECT id, organization, enrollment_id, submitted_on, submit_payload, requested_email,"
+        " (CASE submit_signature_type WHEN 'OPEN_BAO' THEN 'OPENBAO' ELSE 'PKI' END)"
+        "::async_enrollment_signature_type, submit_pki_signature,"
+        " submit_pki_algorithm::pki_signature_algorithm, sha256(submit_pki_x509_chain[1]),"
+        " submit_openbao_signature, submit_openbao_entity_id, state::async_enrollment_state,"
+        " accepted_on, accept_payload,"
+        " (CASE accept_signature_type WHEN 'OPEN_BAO' THEN 'OPENBAO' ELSE accept_signature_type"
+        " END)::async_enrollment_signature_type, accept_pki_signature,"
+        " accept_pki_algorithm::pki_signature_algorithm, sha256(accept_pki_x509_chain[1]),"
+        " accept_openbao_signature, accept_openbao_entity_id, rejected_on, cancelled_on"
+        " FROM {src}.async_enrollment ORDER BY id",
     ),
 )
 
