@@ -91,12 +91,27 @@ WHERE m.auth_method_id = $1 AND m.disabled_on IS NULL AND a.deleted_on IS NULL
 """
 
 
+_Q_LOCK_ACCOUNT = """
+SELECT id FROM account
+WHERE id = (
+    SELECT v.account FROM account_auth_method m JOIN account_vault v ON v.id = m.vault
+    WHERE m.auth_method_id = $1
+)
+FOR UPDATE
+"""
+
+
 async def auth_method_for_auth(
     conn: asyncpg.Connection, auth_method_id: uuid.UUID, *, lock: bool = False
 ) -> AuthMethodAuth | None:
-    """The enabled method `auth_method_id` of a live account; `lock` locks the account row."""
-    query = _Q_AUTH + (" FOR UPDATE OF a" if lock else "")
-    row = await conn.fetchrow(query, auth_method_id)
+    """The enabled method `auth_method_id` of a live account. `lock` first locks the account row
+    (in a transaction), then reads the method: a statement of its own, so that it sees what a
+    concurrent writer of the account committed while we waited (a key rotation that disabled the
+    method). `... FOR UPDATE OF a` in one statement would re-check the account row only, and read
+    the method as it was before the wait."""
+    if lock:
+        await conn.execute(_Q_LOCK_ACCOUNT, auth_method_id)
+    row = await conn.fetchrow(_Q_AUTH, auth_method_id)
     if row is None:
         return None
     return AuthMethodAuth(row[0], row[1], bytes(row[2]), row[3])
