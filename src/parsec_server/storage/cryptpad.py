@@ -1,4 +1,4 @@
-"""CryptPad sessions (cryptpad_register_session, API 5.6; migration 0008_cryptpad_sessions).
+"""CryptPad sessions (cryptpad_register_session, API 5.6; migration 0007_cryptpad_sessions).
 
 One statement per call: it reads the facts the handler needs to pick a refusal (commands/cryptpad.py,
 in the official order) and, only when every rule holds (`_OK`, the same rules in SQL), registers the

@@ -1,4 +1,4 @@
-"""Migration 0008_cryptpad_sessions: up from 0007, a session stored, down (data loss declared: refused
+"""Migration 0007_cryptpad_sessions: up from 0006, a session stored, down (data loss declared: refused
 without --allow-data-loss), up again; the table is what cryptpad_register_session uses."""
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def _exists(url: str) -> bool:
 
 def test_up_down_up(empty_db_url: str) -> None:
     url = empty_db_url
-    assert _migrate("--db", url, "--to", "7", "--no-backup").exit_code == 0
+    assert _migrate("--db", url, "--to", "6", "--no-backup").exit_code == 0
     assert not _exists(url)
-    res = _migrate("--db", url, "--to", "8", "--no-backup")
+    res = _migrate("--db", url, "--to", "7", "--no-backup")
     assert res.exit_code == 0, res.output
     assert _exists(url)
     columns = {
@@ -50,11 +50,11 @@ def test_up_down_up(empty_db_url: str) -> None:
     assert columns["encrypted_edit_key"] == ("bytea", "YES")
     assert columns["encrypted_view_key"] == ("bytea", "NO")
     assert columns["document_id"] == ("uuid", "NO")
-    refused = _migrate("--db", url, "--to", "7", "--no-backup")
+    refused = _migrate("--db", url, "--to", "6", "--no-backup")
     assert refused.exit_code == Exit.DATA_LOSS_REFUSED, refused.output
     assert _exists(url)
-    down = _migrate("--db", url, "--to", "7", "--no-backup", "--allow-data-loss")
+    down = _migrate("--db", url, "--to", "6", "--no-backup", "--allow-data-loss")
     assert down.exit_code == 0, down.output
     assert not _exists(url)
-    assert _migrate("--db", url, "--to", "8", "--no-backup").exit_code == 0
+    assert _migrate("--db", url, "--to", "7", "--no-backup").exit_code == 0
     assert _exists(url)

@@ -1,4 +1,4 @@
--- 0008_cryptpad_sessions.sql
+-- 0007_cryptpad_sessions.sql
 -- Why: API 5.6 (parsec-cloud 3.10) adds cryptpad_register_session: the server keeps, per realm and
 -- document, the signed-then-encrypted CryptPad session keys (a view key, and an edit key unless the
 -- session was opened by a reader) that the first participant proposed, and hands the same keys to
