@@ -306,3 +306,23 @@ def test_async_enrollments_keep_their_x509_chains(official_url: str) -> None:
         ("pki@x.com", "SUBMITTED", "PKI", "RSASSA_PSS_SHA256", [b"\x0a", b"\x0b"], None),
         ("bao@x.com", "ACCEPTED", "OPEN_BAO", None, None, "OPEN_BAO"),
     ]
+
+
+def test_drop_official_is_explicit(official_url: str) -> None:
+    res = _migrate(official_url, "drop-official")
+    assert res.returncode == 15, res.stdout + res.stderr  # not adopted: not ours
+    assert "not parsec-server's" in res.stderr
+    assert _migrate(official_url, "--no-backup").returncode == 0
+    res = _migrate(official_url, "drop-official")
+    assert res.returncode == 15, res.stdout + res.stderr
+    assert "schema `parsec_official` holds 38 tables" in res.stderr and "--yes" in res.stderr
+    assert _q(official_url, "SELECT to_regnamespace('parsec_official') IS NOT NULL") == [(True,)]
+    res = _migrate(official_url, "drop-official", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("Dropped schema `parsec_official` (38 tables, ")
+    assert _q(official_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+    assert _q(
+        official_url, "SELECT count(*) FROM schema_migration_event WHERE kind = 'drop_official'"
+    ) == [(1,)]
+    res = _migrate(official_url, "drop-official", "--yes")
+    assert res.returncode == 0 and res.stdout.startswith("Nothing to drop")
