@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole suite:
 #   1. unit + integration tests (pytest, real PostgreSQL started by the test setup, real S3 server on loopback);
-#   2. compatibility tests: the official client library (parsec-cloud 3.9.3, Python 3.12 venv) against our server;
+#   2. compatibility tests: the official client library (parsec-cloud 3.9.3, Python 3.12 venv) against our server
+#      (and again with SCWS, OpenBao and CryptPad configured: scripts/compat-scws.sh);
 #   3. lint: ruff check (PERF rules included) and ruff format --check;
 #   4. types and layers: mypy --strict on src/ (zero errors), the import-linter layering contract
 #      (cli -> asgi -> commands -> storage/blockstore/crypto -> events -> protocol, pyproject.toml).
@@ -16,6 +17,7 @@ status=0
 export PARSEC_TEST_NO_MISSING_TOOLS=1
 .venv/bin/python -m pytest "$@" || status=$?
 ./scripts/compat.sh ours || status=$?
+./scripts/compat-scws.sh ours -q || status=$?  # the compat tests of SCWS/OpenBao/CryptPad settings
 .venv/bin/ruff check src tests bench tools || status=$?
 .venv/bin/ruff format --check --quiet src tests bench tools || status=$?
 .venv/bin/mypy src || status=$?
