@@ -37,7 +37,9 @@ def main() -> None:
         for delta in (-90, -60, -31, -30, -1, 1, 29, 30, 31, 60, 90):
             other = DateTime.from_timestamp_micros(us + delta * 10**6)
             checks[str(delta)] = verify_totp(now=other, secret=secret, one_time_password=code)
-        codes.append({"secret": secret.hex(), "at_us": us, "code": code, "verify_at_offset": checks})
+        codes.append(
+            {"secret": secret.hex(), "at_us": us, "code": code, "verify_at_offset": checks}
+        )
     throttle = []
     for failed in range(0, 12):
         last = DateTime.from_timestamp_micros(rng.randrange(0, 4_102_444_800 * 10**6))
