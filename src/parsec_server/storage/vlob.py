@@ -331,7 +331,8 @@ LEFT JOIN LATERAL (
 """
 )
 
-# $4 vlob ids, $5 versions
+# $4 vlob ids, $5 versions. One index lookup per item: as a plain join, the generic plan may
+# hash every version of the realm instead (issue 17); LIMIT 1 (the key is unique) keeps it lateral.
 _Q_READ_VERSIONS = (
     _READ_CTX
     + f"""
@@ -340,7 +341,11 @@ FROM ctx
 LEFT JOIN LATERAL (
     SELECT {_ITEM_ARRAYS}
     FROM unnest((SELECT $4::uuid[]), (SELECT $5::int[])) WITH ORDINALITY AS q(vlob_id, version, ord)
-    JOIN vlob_atom v ON v.realm = ctx.realm AND v.vlob_id = q.vlob_id AND v.version = q.version
+    JOIN LATERAL (
+        SELECT a.key_index, a.author, a.version, a.created_on, a.blob FROM vlob_atom a
+        WHERE a.realm = ctx.realm AND a.vlob_id = q.vlob_id AND a.version = q.version
+        LIMIT 1
+    ) v ON TRUE
     JOIN device d ON d.id = v.author
     WHERE ctx.role IS NOT NULL AND ctx.status <> 'DELETED'
 ) item ON TRUE
