@@ -36,8 +36,8 @@ import parsec._parsec as p
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import handback_driver as base
-from client import AC, ANC, AnonymousClient, InvitedClient, build_user_certs, user_create_req
-from test_inv_greeting import Greeting
+from client import AC, ANC, IC, AnonymousClient, InvitedClient, build_user_certs, user_create_req
+from test_inv_greeting import Greeting, start_claimer, start_greeter
 
 base.VLOBS = 350
 base.BLOCKS = 16  # RAID0 over two nodes: blocks on both
@@ -191,6 +191,47 @@ def _check_sse(http: httpx.Client, state: dict[str, Any]) -> list[str]:
     return []
 
 
+def _greeting_started(http: httpx.Client, state: dict[str, Any]) -> dict[str, Any]:
+    """A greeting of the pending device invitation in progress at the switch: both sides joined
+    the attempt, bob (greeter) posted step 0, the claimer has not answered yet."""
+    token = p.AccessToken.from_hex(state["device_token"])
+    bob = base.AuthenticatedClient(http, base.load_device(state["devices"]["bob"]))
+    claimer = InvitedClient(http, state["organization_id"], token)
+    attempt = start_greeter(bob, token)
+    assert start_claimer(claimer, bob.user_id) == attempt
+    key = p.PrivateKey.generate()
+    step = AC.invite_greeter_step.GreeterStepNumber0WaitPeer(public_key=key.public_key)
+    rep = bob.send(AC.invite_greeter_step.Req(greeting_attempt=attempt, greeter_step=step))
+    assert isinstance(rep, AC.invite_greeter_step.RepNotReady), rep
+    return {"attempt": attempt.hex, "greeter_key": key.public_key.encode().hex()}
+
+
+def _check_greeting_continues(http: httpx.Client, state: dict[str, Any]) -> list[str]:
+    """On ours, the claimer answers step 0 of the same attempt and gets bob's step 0, and bob then
+    gets the claimer's: the greeting goes on across the switch."""
+    g = state["greeting"]
+    attempt = p.GreetingAttemptID.from_hex(g["attempt"])
+    token = p.AccessToken.from_hex(state["device_token"])
+    claimer = InvitedClient(http, state["organization_id"], token)
+    bob = base.AuthenticatedClient(http, base.load_device(state["devices"]["bob"]))
+    key = p.PrivateKey.generate()
+    c_step = IC.invite_claimer_step.ClaimerStepNumber0WaitPeer(public_key=key.public_key)
+    rep = claimer.send(IC.invite_claimer_step.Req(greeting_attempt=attempt, claimer_step=c_step))
+    if not isinstance(rep, IC.invite_claimer_step.RepOk):
+        return [f"greeting in progress: claimer step 0 on ours: {rep}"]
+    if rep.greeter_step.public_key.encode().hex() != g["greeter_key"]:
+        return ["greeting in progress: the claimer got another greeter step 0"]
+    g_step = AC.invite_greeter_step.GreeterStepNumber0WaitPeer(
+        public_key=p.PublicKey(bytes.fromhex(g["greeter_key"]))
+    )
+    rep = bob.send(AC.invite_greeter_step.Req(greeting_attempt=attempt, greeter_step=g_step))
+    if not isinstance(rep, AC.invite_greeter_step.RepOk):
+        return [f"greeting in progress: greeter step 0 on ours: {rep}"]
+    if rep.claimer_step.public_key.encode() != key.public_key.encode():
+        return ["greeting in progress: the greeter got another claimer step 0"]
+    return []
+
+
 def _status(http: httpx.Client, dev: dict[str, str]) -> str:
     return base.status_of(base.AuthenticatedClient(http, base.load_device(dev)))
 
@@ -273,6 +314,7 @@ def main() -> int:
             state["sequestered"] = _sequestered(http, admin)
             state["tos"] = _with_tos(http, admin)
             state["sse"] = _sse(http, admin)
+            state["greeting"] = _greeting_started(http, state)
             path.write_text(json.dumps(state))
             return 0
         state = json.loads(path.read_text())
@@ -284,6 +326,7 @@ def main() -> int:
         problems += _claim_pending_user_invitation(http, state)
         problems += _check_sse(http, state)
         problems += _check_after(http, state)
+        problems += _check_greeting_continues(http, state)
         for problem in problems:
             print(problem)
         return 1 if problems else 0
