@@ -69,3 +69,28 @@ async def test_the_server_pool_keeps_tcp_keepalive(db_url: str) -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
     finally:
         await db.close()
+
+
+async def test_each_wait_keeps_its_own_deadline(db_url: str) -> None:
+    """One watchdog enforces every wait: a shorter wait that starts later still ends first, a wait
+    that gets a connection in time is not failed later, and nothing is left pending."""
+    db = await Database.open(db_url, 1, 1)
+    pool = db.pool
+    loop = asyncio.get_running_loop()
+    try:
+        async with db.connection():
+            started = loop.time()
+            long_wait = asyncio.ensure_future(pool.get(timeout=3.0))
+            await asyncio.sleep(0)
+            with pytest.raises(TimeoutError):
+                await pool.get(timeout=0.2)
+            assert 0.15 < loop.time() - started < 2.0  # not made to wait for the 3 s deadline
+            assert not long_wait.done()
+        conn = await asyncio.wait_for(long_wait, 1)  # served when the connection came back
+        await asyncio.sleep(3.2)  # past its deadline: the watchdog must not touch it any more
+        assert await conn.fetchval("SELECT 1") == 1
+        pool.put(conn)
+        assert pool._deadlines == {}
+        assert await db.fetchval("SELECT 2") == 2
+    finally:
+        await db.close()
