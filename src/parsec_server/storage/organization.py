@@ -369,7 +369,9 @@ def _stats_query(one_org: bool, at: bool) -> str:
     generic plans (storage/db.py), in which such a filter is no index bound and hides the row
     counts from the planner; there, the per-organization sums were computed again for every
     organization (O(organizations^2)), and the sums without `at` read each vlob row instead of the
-    covering index (0002). The CTEs are MATERIALIZED: each is computed once."""
+    covering index (0002). The CTEs are MATERIALIZED: each is computed once. Run without JIT
+    (`_fetch_stats`): the estimated cost of the sums over a big database made PostgreSQL compile
+    the statement at every call, which cost more than running it."""
     at_param = "$2" if one_org else "$1"
 
     def by(column: str) -> str:
@@ -380,7 +382,7 @@ WITH orgs AS MATERIALIZED (
     SELECT id, organization_id FROM organization
     WHERE {"organization_id = $1" if one_org else "TRUE"} AND {by("created_on")}
 ),
-user_counts AS MATERIALIZED (
+user_rows AS MATERIALIZED (
     SELECT u.organization,
         COALESCE(
             (SELECT p.profile FROM user_profile_update p
@@ -393,6 +395,10 @@ user_counts AS MATERIALIZED (
     FROM user_ u JOIN orgs ON orgs.id = u.organization
     WHERE {by("u.created_on")}
     GROUP BY 1, 2, 3
+),
+user_counts AS MATERIALIZED (
+    SELECT organization, array_agg(ROW(profile, revoked, n)) AS users
+    FROM user_rows GROUP BY organization
 ),
 sizes AS MATERIALIZED (
     SELECT r.organization,
@@ -411,10 +417,10 @@ SELECT orgs.organization_id,
     COALESCE(sizes.realms, 0) AS realms,
     COALESCE(sizes.metadata_size, 0) AS metadata_size,
     COALESCE(sizes.data_size, 0) AS data_size,
-    ARRAY(
-        SELECT ROW(c.profile, c.revoked, c.n) FROM user_counts c WHERE c.organization = orgs.id
-    ) AS users
-FROM orgs LEFT JOIN sizes ON sizes.organization = orgs.id
+    user_counts.users  -- NULL: no user
+FROM orgs
+LEFT JOIN sizes ON sizes.organization = orgs.id
+LEFT JOIN user_counts ON user_counts.organization = orgs.id
 ORDER BY orgs.organization_id
 """
 
@@ -426,7 +432,7 @@ _Q_STATS_ALL_AT = _stats_query(one_org=False, at=True)
 
 def _stats_from_row(row: asyncpg.Record) -> dict[str, Any]:
     detail = {p: {"active": 0, "revoked": 0} for p in PROFILES}
-    for profile, revoked, n in row["users"]:
+    for profile, revoked, n in row["users"] or ():
         detail[profile]["revoked" if revoked else "active"] += n
     active = sum(d["active"] for d in detail.values())
     return {
@@ -439,8 +445,14 @@ def _stats_from_row(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def _fetch_stats(conn: asyncpg.Connection, query: str, *args: Any) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        return list(await conn.fetch(query, *args))
+
+
 async def stats(conn: asyncpg.Connection, organization_id: str) -> dict[str, Any] | None:
-    rows = await conn.fetch(_Q_STATS_ORG, organization_id)
+    rows = await _fetch_stats(conn, _Q_STATS_ORG, organization_id)
     return _stats_from_row(rows[0]) if rows else None
 
 
@@ -451,7 +463,9 @@ async def server_stats(
     return [
         {"organization_id": row["organization_id"], **_stats_from_row(row)}
         for row in await (
-            conn.fetch(_Q_STATS_ALL) if at is None else conn.fetch(_Q_STATS_ALL_AT, at)
+            _fetch_stats(conn, _Q_STATS_ALL)
+            if at is None
+            else _fetch_stats(conn, _Q_STATS_ALL_AT, at)
         )
     ]
 
