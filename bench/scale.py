@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -469,8 +470,9 @@ def caller(app: Any, big: Big) -> tuple[Caller, Callable[[], None]]:
 # --- measuring -------------------------------------------------------------------------------------
 
 
-def _pg_cpu(postmaster: int | None) -> float:
-    """CPU seconds (user + system) of the postmaster's children so far (0 without a cluster)."""
+def _pg_cpu(postmaster: int | None, database: str) -> float:
+    """CPU seconds (user + system) so far of the postmaster's children connected to `database`
+    (the server's backends: not autovacuum nor the checkpointer; 0 without a cluster)."""
     if postmaster is None:
         return 0.0
     total = 0
@@ -480,9 +482,11 @@ def _pg_cpu(postmaster: int | None) -> float:
             continue
         try:
             fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").split()
         except OSError:
             continue
-        if int(fields[1]) == postmaster:  # ppid
+        # a backend's title: "postgres: USER DATABASE HOST(PORT) STATE"
+        if int(fields[1]) == postmaster and title[2:3] == [database.encode()]:
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
 
@@ -519,6 +523,7 @@ async def measure(
     requests: int,
     postmaster: int | None,
     callgrind: bool,
+    db: str,
 ) -> None:
     for workload in workloads:
         resign()
@@ -534,14 +539,14 @@ async def measure(
 
         await asyncio.gather(*(worker(c) for c in warm))
         count = sum(len(c) for c in chunks)
-        pg0, cpu0, wall0 = _pg_cpu(postmaster), time.process_time(), time.perf_counter()
+        pg0, cpu0, wall0 = _pg_cpu(postmaster, db), time.process_time(), time.perf_counter()
         if callgrind:
             _callgrind("-z")
         await asyncio.gather(*(worker(c) for c in chunks))
         if callgrind:
             _callgrind("-d")
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        pg = _pg_cpu(postmaster) - pg0
+        pg = _pg_cpu(postmaster, db) - pg0
         failed = f"  FAILED {failures[0]}" if failures[0] else ""
         if callgrind:
             instructions = _callgrind_last_dump() / count
@@ -618,8 +623,10 @@ def _log_from(log: Path, start: int) -> str:
 
 
 def _plans(text: str) -> str:
-    """The auto_explain entries of a log excerpt: query text shortened to its first line."""
+    """The auto_explain entries of a log excerpt (query text shortened), then one line with the
+    statements' shared buffers (their root nodes: hit + read, what the request touched)."""
     out: list[str] = []
+    hit = read = statements = 0
     for entry in text.split("LOG:  duration:")[1:]:
         lines = entry.splitlines()
         tabbed = [ln[1:] for ln in lines[1:] if ln.startswith("\t")]
@@ -628,6 +635,11 @@ def _plans(text: str) -> str:
         out.append(f"-- {query[:150]}")
         out.extend(tabbed[start:])
         out.append("")
+        statements += 1
+        root = next((ln for ln in tabbed[start:] if ln.startswith("  Buffers:")), "")
+        hit += sum(int(n) for n in re.findall(r"shared hit=(\d+)", root))
+        read += sum(int(n) for n in re.findall(r"shared (?:hit=\d+ )?read=(\d+)", root))
+    out.append(f"BUFFERS {statements} statements: shared hit={hit} read={read}")
     return "\n".join(out)
 
 
@@ -717,7 +729,8 @@ async def _one_size(
         object.__setattr__(server.app.config, "validate_replies", False)
         big = await build(db_url, size, server)
         call, resign = caller(server.app, big)
-        await measure(size_name, call, resign, big, workloads, requests, postmaster, callgrind)
+        db = db_url.rsplit("/", 1)[1]
+        await measure(size_name, call, resign, big, workloads, requests, postmaster, callgrind, db)
     if explain_log is not None:
         await explain(db_url, explain_log, big, workloads)
 
