@@ -1,5 +1,5 @@
 """Emails: invitation messages (plain text + HTML, templates in `templates/`, or the operator's from
-`--template-dir`: email/render.py) sent over SMTP.
+`--template-dir`: `templated_message` in email/render.py) sent over SMTP.
 
 `send(config, message)` reports what really happened, as the `email_sent` status of invite_new_*:
 
@@ -18,16 +18,13 @@ committed: a slow or dead SMTP server never holds database locks.
 from __future__ import annotations
 
 import asyncio
-import html
 import smtplib
 import ssl
-import string
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 
 from parsec_server.config import EmailConfig
-from parsec_server.email.render import builtin, render
+from parsec_server.email.render import templated_message
 from parsec_server.log import get_logger
 
 log = get_logger("parsec_server.email")
@@ -45,10 +42,6 @@ __all__ = [
     "invitation_message",
     "send",
 ]
-
-
-def _template(name: str) -> string.Template:
-    return builtin(name)
 
 
 # Per invitation type: subject and the sentence that says what the link is for.
@@ -89,9 +82,6 @@ def invitation_message(
     """The invitation email: multipart/alternative, plain text then HTML; Reply-To the greeter."""
     greeter = greeter_name or "A member of your organization"
     values = {"greeter": greeter, "organization": organization_id}
-    subject = _SUBJECTS[invitation_type].format(**values)
-    intro = _INTROS[invitation_type].format(**values)
-    action = _ACTIONS[invitation_type]
     # The official server's variables, for operator templates (`--template-dir`, email/render.py).
     official = {
         "is_user_invitation": invitation_type == "USER",
@@ -102,44 +92,23 @@ def invitation_message(
         "invitation_url": invitation_url,
         "server_url": server_url.removesuffix("/"),
     }
-    text = render(
-        config.template_dir,
-        official_name="invitation.txt",
-        builtin_name="invitation.txt",
-        builtin_values={
-            "intro": intro,
-            "action": action,
+    return templated_message(
+        config,
+        to=to,
+        subject=_SUBJECTS[invitation_type].format(**values),
+        official_name="invitation",
+        values={
+            "intro": _INTROS[invitation_type].format(**values),
+            "action": _ACTIONS[invitation_type],
             "invitation_url": invitation_url,
             "server_url": server_url,
             "organization": organization_id,
         },
         official_values=official,
+        reply_to=(
+            Address(display_name=greeter_name or "", addr_spec=reply_to) if reply_to else None
+        ),
     )
-    body_html = render(
-        config.template_dir,
-        official_name="invitation.html",
-        builtin_name="invitation.html",
-        builtin_values={
-            "subject": html.escape(subject),
-            "intro": html.escape(intro),
-            "action": html.escape(action),
-            "invitation_url": html.escape(invitation_url, quote=True),
-            "server_url": html.escape(server_url, quote=True),
-            "organization": html.escape(organization_id),
-        },
-        official_values=official,
-    )
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = config.sender
-    msg["To"] = to
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2] or None)
-    if reply_to:
-        msg["Reply-To"] = Address(display_name=greeter_name or "", addr_spec=reply_to)
-    msg.set_content(text)
-    msg.add_alternative(body_html, subtype="html")
-    return msg
 
 
 def _smtp_send(config: EmailConfig, message: EmailMessage) -> str:

@@ -7,13 +7,11 @@ use."""
 
 from __future__ import annotations
 
-import html
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Literal
 
 from parsec_server.config import EmailConfig
-from parsec_server.email.render import render
+from parsec_server.email.render import templated_message
 
 ValidationPurpose = Literal["CREATE", "RECOVER", "DELETE"]
 
@@ -40,36 +38,13 @@ def validation_message(
     config: EmailConfig, *, purpose: ValidationPurpose, to: str, code: str, server_url: str
 ) -> EmailMessage:
     """The validation e-mail of `purpose`: multipart/alternative, plain text then HTML."""
-    subject = _SUBJECTS[purpose]
-    intro = _INTROS[purpose]
     server_url = server_url.removesuffix("/")
-    official = {"validation_code": code, "server_url": server_url}
-    name = _OFFICIAL_NAMES[purpose]
-    text = render(
-        config.template_dir,
-        official_name=f"{name}.txt",
-        builtin_name="account_validation.txt",
-        builtin_values={"intro": intro, "code": code, "server_url": server_url},
-        official_values=official,
+    return templated_message(
+        config,
+        to=to,
+        subject=_SUBJECTS[purpose],
+        official_name=_OFFICIAL_NAMES[purpose],
+        builtin_name="account_validation",
+        values={"intro": _INTROS[purpose], "code": code, "server_url": server_url},
+        official_values={"validation_code": code, "server_url": server_url},
     )
-    body_html = render(
-        config.template_dir,
-        official_name=f"{name}.html",
-        builtin_name="account_validation.html",
-        builtin_values={
-            "subject": html.escape(subject),
-            "intro": html.escape(intro),
-            "code": html.escape(code),
-            "server_url": html.escape(server_url, quote=True),
-        },
-        official_values=official,
-    )
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = config.sender
-    msg["To"] = to
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2] or None)
-    msg.set_content(text)
-    msg.add_alternative(body_html, subtype="html")
-    return msg
