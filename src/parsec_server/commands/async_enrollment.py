@@ -31,15 +31,14 @@ from __future__ import annotations
 import datetime
 import functools
 from pathlib import Path
-from typing import Any, NamedTuple, assert_never
+from typing import Any, Literal, NamedTuple, TypedDict, assert_never
 
 from cryptography import x509
 
 from parsec_server import email
-from parsec_server.commands.checks import greater_than, lock_common_as_author
 from parsec_server.commands.context import AnonymousClient, AuthenticatedClient
 from parsec_server.commands.registry import HandshakeError, command
-from parsec_server.commands.user import validate_new_user
+from parsec_server.commands.user import create_new_user, lock_as_admin, validate_new_user
 from parsec_server.crypto import pki
 from parsec_server.email.async_enrollment import async_enrollment_accepted_message
 from parsec_server.events import types as event_types
@@ -62,7 +61,6 @@ from parsec_server.protocol.generated.authenticated import (
     AsyncEnrollmentRejectReq,
 )
 from parsec_server.storage import async_enrollment as storage
-from parsec_server.storage import user as user_storage
 
 
 @functools.cache
@@ -99,6 +97,27 @@ def _check_signature(
     return storage.PkiSignature(wire["signature"], wire["algorithm"], chain)
 
 
+class _InvalidDerX509CertificateRep(TypedDict):
+    status: Literal["invalid_der_x509_certificate"]
+
+
+class _InvalidX509TrustchainRep(TypedDict):
+    status: Literal["invalid_x509_trustchain"]
+
+
+def _x509_refused(
+    refusal: pki.X509Refusal,
+) -> _InvalidDerX509CertificateRep | _InvalidX509TrustchainRep:
+    """The reply to a refused X.509 chain (submit and accept)."""
+    match refusal:
+        case "invalid_der_x509_certificate":
+            return {"status": "invalid_der_x509_certificate"}
+        case "invalid_x509_trustchain":
+            return {"status": "invalid_x509_trustchain"}
+        case _:
+            assert_never(refusal)
+
+
 def _wire_signature(sig: storage.Signature, author_field: str) -> dict[str, Any]:
     if isinstance(sig, storage.PkiSignature):
         return {
@@ -113,6 +132,27 @@ def _wire_signature(sig: storage.Signature, author_field: str) -> dict[str, Any]
         "signature": sig.signature,
         f"{author_field}_openbao_entity_id": sig.entity_id,
     }
+
+
+class _EnrollmentNotFoundRep(TypedDict):
+    status: Literal["enrollment_not_found"]
+
+
+class _EnrollmentNoLongerAvailableRep(TypedDict):
+    status: Literal["enrollment_no_longer_available"]
+
+
+def _end_refused(
+    refusal: storage.EndRefusal,
+) -> _EnrollmentNotFoundRep | _EnrollmentNoLongerAvailableRep:
+    """The reply when the request is not there, or no longer SUBMITTED (cancel, reject, accept)."""
+    match refusal:
+        case "enrollment_not_found":
+            return {"status": "enrollment_not_found"}
+        case "enrollment_no_longer_available":
+            return {"status": "enrollment_no_longer_available"}
+        case _:
+            assert_never(refusal)
 
 
 def _bootstrapped_org_id(client: AnonymousClient) -> int:
@@ -138,17 +178,10 @@ async def async_enrollment_submit(
     signature = _check_signature(
         req.submit_payload_signature, "submitter", req.submit_payload, roots, now
     )
-    match signature:
-        case storage.PkiSignature() | storage.OpenBaoSignature():
-            pass
-        case None:
-            return {"status": "invalid_submit_payload_signature"}
-        case "invalid_der_x509_certificate":
-            return {"status": "invalid_der_x509_certificate"}
-        case "invalid_x509_trustchain":
-            return {"status": "invalid_x509_trustchain"}
-        case _:
-            assert_never(signature)
+    if signature is None:
+        return {"status": "invalid_submit_payload_signature"}
+    if isinstance(signature, str):
+        return _x509_refused(signature)
     org_internal_id = _bootstrapped_org_id(client)
     events = [event_types.async_enrollment(client.organization_id)]
     async with client.backend.db.transaction() as conn:
@@ -227,15 +260,7 @@ async def async_enrollment_cancel(
     events = [event_types.async_enrollment(client.organization_id)]
     async with client.backend.db.transaction() as conn:
         refused = await storage.cancel(conn, org_internal_id, req.enrollment_id, utc_now(), events)
-    match refused:
-        case None:
-            return {"status": "ok"}
-        case "enrollment_not_found":
-            return {"status": "enrollment_not_found"}
-        case "enrollment_no_longer_available":
-            return {"status": "enrollment_no_longer_available"}
-        case _:
-            assert_never(refused)
+    return {"status": "ok"} if refused is None else _end_refused(refused)
 
 
 # --- authenticated (ADMIN) ------------------------------------------------------------------------
@@ -273,21 +298,13 @@ async def async_enrollment_reject(
 ) -> AsyncEnrollmentRejectRep:
     events = [event_types.async_enrollment(client.org.organization_id)]
     async with client.backend.db.transaction() as conn:
-        lock = await lock_common_as_author(conn, client, write=False)
-        if lock.profile != "ADMIN":
-            return {"status": "author_not_allowed"}
+        lock = await lock_as_admin(conn, client, write=False)
+        if isinstance(lock, dict):
+            return lock
         refused = await storage.reject(
             conn, client.org.internal_id, req.enrollment_id, utc_now(), events
         )
-    match refused:
-        case None:
-            return {"status": "ok"}
-        case "enrollment_not_found":
-            return {"status": "enrollment_not_found"}
-        case "enrollment_no_longer_available":
-            return {"status": "enrollment_no_longer_available"}
-        case _:
-            assert_never(refused)
+    return {"status": "ok"} if refused is None else _end_refused(refused)
 
 
 class _SubmitterCertificates(NamedTuple):
@@ -321,65 +338,34 @@ async def async_enrollment_accept(
         req.submitter_redacted_device_certificate,
     )
     new_user = validate_new_user(client, certificates, now)
-    org_id = client.org.organization_id
     async with client.backend.db.transaction() as conn:
-        lock = await lock_common_as_author(conn, client, write=True)
-        if lock.profile != "ADMIN":
-            return {"status": "author_not_allowed"}
+        lock = await lock_as_admin(conn, client, write=True)
+        if isinstance(lock, dict):
+            return lock
         pending = await storage.lock_for_accept(conn, client.org.internal_id, req.enrollment_id)
-        match pending:
-            case storage.Pending():
-                pass
-            case "enrollment_not_found":
-                return {"status": "enrollment_not_found"}
-            case "enrollment_no_longer_available":
-                return {"status": "enrollment_no_longer_available"}
-            case _:
-                assert_never(pending)
+        if not isinstance(pending, storage.Pending):
+            return _end_refused(pending)
         if pending.submit_signature_type != req.accept_payload_signature["type"]:
             return {"status": "submit_and_accept_identity_systems_mismatch"}
         if not payload_ok:
             return {"status": "invalid_accept_payload"}
-        match signature:
-            case storage.PkiSignature() | storage.OpenBaoSignature():
-                pass
-            case None:
-                return {"status": "invalid_accept_payload_signature"}
-            case "invalid_der_x509_certificate":
-                return {"status": "invalid_der_x509_certificate"}
-            case "invalid_x509_trustchain":
-                return {"status": "invalid_x509_trustchain"}
-            case _:
-                assert_never(signature)
-        if isinstance(new_user, dict):
-            return new_user
-        if new_user.timestamp <= lock.last_common:
-            return greater_than(lock.last_common)
-        events = [
-            event_types.common_certificate(org_id, new_user.timestamp),
-            event_types.async_enrollment(org_id),
-        ]
-        refused = await user_storage.create_user(conn, client.org.internal_id, new_user, events)
-        if refused is None:
-            await storage.mark_accepted(conn, pending, now, req.accept_payload, signature)
-        elif refused == "human_handle_already_taken":
+        if signature is None:
+            return {"status": "invalid_accept_payload_signature"}
+        if isinstance(signature, str):
+            return _x509_refused(signature)
+        more_events = [event_types.async_enrollment(client.org.organization_id)]
+        created = await create_new_user(conn, client, lock, new_user, more_events)
+        if isinstance(created, dict):
             # The official accept reports the active users limit before a taken email.
-            if await storage.active_users_limit_reached(conn, client.org.internal_id):
-                refused = "active_users_limit_reached"
-    match refused:
-        case None:
-            pass
-        case "human_handle_already_taken":
-            return {"status": "human_handle_already_taken"}
-        case "active_users_limit_reached":
-            return {"status": "active_users_limit_reached"}
-        case "user_already_exists":
-            return {"status": "user_already_exists"}
-        case _:
-            assert_never(refused)
+            if created["status"] == "human_handle_already_taken" and (
+                await storage.active_users_limit_reached(conn, client.org.internal_id)
+            ):
+                return {"status": "active_users_limit_reached"}
+            return created
+        await storage.mark_accepted(conn, pending, now, req.accept_payload, signature)
     email_sent = email.SUCCESS
     if req.send_email:
-        email_sent = await _send_accepted_email(client, new_user.email)
+        email_sent = await _send_accepted_email(client, created.email)
     return {"status": "ok", "email_sent": email_sent}
 
 

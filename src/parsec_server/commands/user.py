@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import TypeVar, assert_never
+from collections.abc import Sequence
+from typing import Literal, TypedDict, TypeVar, assert_never
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from parsec_server.commands.checks import (
     AuthorNotAllowedRep,
     InvalidCertificateRep,
     NewUserCertificatesReq,
+    RequireGreaterTimestampRep,
     greater_than,
     load_new_user_certificates,
     lock_common_as_author,
@@ -54,12 +56,13 @@ from parsec_server.storage import user as user_storage
 _AdminCert = TypeVar("_AdminCert", certs.RevokedUserCertificate, certs.UserUpdateCertificate)
 
 
-async def _lock_as_admin(
-    conn: asyncpg.Connection, client: AuthenticatedClient
+async def lock_as_admin(
+    conn: asyncpg.Connection, client: AuthenticatedClient, *, write: bool
 ) -> topics.CommonLock | AuthorNotAllowedRep:
-    """Common topic FOR UPDATE, then the author must be an ADMIN (author_not_allowed comes before
-    the outcome of the certificate checks): the lock, or the reply."""
-    lock = await lock_common_as_author(conn, client, write=True)
+    """Common topic locked (FOR UPDATE if `write`), then the author must be an ADMIN
+    (author_not_allowed comes before the outcome of the certificate checks): the lock, or the
+    reply. Also async_enrollment_accept / _reject."""
+    lock = await lock_common_as_author(conn, client, write=write)
     if lock.profile != "ADMIN":
         return {"status": "author_not_allowed"}
     return lock
@@ -105,22 +108,51 @@ def validate_new_user(
     )
 
 
-@command(UserCreateReq)
-async def user_create(client: AuthenticatedClient, req: UserCreateReq) -> UserCreateRep:
-    new_user = validate_new_user(client, req, utc_now())
-    async with client.backend.db.transaction() as conn:
-        lock = await _lock_as_admin(conn, client)
-        if isinstance(lock, dict):
-            return lock
-        if isinstance(new_user, dict):
-            return new_user
-        if new_user.timestamp <= lock.last_common:
-            return greater_than(lock.last_common)
-        events = [event_types.common_certificate(client.org.organization_id, new_user.timestamp)]
-        refused = await user_storage.create_user(conn, client.org.internal_id, new_user, events)
+class HumanHandleAlreadyTakenRep(TypedDict):
+    status: Literal["human_handle_already_taken"]
+
+
+class ActiveUsersLimitReachedRep(TypedDict):
+    status: Literal["active_users_limit_reached"]
+
+
+class UserAlreadyExistsRep(TypedDict):
+    status: Literal["user_already_exists"]
+
+
+# The refusals of a new user once the author may create it (user_create, async_enrollment_accept).
+NewUserRefusedRep = (
+    InvalidCertificateRep
+    | OutOfBallpark
+    | RequireGreaterTimestampRep
+    | HumanHandleAlreadyTakenRep
+    | ActiveUsersLimitReachedRep
+    | UserAlreadyExistsRep
+)
+
+
+async def create_new_user(
+    conn: asyncpg.Connection,
+    client: AuthenticatedClient,
+    lock: topics.CommonLock,
+    new_user: user_storage.NewUser | InvalidCertificateRep | OutOfBallpark,
+    more_events: Sequence[Event] = (),
+) -> user_storage.NewUser | NewUserRefusedRep:
+    """user_create after the author's profile, under the common topic lock: the outcome of the
+    certificate checks (`validate_new_user`), require_greater_timestamp, then the insert with its
+    COMMON_CERTIFICATE event (and `more_events`): the created user, or the reply."""
+    if isinstance(new_user, dict):
+        return new_user
+    if new_user.timestamp <= lock.last_common:
+        return greater_than(lock.last_common)
+    events = [
+        event_types.common_certificate(client.org.organization_id, new_user.timestamp),
+        *more_events,
+    ]
+    refused = await user_storage.create_user(conn, client.org.internal_id, new_user, events)
     match refused:
         case None:
-            return {"status": "ok"}
+            return new_user
         case "human_handle_already_taken":
             return {"status": "human_handle_already_taken"}
         case "active_users_limit_reached":
@@ -129,6 +161,19 @@ async def user_create(client: AuthenticatedClient, req: UserCreateReq) -> UserCr
             return {"status": "user_already_exists"}
         case _:
             assert_never(refused)
+
+
+@command(UserCreateReq)
+async def user_create(client: AuthenticatedClient, req: UserCreateReq) -> UserCreateRep:
+    new_user = validate_new_user(client, req, utc_now())
+    async with client.backend.db.transaction() as conn:
+        lock = await lock_as_admin(conn, client, write=True)
+        if isinstance(lock, dict):
+            return lock
+        created = await create_new_user(conn, client, lock, new_user)
+    if isinstance(created, dict):
+        return created
+    return {"status": "ok"}
 
 
 # --- device_create --------------------------------------------------------------------------------
@@ -216,7 +261,7 @@ async def user_revoke(client: AuthenticatedClient, req: UserRevokeReq) -> UserRe
         client, certs.RevokedUserCertificate, req.revoked_user_certificate, utc_now()
     )
     async with client.backend.db.transaction() as conn:
-        lock = await _lock_as_admin(conn, client)
+        lock = await lock_as_admin(conn, client, write=True)
         if isinstance(lock, dict):
             return lock
         if isinstance(cert, dict):
@@ -249,7 +294,7 @@ async def user_update(client: AuthenticatedClient, req: UserUpdateReq) -> UserUp
         client, certs.UserUpdateCertificate, req.user_update_certificate, utc_now()
     )
     async with client.backend.db.transaction() as conn:
-        lock = await _lock_as_admin(conn, client)
+        lock = await lock_as_admin(conn, client, write=True)
         if isinstance(lock, dict):
             return lock
         if isinstance(cert, dict):

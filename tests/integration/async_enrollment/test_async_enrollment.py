@@ -251,6 +251,9 @@ async def test_accept_refusals_in_order(server: Server, org: Org, pki: Pki) -> N
     # Email taken by a user created meanwhile.
     taken = carol_certs(org, human=org.alice.human)
     assert await accept(org.alice, org, eid, taken) == {"status": "human_handle_already_taken"}
+    # The id of an existing user.
+    existing = carol_certs(org, user_id=org.alice.user_id)
+    assert await accept(org.alice, org, eid, existing) == {"status": "user_already_exists"}
     # The request is still pending after every refusal.
     assert (await info(server, org, eid))["enrollment_status"] == "SUBMITTED"
 
