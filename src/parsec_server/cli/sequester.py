@@ -19,8 +19,9 @@ import binascii
 import datetime
 import textwrap
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 import zstandard
@@ -39,6 +40,16 @@ from parsec_server.cli.operator import (
 )
 from parsec_server.exit_codes import Exit
 from parsec_server.protocol.codec import now, packb
+
+if TYPE_CHECKING:  # imported where used at run time: `--help` stays quick
+    from parsec_server.commands.context import Backend
+    from parsec_server.commands.sequester import CreateRefusal, RevokeRefusal
+    from parsec_server.crypto.certificates import (
+        SequesterRevokedServiceCertificate,
+        SequesterServiceCertificate,
+    )
+
+    _Certificate = SequesterServiceCertificate | SequesterRevokedServiceCertificate
 
 SERVICE_PEM = "PARSEC SEQUESTER SERVICE CERTIFICATE"
 REVOCATION_PEM = "PARSEC SEQUESTER SERVICE REVOCATION CERTIFICATE"
@@ -133,6 +144,21 @@ def _write(path: Path, text: str) -> None:
         raise click.BadParameter(f"cannot write {path}: {exc}", param_hint="OUTPUT") from None
 
 
+def _export(
+    authority_private_key: Path,
+    content: dict[str, Any],
+    pem_label: str,
+    output: str | None,
+    file_prefix: str,
+) -> Path:
+    """Sign `content` (its `service_id` and `timestamp` name the file when OUTPUT is a directory)
+    with the authority's key and write it as a PEM file: the path written."""
+    signed = sign(_authority_key(authority_private_key), content)
+    path = _output_file(output, file_prefix, content["service_id"], content["timestamp"])
+    _write(path, to_pem(pem_label, signed))
+    return path
+
+
 # --- offline: generate certificates --------------------------------------------------------------
 
 
@@ -161,20 +187,17 @@ def generate_service_certificate_cmd(
     service_label: str, service_public_key: Path, authority_private_key: Path, output: str | None
 ) -> None:
     encryption_key_der = _service_public_key(service_public_key)
-    authority = _authority_key(authority_private_key)
     service_id, ts = uuid.uuid4(), now()
-    signed = sign(
-        authority,
-        {
-            "type": "sequester_service_certificate",
-            "timestamp": ts,
-            "service_id": service_id,
-            "service_label": service_label,
-            "encryption_key_der": encryption_key_der,
-        },
+    content = {
+        "type": "sequester_service_certificate",
+        "timestamp": ts,
+        "service_id": service_id,
+        "service_label": service_label,
+        "encryption_key_der": encryption_key_der,
+    }
+    path = _export(
+        authority_private_key, content, SERVICE_PEM, output, "sequester_service_certificate"
     )
-    path = _output_file(output, "sequester_service_certificate", service_id, ts)
-    _write(path, to_pem(SERVICE_PEM, signed))
     click.echo(
         f"Sequester service certificate {service_label} (id: {service_id.hex}, timestamp: "
         f"{rfc3339(ts)}) exported in {path}"
@@ -208,15 +231,15 @@ def _parse_service_id(value: str) -> uuid.UUID:
 def generate_service_revocation_certificate_cmd(
     service_id: str, authority_private_key: Path, output: str | None
 ) -> None:
-    sid = _parse_service_id(service_id)
-    authority = _authority_key(authority_private_key)
-    ts = now()
-    signed = sign(
-        authority,
-        {"type": "sequester_revoked_service_certificate", "timestamp": ts, "service_id": sid},
+    sid, ts = _parse_service_id(service_id), now()
+    content = {"type": "sequester_revoked_service_certificate", "timestamp": ts, "service_id": sid}
+    path = _export(
+        authority_private_key,
+        content,
+        REVOCATION_PEM,
+        output,
+        "sequester_service_revocation_certificate",
     )
-    path = _output_file(output, "sequester_service_revocation_certificate", sid, ts)
-    _write(path, to_pem(REVOCATION_PEM, signed))
     click.echo(
         f"Sequester service revocation certificate (service id: {sid.hex}, timestamp: "
         f"{rfc3339(ts)}) exported in {path}"
@@ -242,7 +265,9 @@ _REFUSALS: dict[str, tuple[str, Exit]] = {
 }
 
 
-def _refusal(action: str, organization: str, refusal: Any) -> OperatorError:
+def _refusal(
+    action: str, organization: str, refusal: CreateRefusal | RevokeRefusal
+) -> OperatorError:
     from parsec_server.commands.sequester import RequireGreaterTimestamp
 
     if isinstance(refusal, RequireGreaterTimestamp):
@@ -255,6 +280,36 @@ def _refusal(action: str, organization: str, refusal: Any) -> OperatorError:
     cli_action(action, refusal, organization=organization)
     message, code = _REFUSALS[refusal]
     return OperatorError(message.format(org=organization), code)
+
+
+def _apply(
+    db: str | None,
+    data_dir: Path | None,
+    action: str,
+    organization: str,
+    apply: Callable[[Backend], Awaitable[_Certificate | CreateRefusal | RevokeRefusal]],
+    **audit: str | None,
+) -> uuid.UUID:
+    """Run `apply` (create or revoke, commands/sequester.py) on the database: the audit line of
+    `action` (with `audit`), and the service id, or one error line and the refusal's exit code."""
+    from parsec_server.crypto.certificates import (
+        SequesterRevokedServiceCertificate,
+        SequesterServiceCertificate,
+    )
+
+    async def main(url: str) -> uuid.UUID:
+        async with backend(url) as be:
+            outcome = await apply(be)
+        if not isinstance(
+            outcome, SequesterServiceCertificate | SequesterRevokedServiceCertificate
+        ):
+            raise _refusal(action, organization, outcome)
+        cli_action(
+            action, "ok", organization=organization, service_id=outcome.service_id.hex, **audit
+        )
+        return outcome.service_id
+
+    return run_operator(db, data_dir, main)
 
 
 @sequester_group.command(
@@ -296,24 +351,15 @@ def create_service_cmd(
         SERVICE_PEM, _read(service_certificate, "--service-certificate"), "--service-certificate"
     )
     config = seq_cmds.ServiceConfig("WEBHOOK" if webhook_url else "STORAGE", webhook_url)
-
-    async def main(url: str) -> uuid.UUID:
-        from parsec_server.crypto.certificates import SequesterServiceCertificate
-
-        async with backend(url) as be:
-            outcome = await seq_cmds.create_service(be, organization, signed, config)
-        if not isinstance(outcome, SequesterServiceCertificate):
-            raise _refusal("sequester_service_create", organization, outcome)
-        cli_action(
-            "sequester_service_create",
-            organization=organization,
-            service_id=outcome.service_id.hex,
-            service_type=service_type,
-            webhook_url=webhook_url,
-        )
-        return outcome.service_id
-
-    service_id = run_operator(db, data_dir, main)
+    service_id = _apply(
+        db,
+        data_dir,
+        "sequester_service_create",
+        organization,
+        lambda be: seq_cmds.create_service(be, organization, signed, config),
+        service_type=service_type,
+        webhook_url=webhook_url,
+    )
     click.echo(f"Service created (id: {service_id.hex})")
 
 
@@ -339,22 +385,13 @@ def revoke_service_cmd(
 
     option = "--service-revocation-certificate"
     signed = from_pem(REVOCATION_PEM, _read(service_revocation_certificate, option), option)
-
-    async def main(url: str) -> uuid.UUID:
-        from parsec_server.crypto.certificates import SequesterRevokedServiceCertificate
-
-        async with backend(url) as be:
-            outcome = await seq_cmds.revoke_service(be, organization, signed)
-        if not isinstance(outcome, SequesterRevokedServiceCertificate):
-            raise _refusal("sequester_service_revoke", organization, outcome)
-        cli_action(
-            "sequester_service_revoke",
-            organization=organization,
-            service_id=outcome.service_id.hex,
-        )
-        return outcome.service_id
-
-    service_id = run_operator(db, data_dir, main)
+    service_id = _apply(
+        db,
+        data_dir,
+        "sequester_service_revoke",
+        organization,
+        lambda be: seq_cmds.revoke_service(be, organization, signed),
+    )
     click.echo(f"Service revoked (id: {service_id.hex})")
 
 

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Literal, NamedTuple, TypeVar
+
+import asyncpg
 
 from parsec_server.commands.context import Backend
 from parsec_server.crypto import certificates as certs
@@ -53,26 +57,59 @@ CreateRefusal = _Refusal | Literal["already_exists"] | RequireGreaterTimestamp
 RevokeRefusal = _Refusal | Literal["service_not_found", "already_revoked"] | RequireGreaterTimestamp
 
 
+_Cert = TypeVar(
+    "_Cert", certs.SequesterServiceCertificate, certs.SequesterRevokedServiceCertificate
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked(Generic[_Cert]):
+    authority: seq_storage.Authority
+    cert: _Cert
+
+
+async def _lock_and_check(
+    conn: asyncpg.Connection,
+    organization_id: str,
+    cls: type[_Cert],
+    certificate: bytes,
+    storable: Callable[[_Cert], bool] | None = None,
+) -> _Checked[_Cert] | _Refusal | RequireGreaterTimestamp:
+    """The sequester topic locked, then the checks create and revoke share, in the official
+    order: organization, sequester enabled, certificate (signed by the authority, content,
+    `storable`), timestamp after the topic's last one. The authority and the certificate, or the
+    refusal."""
+    authority = await seq_storage.lock_authority(conn, organization_id)
+    if authority is None:
+        return "organization_not_found"
+    if authority.verify_key_der is None or authority.last_timestamp is None:
+        return "sequester_disabled"
+    try:
+        cert = certs.verify_and_load(cls, certificate, authority.verify_key_der)
+    except certs.InvalidCertificate:
+        return "invalid_certificate"
+    if storable is not None and not storable(cert):
+        return "invalid_certificate"
+    if cert.timestamp <= authority.last_timestamp:
+        return RequireGreaterTimestamp(authority.last_timestamp)
+    return _Checked(authority, cert)
+
+
+def _storable_label(cert: certs.SequesterServiceCertificate) -> bool:
+    return "\x00" not in cert.service_label  # signed, but PostgreSQL TEXT cannot hold it
+
+
 async def create_service(
     backend: Backend, organization_id: str, certificate: bytes, config: ServiceConfig
 ) -> certs.SequesterServiceCertificate | CreateRefusal:
     """Add a service from its certificate (signed by the organization's sequester authority)."""
     async with backend.db.transaction() as conn:
-        authority = await seq_storage.lock_authority(conn, organization_id)
-        if authority is None:
-            return "organization_not_found"
-        if authority.verify_key_der is None or authority.last_timestamp is None:
-            return "sequester_disabled"
-        try:
-            cert = certs.verify_and_load(
-                certs.SequesterServiceCertificate, certificate, authority.verify_key_der
-            )
-        except certs.InvalidCertificate:
-            return "invalid_certificate"
-        if "\x00" in cert.service_label:  # signed, but PostgreSQL TEXT cannot hold it
-            return "invalid_certificate"
-        if cert.timestamp <= authority.last_timestamp:
-            return RequireGreaterTimestamp(authority.last_timestamp)
+        checked = await _lock_and_check(
+            conn, organization_id, certs.SequesterServiceCertificate, certificate, _storable_label
+        )
+        if not isinstance(checked, _Checked):
+            return checked
+        authority, cert = checked.authority, checked.cert
         outcome = await seq_storage.create_service(
             conn,
             authority,
@@ -93,19 +130,12 @@ async def revoke_service(
 ) -> certs.SequesterRevokedServiceCertificate | RevokeRefusal:
     """Revoke a service from its revoked service certificate (signed by the authority)."""
     async with backend.db.transaction() as conn:
-        authority = await seq_storage.lock_authority(conn, organization_id)
-        if authority is None:
-            return "organization_not_found"
-        if authority.verify_key_der is None or authority.last_timestamp is None:
-            return "sequester_disabled"
-        try:
-            cert = certs.verify_and_load(
-                certs.SequesterRevokedServiceCertificate, certificate, authority.verify_key_der
-            )
-        except certs.InvalidCertificate:
-            return "invalid_certificate"
-        if cert.timestamp <= authority.last_timestamp:
-            return RequireGreaterTimestamp(authority.last_timestamp)
+        checked = await _lock_and_check(
+            conn, organization_id, certs.SequesterRevokedServiceCertificate, certificate
+        )
+        if not isinstance(checked, _Checked):
+            return checked
+        authority, cert = checked.authority, checked.cert
         outcome = await seq_storage.revoke_service(
             conn,
             authority,
