@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -159,35 +160,37 @@ class Samples:
     ungranted: Counter[str] = dataclasses.field(default_factory=Counter)
 
 
-async def sample(admin_url: str, database: str, out: Samples, stop_at: asyncio.Event) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        while not stop_at.is_set():
-            rows = await conn.fetch(
-                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
-                "WHERE datname = $1 AND backend_type = 'client backend'",
-                database,
-            )
-            locks = await conn.fetch(
-                "SELECT l.locktype, l.mode FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE NOT l.granted AND a.datname = $1",
-                database,
-            )
-            out.n += 1
-            out.max_conns = max(out.max_conns, len(rows))
-            for r in rows:
-                if r["state"] == "active":
-                    out.active += 1
-                    key = f"{r['wait_event_type']}:{r['wait_event']}" if r["wait_event"] else "CPU"
-                    out.waits[key] += 1
-            for r in locks:
-                out.ungranted[f"{r['locktype']}/{r['mode']}"] += 1
-            try:
-                await asyncio.wait_for(stop_at.wait(), SAMPLE_EVERY)
-            except TimeoutError:
-                pass
-    finally:
-        await conn.close()
+def sample(admin_url: str, database: str, out: Samples, stop_at: threading.Event) -> None:
+    """Runs in a thread of its own (its own event loop): the load generator's loop is busy."""
+
+    async def loop() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            while not stop_at.is_set():
+                rows = await conn.fetch(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE datname = $1 AND backend_type = 'client backend'",
+                    database,
+                )
+                locks = await conn.fetch(
+                    "SELECT l.locktype, l.mode FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    "WHERE NOT l.granted AND a.datname = $1",
+                    database,
+                )
+                out.n += 1
+                out.max_conns = max(out.max_conns, len(rows))
+                for r in rows:
+                    if r["state"] == "active":
+                        out.active += 1
+                        ev = r["wait_event"]
+                        out.waits[f"{r['wait_event_type']}:{ev}" if ev else "CPU"] += 1
+                for r in locks:
+                    out.ungranted[f"{r['locktype']}/{r['mode']}"] += 1
+                await asyncio.sleep(SAMPLE_EVERY)
+        finally:
+            await conn.close()
+
+    asyncio.run(loop())
 
 
 async def count_conns(admin_url: str, database: str) -> dict[str, int]:
@@ -232,8 +235,9 @@ async def run_spread(
     )
     errors.clear()
     samples = Samples()
-    stop_at = asyncio.Event()
-    sampler = asyncio.create_task(sample(admin_url, database, samples, stop_at))
+    stop_at = threading.Event()
+    sampler = threading.Thread(target=sample, args=(admin_url, database, samples, stop_at))
+    sampler.start()
     cpu0 = sum(lg.cpu_seconds(pgid=g) for g in pgids)
     pg0 = lg.cpu_seconds(parent=pg_pid, database=database) if pg_pid else 0.0
     start = time.monotonic()
@@ -247,7 +251,7 @@ async def run_spread(
     cpu1 = sum(lg.cpu_seconds(pgid=g) for g in pgids)
     pg1 = lg.cpu_seconds(parent=pg_pid, database=database) if pg_pid else 0.0
     stop_at.set()
-    await sampler
+    sampler.join()
     ok = sum(counts)
     latencies.sort()
     return {
@@ -263,6 +267,7 @@ async def run_spread(
         "waits": _shares(samples.waits, samples.active),
         "ungranted_locks": dict(samples.ungranted),
         "samples": samples.n,
+        "active_samples": samples.active,
     }
 
 
@@ -473,7 +478,7 @@ def run_n(
                 f"N={n} {name:<16}{res['rps']:>8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
                 f"p99 {res['p99_ms']:6.1f} ms  server {res['server_us']:5.0f} us/req  "
                 f"pg {res['pg_us']:4.0f} us/req  conns max {res['max_conns']:>3}  "
-                f"waits: {top}"
+                f"waits ({res['active_samples']} active in {res['samples']} samples): {top}"
                 + (f"  ungranted locks: {res['ungranted_locks']}" if res["ungranted_locks"] else "")
                 + (f"  ! {res['errors']} errors: {res['first_error']}" if res["errors"] else ""),
                 flush=True,
