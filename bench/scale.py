@@ -16,7 +16,7 @@ For each size, a fresh database is migrated by the measured tree, then built in 
    blocks (PostgreSQL blockstore, 1 KiB), and `orgs - 1` filler organizations (one user, device,
    realm, keys bundle each) holding the rest of the vlob versions and blocks. Then VACUUM ANALYZE.
 
-Sizes (`SIZES` below; the largest fits this 2-core machine in about 2 minutes of building):
+Sizes (`SIZES` below; the largest builds in 30-75 s on this 2-core machine, 721 MB):
 
     size    orgs  users   vlob versions  blocks   invitations  rotations  hot vlob versions
     small      1      1             100       10           10          1                 10
@@ -25,12 +25,15 @@ Sizes (`SIZES` below; the largest fits this 2-core machine in about 2 minutes of
 
 Each workload is alice's request (or an administration request) on the big organization, called
 on the ASGI application directly from 16 tasks (no HTTP server, no load generator), and prints
-req/s, the app's CPU per request (this process) and PostgreSQL's (all backends of the throwaway
-cluster, from /proc; not with --db-url). `--callgrind` prints machine instructions per request
-instead (stable to ~1 % on a busy machine, see bench/inproc.py). `--explain` then loads
-auto_explain (ANALYZE, BUFFERS, no timing) in a second application on the same database, warms the
-prepared statements up as the measured phase does (so generic plans show when PostgreSQL picks
-them), and prints the plan of every statement one request of each workload runs.
+req/s, the app's CPU per request (this process) and PostgreSQL's (the backends connected to the
+benchmark's database, from /proc; not with --db-url). Workloads whose reply grows with the data
+(everything from checkpoint or timestamp 0, invite_list, the statistics) run requests/20 times.
+`--callgrind` prints machine instructions per request instead (stable to ~1 % on a busy machine,
+see bench/inproc.py). `--explain` then loads auto_explain (ANALYZE, BUFFERS, no timing) in a
+second application on the same database, warms the prepared statements up as the measured phase
+does (the pool's generic plans), and prints the plan of every statement one request of each
+workload runs, then the shared buffers of their root nodes. Results: docs/dev/performance.md,
+"Data scale (issue 17)".
 """
 
 from __future__ import annotations
