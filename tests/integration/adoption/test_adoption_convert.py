@@ -5,88 +5,46 @@ leaves is exactly a fresh parsec-server database's (the official tables aside, i
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import pytest
+from adoption_support import RELATIONS, execute, migrate, query
 
 from parsec_server.storage.migrations.reference import dump_schema
 
-COMPAT_BIN = Path(__file__).resolve().parents[3] / ".venv-compat" / "bin"
-MIGRATE = [sys.executable, "-m", "parsec_server.cli.migrate"]
-
-
-def _migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PARSEC_DB", "PARSEC_DATA_DIR")}
-    return subprocess.run(
-        [*MIGRATE, "--db", url, *args], capture_output=True, text=True, timeout=300, env=env
-    )
-
-
-def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url)
-        try:
-            if ";" in sql:
-                await conn.execute(sql)
-                return []
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-_RELATIONS = (
-    "SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-    " AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
-)
-
-
-@pytest.fixture(scope="module")
-def official_template(pg_cluster: Any) -> Iterator[str]:
-    if not (COMPAT_BIN / "parsec").exists():
-        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
-    name = pg_cluster.create_database()
-    subprocess.run(
-        [str(COMPAT_BIN / "parsec"), "migrate", "--db", pg_cluster.url_for(name)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    yield name
-    pg_cluster.drop_database(name)
-
-
-@pytest.fixture
-def official_url(pg_cluster: Any, official_template: str) -> Iterator[str]:
-    name = pg_cluster.create_database(template=official_template)
-    yield pg_cluster.url_for(name)
-    pg_cluster.drop_database(name)
+# An organization with one ADMIN user and its device, as the official server stores them
+# (the rows the tests below add their data to).
+_ORG_USER_DEVICE = """
+    INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
+        _created_on, realm_minimum_archiving_period_before_deletion)
+    VALUES ('Org', false, true, now(), 0);
+    INSERT INTO human (organization, email, label) SELECT _id, 'a@x.com', 'A' FROM organization;
+    INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
+        redacted_user_certificate, initial_profile, current_profile)
+    SELECT organization, gen_random_uuid(), '\\x01', now(), _id, '\\x02', 'ADMIN', 'ADMIN'
+    FROM human;
+    INSERT INTO device (organization, user_, device_id, device_label, verify_key,
+        device_certificate, created_on, redacted_device_certificate)
+    SELECT organization, _id, gen_random_uuid(), 'd', '\\x03', '\\x04', now(), '\\x05'
+    FROM user_;
+"""
 
 
 def test_the_adopted_schema_is_a_fresh_install_s(official_url: str, db_url: str) -> None:
-    res = _migrate(official_url, "--no-backup")
+    res = migrate(official_url, "--no-backup")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "--no-backup: NO BACKUP" in res.stderr
     # what `migrate verify` compares: public only, the official tables aside
     assert asyncio.run(dump_schema(official_url)) == asyncio.run(dump_schema(db_url))
-    official = {t for s, t, k in _q(official_url, _RELATIONS) if s == "parsec_official"}
+    official = {t for s, t, k in query(official_url, RELATIONS) if s == "parsec_official"}
     assert {"migration", "organization", "vlob_atom", "account", "vault_item"} <= official
     assert "block_data" not in official
-    assert _q(official_url, "SELECT count(*) FROM parsec_official.migration") == [(24,)]
+    assert query(official_url, "SELECT count(*) FROM parsec_official.migration") == [(24,)]
 
 
 def test_a_failing_conversion_changes_nothing(official_url: str, tmp_path: Path) -> None:
     # an invitation token that is no hexadecimal access token: the invitation step fails
-    _q(
+    execute(
         official_url,
         """
         INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
@@ -97,14 +55,14 @@ def test_a_failing_conversion_changes_nothing(official_url: str, tmp_path: Path)
         SELECT _id, 'not-hex', 'USER', 'a@example.com', now(), 'svc' FROM organization;
         """,
     )
-    before = _q(official_url, _RELATIONS)
-    res = _migrate(official_url, "--backup-dir", str(tmp_path / "backups"))
+    before = query(official_url, RELATIONS)
+    res = migrate(official_url, "--backup-dir", str(tmp_path / "backups"))
     assert res.returncode == 18, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     (line,) = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
     assert line.startswith("error: converting invitation into invitation failed: ")
     assert line.endswith("rolled back, nothing was changed")
-    assert _q(official_url, _RELATIONS) == before
+    assert query(official_url, RELATIONS) == before
     assert len(list((tmp_path / "backups").iterdir())) == 1  # taken before the conversion
 
 
@@ -115,7 +73,7 @@ def test_accounts_and_totp_are_converted(official_url: str) -> None:
     from parsec_server.storage import totp as totp_storage
 
     reset_token = bytes(range(16))
-    _q(
+    execute(
         official_url,
         f"""
         INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
@@ -151,7 +109,7 @@ def test_accounts_and_totp_are_converted(official_url: str) -> None:
         SELECT _id, 'XYZXYZ', now(), 1 FROM account;
         """,
     )
-    res = _migrate(official_url, "--no-backup")
+    res = migrate(official_url, "--no-backup")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "  account <- account: 1 rows" in res.stdout
 
@@ -198,21 +156,10 @@ def test_accounts_and_totp_are_converted(official_url: str) -> None:
 
 
 def test_a_block_id_in_two_realms_is_refused_with_the_fix(official_url: str) -> None:
-    _q(
+    execute(
         official_url,
-        """
-        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
-            _created_on, realm_minimum_archiving_period_before_deletion)
-        VALUES ('Org', false, true, now(), 0);
-        INSERT INTO human (organization, email, label) SELECT _id, 'a@x.com', 'A' FROM organization;
-        INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
-            redacted_user_certificate, initial_profile, current_profile)
-        SELECT organization, gen_random_uuid(), '\\x01', now(), _id, '\\x02', 'ADMIN', 'ADMIN'
-        FROM human;
-        INSERT INTO device (organization, user_, device_id, device_label, verify_key,
-            device_certificate, created_on, redacted_device_certificate)
-        SELECT organization, _id, gen_random_uuid(), 'd', '\\x03', '\\x04', now(), '\\x05'
-        FROM user_;
+        _ORG_USER_DEVICE
+        + """
         INSERT INTO realm (organization, realm_id, key_index, created_on)
         SELECT _id, gen_random_uuid(), 1, now() FROM organization, generate_series(1, 2);
         INSERT INTO block (block_id, realm, author, size, created_on, key_index)
@@ -220,32 +167,21 @@ def test_a_block_id_in_two_realms_is_refused_with_the_fix(official_url: str) -> 
         FROM realm r, device d;
         """,
     )
-    before = _q(official_url, _RELATIONS)
-    res = _migrate(official_url, "--no-backup")
+    before = query(official_url, RELATIONS)
+    res = migrate(official_url, "--no-backup")
     assert res.returncode == 18, res.stdout + res.stderr
     (line,) = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
     assert "1 block id(s) are registered in more than one realm" in line
     assert "(2 block rows)" in line and "Block ids in two realms" in line
-    assert _q(official_url, _RELATIONS) == before
+    assert query(official_url, RELATIONS) == before
 
 
 def test_a_long_step_reports_heartbeats(official_url: str) -> None:
     """--heartbeat: a table whose copy lasts says so while it runs (stderr), then its line."""
-    _q(
+    execute(
         official_url,
-        """
-        INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
-            _created_on, realm_minimum_archiving_period_before_deletion)
-        VALUES ('Org', false, true, now(), 0);
-        INSERT INTO human (organization, email, label) SELECT _id, 'a@x.com', 'A' FROM organization;
-        INSERT INTO user_ (organization, user_id, user_certificate, created_on, human,
-            redacted_user_certificate, initial_profile, current_profile)
-        SELECT organization, gen_random_uuid(), '\\x01', now(), _id, '\\x02', 'ADMIN', 'ADMIN'
-        FROM human;
-        INSERT INTO device (organization, user_, device_id, device_label, verify_key,
-            device_certificate, created_on, redacted_device_certificate)
-        SELECT organization, _id, gen_random_uuid(), 'd', '\\x03', '\\x04', now(), '\\x05'
-        FROM user_;
+        _ORG_USER_DEVICE
+        + """
         INSERT INTO realm (organization, realm_id, key_index, created_on)
         SELECT _id, gen_random_uuid(), 1, now() FROM organization;
         INSERT INTO realm_user_role (realm, user_, role, certificate, certified_by, certified_on)
@@ -258,17 +194,17 @@ def test_a_long_step_reports_heartbeats(official_url: str) -> None:
         SELECT realm, row_number() OVER (ORDER BY _id), _id FROM vlob_atom;
         """,
     )
-    res = _migrate(official_url, "--no-backup", "--heartbeat", "0.1")
+    res = migrate(official_url, "--no-backup", "--heartbeat", "0.1")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "  … vlob_atom <- vlob_atom still running (" in res.stderr, res.stderr
     assert "  vlob_atom <- vlob_atom: 60000 rows (" in res.stdout
-    assert _q(official_url, "SELECT vlob_checkpoint FROM realm") == [(60000,)]
+    assert query(official_url, "SELECT vlob_checkpoint FROM realm") == [(60000,)]
 
 
 def test_async_enrollments_keep_their_x509_chains(official_url: str) -> None:
     """The official server links an enrollment's author certificate to its issuers through
     pki_x509_certificate.parent; ours keeps the chain as an array, leaf first."""
-    _q(
+    execute(
         official_url,
         """
         INSERT INTO organization (organization_id, is_expired, user_profile_outsider_allowed,
@@ -295,9 +231,9 @@ def test_async_enrollments_keep_their_x509_chains(official_url: str) -> None:
         FROM organization;
         """,
     )
-    res = _migrate(official_url, "--no-backup")
+    res = migrate(official_url, "--no-backup")
     assert res.returncode == 0, res.stdout + res.stderr
-    rows = _q(
+    rows = query(
         official_url,
         "SELECT requested_email, state, submit_signature_type, submit_pki_algorithm,"
         " submit_pki_x509_chain, accept_signature_type FROM async_enrollment ORDER BY id",
@@ -309,20 +245,20 @@ def test_async_enrollments_keep_their_x509_chains(official_url: str) -> None:
 
 
 def test_drop_official_is_explicit(official_url: str) -> None:
-    res = _migrate(official_url, "drop-official")
+    res = migrate(official_url, "drop-official")
     assert res.returncode == 15, res.stdout + res.stderr  # not adopted: not ours
     assert "not parsec-server's" in res.stderr
-    assert _migrate(official_url, "--no-backup").returncode == 0
-    res = _migrate(official_url, "drop-official")
+    assert migrate(official_url, "--no-backup").returncode == 0
+    res = migrate(official_url, "drop-official")
     assert res.returncode == 15, res.stdout + res.stderr
     assert "schema `parsec_official` holds 38 tables" in res.stderr and "--yes" in res.stderr
-    assert _q(official_url, "SELECT to_regnamespace('parsec_official') IS NOT NULL") == [(True,)]
-    res = _migrate(official_url, "drop-official", "--yes")
+    assert query(official_url, "SELECT to_regnamespace('parsec_official') IS NOT NULL") == [(True,)]
+    res = migrate(official_url, "drop-official", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.startswith("Dropped schema `parsec_official` (38 tables, ")
-    assert _q(official_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
-    assert _q(
+    assert query(official_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+    assert query(
         official_url, "SELECT count(*) FROM schema_migration_event WHERE kind = 'drop_official'"
     ) == [(1,)]
-    res = _migrate(official_url, "drop-official", "--yes")
+    res = migrate(official_url, "drop-official", "--yes")
     assert res.returncode == 0 and res.stdout.startswith("Nothing to drop")

@@ -4,99 +4,54 @@ detection). The official database is made by the official server's own `parsec m
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import pytest
+from adoption_support import (
+    COMPAT_BIN,
+    RELATIONS,
+    REPO,
+    cli_env,
+    execute,
+    migrate,
+    need_compat,
+    query,
+)
 
 from parsec_server.storage.adoption import OFFICIAL_MIGRATIONS_3_9
 
-COMPAT_BIN = Path(__file__).resolve().parents[3] / ".venv-compat" / "bin"
-MIGRATE = [sys.executable, "-m", "parsec_server.cli.migrate"]
 OURS = sorted(
     p.name
-    for p in (
-        Path(__file__).resolve().parents[3] / "src" / "parsec_server" / "storage" / "migrations"
-    ).glob("[0-9][0-9][0-9][0-9]_*.sql")
+    for p in (REPO / "src" / "parsec_server" / "storage" / "migrations").glob(
+        "[0-9][0-9][0-9][0-9]_*.sql"
+    )
     if not p.name.endswith(".down.sql")
 )
 
 
 def _official(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    if not (COMPAT_BIN / "parsec").exists():
-        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    need_compat()
     return subprocess.run(
         [str(COMPAT_BIN / args[0]), *args[1:]],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=True,
+        env=cli_env(),
     )
-
-
-def _migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PARSEC_DB", "PARSEC_DATA_DIR")}
-    return subprocess.run(
-        [*MIGRATE, "--db", url, *args], capture_output=True, text=True, timeout=120, env=env
-    )
-
-
-async def _snapshot_async(url: str) -> tuple[object, ...]:
-    conn = await asyncpg.connect(url)
-    try:
-        relations = await conn.fetch(
-            "SELECT n.nspname, c.relname, c.relkind FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
-        )
-        history = await conn.fetch("SELECT _id, name, applied FROM migration ORDER BY _id")
-        return tuple(map(tuple, relations)), tuple(map(tuple, history))
-    finally:
-        await conn.close()
 
 
 def _snapshot(url: str) -> tuple[object, ...]:
-    return asyncio.run(_snapshot_async(url))
-
-
-def _sql(url: str, sql: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
-
-@pytest.fixture(scope="module")
-def official_template(pg_cluster: Any) -> Iterator[str]:
-    """A database migrated by the official server 3.9.3 (`parsec migrate`), made once."""
-    name = pg_cluster.create_database()
-    _official("parsec", "migrate", "--db", pg_cluster.url_for(name))
-    yield name
-    pg_cluster.drop_database(name)
-
-
-@pytest.fixture
-def official_url(pg_cluster: Any, official_template: str) -> Iterator[str]:
-    name = pg_cluster.create_database(template=official_template)
-    yield pg_cluster.url_for(name)
-    pg_cluster.drop_database(name)
+    """The relations and the official migration history: what a dry run must leave as it was."""
+    history = query(url, "SELECT _id, name, applied FROM migration ORDER BY _id")
+    return query(url, RELATIONS), history
 
 
 def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> None:
     before = _snapshot(official_url)
-    res = _migrate(official_url, "--dry-run")
+    res = migrate(official_url, "--dry-run")
     lines = res.stdout.splitlines()
     assert lines[0].startswith("Dry run on ")
     assert lines[1].startswith("Lineage of the official Parsec server 3.9.x (table `migration`)")
@@ -121,7 +76,7 @@ def test_dry_run_prints_both_lineages_in_the_guide_format(official_url: str) -> 
 
 
 def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
-    res = _migrate(official_url, "--dry-run", "--json")
+    res = migrate(official_url, "--dry-run", "--json")
     events = [json.loads(line) for line in res.stdout.splitlines()]
     migrations = [e for e in events if e["event"] == "migration"]
     assert [(e["name"], e["lineage"]) for e in migrations] == [
@@ -146,7 +101,7 @@ def test_dry_run_json_names_the_lineage_of_each_line(official_url: str) -> None:
 
 def test_official_server_still_sees_its_database_after_a_dry_run(official_url: str) -> None:
     before = _snapshot(official_url)
-    assert _migrate(official_url, "--dry-run").returncode == 0
+    assert migrate(official_url, "--dry-run").returncode == 0
     assert _snapshot(official_url) == before
     out = _official("parsec", "migrate", "--db", official_url, "--dry-run").stdout
     assert "0024_rename_minimum_archiving_period.sql (already applied)" in out
@@ -165,7 +120,7 @@ def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: Any) -> N
         _official("python", "-c", code, url)
         before = _snapshot(url)
         for args in (["--dry-run"], ["--no-backup"]):
-            res = _migrate(url, *args)
+            res = migrate(url, *args)
             assert res.returncode == 17, res.stderr
             assert res.stderr.strip() == res.stderr.strip().splitlines()[0]
             assert "0012_allowed_client_agent_and_account_vault_strategy.sql" in res.stderr
@@ -178,13 +133,13 @@ def test_older_official_level_says_to_upgrade_to_3_9_first(pg_cluster: Any) -> N
 
 def test_newer_official_level_is_refused(official_url: str) -> None:
     # what 3.10's migrate leaves in the history table after its two migrations
-    _sql(
+    execute(
         official_url,
         "INSERT INTO migration (_id, name, applied) VALUES"
         " (25, 'a_3_10_change', now()), (26, 'another_3_10_change', now())",
     )
     before = _snapshot(official_url)
-    res = _migrate(official_url, "--dry-run")
+    res = migrate(official_url, "--dry-run")
     assert res.returncode == 17
     assert "newer than 3.9.x" in res.stderr and "0025_a_3_10_change.sql" in res.stderr
     assert _snapshot(official_url) == before
@@ -192,14 +147,14 @@ def test_newer_official_level_is_refused(official_url: str) -> None:
 
 def test_2x_official_level_is_refused(empty_db_url: str) -> None:
     # the history table of a Parsec 2.x database (its numbering restarted with 3.0)
-    _sql(
+    execute(
         empty_db_url,
         "CREATE TABLE migration (_id INTEGER PRIMARY KEY, name VARCHAR(256) NOT NULL UNIQUE,"
         " applied TIMESTAMPTZ NOT NULL);"
         " INSERT INTO migration VALUES (1, 'initial', now()), (2, 'add_migration_table', now()),"
         " (3, 'human_handle', now())",
     )
-    res = _migrate(empty_db_url)
+    res = migrate(empty_db_url)
     assert res.returncode == 17
     assert "official Parsec server 2.x database" in res.stderr
     assert "then to 3.9.x" in res.stderr
@@ -207,17 +162,17 @@ def test_2x_official_level_is_refused(empty_db_url: str) -> None:
 
 
 def test_our_own_database_is_not_taken_for_an_official_one(db_url: str) -> None:
-    res = _migrate(db_url, "--dry-run")
+    res = migrate(db_url, "--dry-run")
     assert res.returncode == 0, res.stderr
     assert "Lineage of" not in res.stdout
 
 
 def test_the_docs_sample_is_what_the_dry_run_prints(official_url: str) -> None:
-    page = Path(__file__).resolve().parents[3] / "docs" / "switching-from-official.md"
+    page = REPO / "docs" / "switching-from-official.md"
     text = page.read_text()
     start = text.index("```\nLineage of the official")
     sample = text[start + 4 : text.index("```", start + 4)].splitlines()
-    res = _migrate(official_url, "--dry-run")
+    res = migrate(official_url, "--dry-run")
     printed = res.stdout.splitlines() + res.stderr.splitlines()
     shown = [line for line in sample if line != "..." and not line.startswith("Official tables")]
     (moved,) = [line for line in sample if line.startswith("Official tables")]
@@ -229,20 +184,18 @@ def test_the_docs_sample_is_what_the_dry_run_prints(official_url: str) -> None:
 def test_dry_run_names_official_data_we_do_not_serve(official_url: str, tmp_path: Path) -> None:
     """A release without the account tables (here: our migrations 0001-0003 only) names the
     official accounts it would leave in parsec_official."""
-    source = (
-        Path(__file__).resolve().parents[3] / "src" / "parsec_server" / "storage" / "migrations"
-    )
+    source = REPO / "src" / "parsec_server" / "storage" / "migrations"
     older = tmp_path / "migrations"
     older.mkdir()
     for f in source.glob("000[1-3]_*.sql"):
         (older / f.name).write_text(f.read_text())
-    _sql(
+    execute(
         official_url,
         "INSERT INTO account (email, human_handle_label) VALUES ('a@example.com', 'A'),"
         " ('b@example.com', 'B')",
     )
     before = _snapshot(official_url)
-    res = _migrate(official_url, "--dry-run", "--migrations-dir", str(older))
+    res = migrate(official_url, "--dry-run", "--migrations-dir", str(older))
     assert res.returncode == 0, res.stderr
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1, res.stderr
@@ -250,13 +203,13 @@ def test_dry_run_names_official_data_we_do_not_serve(official_url: str, tmp_path
     assert "account (2 rows)" in warnings[0] and "vault (" not in warnings[0]
     assert _snapshot(official_url) == before
     # the whole release converts them: no warning
-    res = _migrate(official_url, "--dry-run")
+    res = migrate(official_url, "--dry-run")
     assert res.returncode == 0 and "warning: " not in res.stderr, res.stderr
 
 
 def test_status_shows_the_official_history(official_url: str) -> None:
     before = _snapshot(official_url)
-    res = _migrate(official_url, "status")
+    res = migrate(official_url, "status")
     assert res.returncode == 0, res.stderr
     line = res.stdout.splitlines()[1]
     assert line.startswith(
@@ -264,16 +217,16 @@ def test_status_shows_the_official_history(official_url: str) -> None:
         "0024_rename_minimum_archiving_period.sql: an official Parsec server 3.9.x database, "
         "not adopted"
     )
-    report = json.loads(_migrate(official_url, "status", "--json").stdout)
+    report = json.loads(migrate(official_url, "status", "--json").stdout)
     assert report["official"]["level"] == "3.9"
     assert report["official"]["applied"] == list(OFFICIAL_MIGRATIONS_3_9)
     # subcommands that would write refuse without touching anything
-    res = _migrate(official_url, "repair", "0001")
+    res = migrate(official_url, "repair", "0001")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert _snapshot(official_url) == before
 
 
 def test_status_of_our_database_has_no_official_part(db_url: str) -> None:
-    res = _migrate(db_url, "status", "--json")
+    res = migrate(db_url, "status", "--json")
     assert res.returncode == 0, res.stderr
     assert "official" not in json.loads(res.stdout)
