@@ -107,6 +107,9 @@ def start_pgbouncer(
     exe = shutil.which("pgbouncer")
     if exe is None:
         raise SystemExit("pgbouncer not found (Debian: apt-get install pgbouncer)")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    version = tuple(int(x) for x in out.split()[1].split(".")[:2])  # "PgBouncer 1.18.0"
+    print(f"{out.splitlines()[0]}, pool_mode = {mode}", flush=True)
     port = free_tcp_port()
     user = pg.url.split("//", 1)[1].split("@", 1)[0].split(":", 1)[0]
     (work / "userlist.txt").write_text(f'"{user}" ""\n')
@@ -120,9 +123,9 @@ def start_pgbouncer(
         f"pool_mode = {mode}\nmax_client_conn = 500\ndefault_pool_size = 40\n"
         # our connections set these in their startup packet (storage/db.py SERVER_SETTINGS)
         "ignore_startup_parameters = plan_cache_mode,statement_timeout\n"
-        # PgBouncer >= 1.21 only (prepared statements in transaction mode); older ones warn
-        "max_prepared_statements = 1024\n"
-        f"logfile = {work / 'pgbouncer.log'}\n"
+        # prepared statements in transaction mode: PgBouncer >= 1.21 (older ones refuse the key)
+        + ("max_prepared_statements = 1024\n" if version >= (1, 21) else "")
+        + f"logfile = {work / 'pgbouncer.log'}\n"
     )
     argv = [exe, str(ini)]
     if os.geteuid() == 0:
@@ -396,6 +399,14 @@ def run_n(
 ) -> dict[str, Any]:
     database = f"scaleout_n{n}"
     subprocess.run(["psql", "-q", "-d", pg.url, "-c", f"CREATE DATABASE {database}"], check=True)
+    if args.pgbouncer:
+        # PgBouncer drops what our connections set in their startup packet (ignore_startup_parameters
+        # above): the same settings on the database instead (docs/scaling.md)
+        for setting in ("plan_cache_mode = force_generic_plan", "statement_timeout = '60s'"):
+            subprocess.run(
+                ["psql", "-q", "-d", pg.url, "-c", f"ALTER DATABASE {database} SET {setting}"],
+                check=True,
+            )
     url = f"{db_base}/{database}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
     ours = str(REPO / ".venv" / "bin" / "parsec-server")
