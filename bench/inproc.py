@@ -9,7 +9,15 @@ real signed certificates), creates an organization, a realm, 100 vlobs and 10 bl
 the ASGI application directly (scope, receive and send made here) from 16 concurrent tasks and
 prints requests/s and this process's CPU time per request: the app, asyncpg and the event loop,
 but not uvicorn nor the client (bench/run.py measures those). Replies are not schema-checked
-(as in production). `--profile` adds a cProfile table of each workload (its overhead inflates
+(as in production). `--block-size N` sets the size of the blocks block_create writes and
+block_read reads (default 4096; e.g. 524288). `--pg-cpu` also prints PostgreSQL's CPU time per
+request: utime+stime (/proc/PID/stat) of every process pg_stat_activity lists (the backends serving
+the app, the event bus's LISTEN connection, the background writers), summed over the measured
+phase, and the WAL bytes written per request (pg_current_wal_lsn); only meaningful for a cluster
+this process may read /proc of (the throwaway one, or --db-url of one you started). `--durable`
+starts the throwaway cluster with fsync and synchronous_commit on (as in production; default:
+off, faster). `--sql STATEMENTS` runs these statements on the database after migrating it (e.g. drop
+an index to measure its cost by elimination). `--profile` adds a cProfile table of each workload (its overhead inflates
 the figures: read it for proportions).
 
 `--callgrind` counts instead the machine instructions this process executes per request, which a
@@ -69,7 +77,10 @@ CONCURRENCY = 16
 
 
 class Data:
-    def __init__(self, realm: uuid.UUID, vlobs: list[uuid.UUID], blocks: list[uuid.UUID]) -> None:
+    def __init__(
+        self, realm: uuid.UUID, vlobs: list[uuid.UUID], blocks: list[uuid.UUID], block_size: int
+    ) -> None:
+        self.block_size = block_size
         self.realm = realm
         self.vlobs = vlobs
         self.versions = dict.fromkeys(vlobs, 1)
@@ -100,7 +111,7 @@ class Data:
                     "realm_id": realm,
                     "block_id": uuid.uuid4(),
                     "key_index": 1,
-                    "block": os.urandom(4096),
+                    "block": os.urandom(self.block_size),
                 }
             )
         if workload.startswith("vlob_read_batch"):
@@ -136,6 +147,43 @@ class Data:
         raise SystemExit(f"unknown workload {workload}")
 
 
+def _pg_cpu_ticks(db_url: str) -> dict[str, int]:
+    """utime+stime clock ticks of every PostgreSQL process pg_stat_activity lists, per kind:
+    `backends` (the app's pool), `listener` (the event bus's LISTEN connection), `background`
+    (WAL writer, checkpointer...). Processes that ended meanwhile are not counted: the pool's
+    connections stay open during a workload."""
+    rows = subprocess.run(
+        [
+            "psql",
+            "-At",
+            "-F",
+            " ",
+            "-d",
+            db_url,
+            "-c",
+            "SELECT pid, CASE WHEN backend_type <> 'client backend' THEN 'background'"
+            " WHEN query LIKE 'LISTEN%' OR query = 'SELECT 1' THEN 'listener'"
+            " ELSE 'backends' END FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " UNION ALL SELECT pg_current_wal_lsn() - '0/0', 'wal'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    ticks = dict.fromkeys(("backends", "listener", "background"), 0)
+    for row in rows:
+        pid, kind = row.split()
+        if kind == "wal":
+            ticks[kind] = int(pid)  # bytes of WAL written so far
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks[kind] += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks
+
+
 def _callgrind(flag: str) -> None:
     """Zero (-z) or dump (-d) this process's callgrind counters, and wait until it is done."""
     subprocess.run(["callgrind_control", flag, str(os.getpid())], check=True, capture_output=True)
@@ -153,7 +201,13 @@ def _callgrind_last_dump() -> int:
 
 
 async def measure(
-    db_url: str, workloads: list[str], requests: int, profile: bool, callgrind: bool = False
+    db_url: str,
+    workloads: list[str],
+    requests: int,
+    profile: bool,
+    callgrind: bool = False,
+    block_size: int = 4096,
+    pg_cpu: bool = False,
 ) -> None:
     async with running_server(db_url) as server:
         object.__setattr__(server.app.config, "validate_replies", False)
@@ -176,11 +230,15 @@ async def measure(
         for _ in range(10):
             block_id = uuid.uuid4()
             rep = await alice.rpc(
-                "block_create", realm_id=realm, block_id=block_id, key_index=1, block=b"y" * 4096
+                "block_create",
+                realm_id=realm,
+                block_id=block_id,
+                key_index=1,
+                block=os.urandom(block_size),
             )
             assert rep["status"] == "ok", rep
             blocks.append(block_id)
-        data = Data(realm, vlobs, blocks)
+        data = Data(realm, vlobs, blocks, block_size)
         app = server.app
         base_headers: list[tuple[bytes, bytes]] = []
         path = f"/authenticated/{org.organization_id}"
@@ -222,6 +280,7 @@ async def measure(
             chunks = [c[20:] for c in chunks]
             count = sum(len(c) for c in chunks)
             profiler = cProfile.Profile() if profile else None
+            pg0 = await asyncio.to_thread(_pg_cpu_ticks, db_url) if pg_cpu else {}
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if profiler:
                 profiler.enable()
@@ -233,6 +292,14 @@ async def measure(
             if profiler:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            pg_us = ""
+            if pg_cpu:
+                pg1 = await asyncio.to_thread(_pg_cpu_ticks, db_url)
+                tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / count
+                wal = (pg1.pop("wal") - pg0["wal"]) / count
+                us = {kind: tick_us * (pg1[kind] - pg0[kind]) for kind in pg1}
+                parts = ", ".join(f"{kind} {value:.0f}" for kind, value in us.items())
+                pg_us = f"  PostgreSQL CPU {sum(us.values()):5.0f} us/req ({parts}), WAL {wal:.0f} B/req"
             if callgrind:
                 instructions = _callgrind_last_dump()
                 print(
@@ -243,6 +310,7 @@ async def measure(
                 continue
             print(
                 f"{workload:22} {count / wall:8.0f} req/s  app CPU {1e6 * cpu / count:5.0f} us/req"
+                + pg_us
                 + (f"  FAILED {len(failures)}: {failures[0]!r:.200}" if failures else ""),
                 flush=True,
             )
@@ -261,6 +329,10 @@ def main() -> int:
         action="store_true",
         help="count instructions per request (run under valgrind)",
     )
+    ap.add_argument("--block-size", type=int, default=4096, help="block size in bytes")
+    ap.add_argument("--pg-cpu", action="store_true", help="print PostgreSQL's CPU per request")
+    ap.add_argument("--durable", action="store_true", help="throwaway cluster with fsync on")
+    ap.add_argument("--sql", help="SQL run on the database after migrating it")
     ap.add_argument("--log-level", help="configure logging as the server does (default: none)")
     ap.add_argument("--log-format", default="console")
     ap.add_argument("--src", help="take the server code from this source tree's src/")
@@ -274,7 +346,9 @@ def main() -> int:
         if args.db_url:
             server_url = args.db_url.rstrip("/")
         else:
-            pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
+            pg = EmbeddedPostgres(
+                work / "pg", tcp_port=free_tcp_port(), fast_unsafe=not args.durable
+            )
             pg.start()
             server_url = pg.url.rsplit("/", 1)[0]
         name = f"inproc_{uuid.uuid4().hex[:8]}"
@@ -298,8 +372,18 @@ def main() -> int:
             capture_output=True,
             env={**os.environ, "PYTHONPATH": str(SRC.absolute() / "src")},
         )
+        if args.sql:
+            subprocess.run(["psql", "-q", "-d", db_url, "-c", args.sql], check=True)
         uvloop.run(
-            measure(db_url, args.workloads.split(","), args.requests, args.profile, args.callgrind)
+            measure(
+                db_url,
+                args.workloads.split(","),
+                args.requests,
+                args.profile,
+                args.callgrind,
+                args.block_size,
+                args.pg_cpu,
+            )
         )
         if pg is None:
             subprocess.run(
