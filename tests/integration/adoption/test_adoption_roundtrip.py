@@ -17,68 +17,31 @@ accepts new writes. Skipped without .venv-compat.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
+from adoption_support import (
+    CLI,
+    TABLES,
+    cli_env,
+    migrate,
+    need_compat,
+    official_migrate,
+    official_server,
+    our_server,
+    query,
+    run_driver,
+)
 
-from parsec_server.embedded_pg import free_tcp_port
-
-REPO = Path(__file__).resolve().parents[3]
-COMPAT_BIN = REPO / ".venv-compat" / "bin"
 DRIVER = Path(__file__).with_name("adoption_driver.py")
-CLI = [sys.executable, "-m", "parsec_server.cli.main"]
 TOKEN = "adoption-test-token"
-
-
-def _env() -> dict[str, str]:
-    keep = ("PARSEC_BACKUP_DIR",)
-    return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_") or k in keep}
-
-
-def _wait_http(port: int, proc: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return
-        except OSError as exc:
-            if getattr(exc, "code", None) is not None:  # an HTTP error status: it answers
-                return
-            time.sleep(0.2)
-    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-@contextlib.contextmanager
-def _server(cmd: list[str], port: int, log: Path) -> Iterator[str]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
-        )
-    try:
-        _wait_http(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 S3 = {"region": "us-east-1", "bucket": "adoption-blocks", "key": "k", "secret": "s"}
@@ -115,78 +78,20 @@ def blockstore() -> Iterator[tuple[list[str], Any]]:
 def _official_server(
     url: str, log: Path, blockstore: list[str]
 ) -> contextlib.AbstractContextManager[str]:
-    port = free_tcp_port()
-    return _server(
-        [
-            str(COMPAT_BIN / "parsec"),
-            "run",
-            "--debug",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            url,
-            *blockstore,
-            "--administration-token",
-            TOKEN,
-            "--fake-account-password-algorithm-seed",
-            "F4k3",
-            "--email-host",
-            "MOCKED",
-            "--server-addr",
-            f"parsec3://127.0.0.1:{port}?no_ssl=true",
-        ],
-        port,
-        log,
-    )
+    return official_server(url, log, TOKEN, blockstore)
 
 
 def _our_server(
     url: str, log: Path, blockstore: list[str]
 ) -> contextlib.AbstractContextManager[str]:
-    port = free_tcp_port()
-    cmd = [*CLI, "run", "--db", url, *blockstore, "--administration-token", TOKEN]
-    return _server([*cmd, "--host", "127.0.0.1", "--port", str(port)], port, log)
+    return our_server(url, log, TOKEN, blockstore)
 
 
 def _driver(action: str, server: str, state: Path) -> None:
-    res = subprocess.run(
-        [str(COMPAT_BIN / "python"), str(DRIVER), action, server, TOKEN, str(state)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
+    res = run_driver(DRIVER, action, server, TOKEN, state)
     assert res.returncode == 0, f"driver {action}:\n{res.stdout}\n{res.stderr[-3000:]}"
 
 
-def _migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "migrate", "--db", url, *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
-
-
-def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-_TABLES = (
-    "SELECT n.nspname::text, c.relname::text FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
-    " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-)
 _COUNTS = (
     "SELECT (SELECT count(*) FROM vlob_atom), (SELECT count(*) FROM realm_vlob_update),"
     " (SELECT count(*) FROM block), (SELECT count(*) FROM block_data),"
@@ -200,16 +105,10 @@ def filled_official(
     pg_cluster: Any, tmp_path: Path, blockstore: tuple[list[str], Any]
 ) -> Iterator[tuple[str, Path]]:
     """A database migrated by the official 3.9.3 server and filled through it."""
-    if not (COMPAT_BIN / "parsec").exists():
-        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    need_compat()
     name = pg_cluster.create_database()
     url = pg_cluster.url_for(name)
-    subprocess.run(
-        [str(COMPAT_BIN / "parsec"), "migrate", "--db", url],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    official_migrate(url)
     state = tmp_path / "state.json"
     with _official_server(url, tmp_path / "official.log", blockstore[0]) as server:
         _driver("fill", server, state)
@@ -221,7 +120,7 @@ def filled_official(
 
 def _kill_midway(url: str) -> None:
     """Start the adoption, SIGKILL it once it is converting, check that nothing changed."""
-    env = _env()
+    env = cli_env()
     with subprocess.Popen(
         [*CLI, "migrate", "--db", url, "--no-backup"],
         stdout=subprocess.PIPE,
@@ -244,45 +143,45 @@ def test_adoption_round_trip_official_to_ours(
     url, state = filled_official
     args, s3 = blockstore
     in_s3 = s3.list_objects_v2(Bucket=S3["bucket"]).get("KeyCount", 0)
-    in_pg = _q(url, "SELECT count(*) FROM block_data")[0][0]
+    in_pg = query(url, "SELECT count(*) FROM block_data")[0][0]
     assert in_s3 > 0 and in_pg > 0  # both nodes of the official RAID0 hold blocks
-    official_tables = _q(url, _TABLES)
-    official_counts = _q(url, _COUNTS)
+    official_tables = query(url, TABLES)
+    official_counts = query(url, _COUNTS)
     assert official_counts[0][0] >= 1000  # vlob versions
 
     _kill_midway(url)
     deadline = time.monotonic() + 30  # the killed backend's transaction is rolled back
-    while _q(url, _TABLES) != official_tables and time.monotonic() < deadline:
+    while query(url, TABLES) != official_tables and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _q(url, _TABLES) == official_tables
-    assert _q(url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+    assert query(url, TABLES) == official_tables
+    assert query(url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
 
     backups = tmp_path / "backups"
-    res = _migrate(url, "--backup-dir", str(backups))
+    res = migrate(url, "--backup-dir", str(backups))
     assert res.returncode == 0, res.stdout + res.stderr
     assert len(list(backups.iterdir())) == 1  # the verified pre-migrate backup
     lines = res.stdout.splitlines()
     assert "  vlob_atom <- vlob_atom: " in "\n".join(lines)
     assert lines[-1].startswith("Adopted the official Parsec server 3.9.x database")
     # nothing lost or doubled; the official tables stay in parsec_official
-    assert _q(url, _COUNTS) == official_counts
-    moved = {t for s, t in _q(url, _TABLES) if s == "parsec_official"}
+    assert query(url, _COUNTS) == official_counts
+    moved = {t for s, t in query(url, TABLES) if s == "parsec_official"}
     assert {"user_", "vlob_atom", "migration", "account"} <= moved
     assert "block_data" not in moved  # moved into ours, not copied
     # a second run finds our own database, up to date
-    again = _migrate(url, "--dry-run")
+    again = migrate(url, "--dry-run")
     assert again.returncode == 0 and "Lineage of" not in again.stdout
 
     # the sequester service's encryption key is only in its certificate: read from there
     recorded = json.loads(state.read_text())
-    assert _q(url, "SELECT encode(encryption_key_der, 'hex') FROM sequester_service") == [
+    assert query(url, "SELECT encode(encryption_key_der, 'hex') FROM sequester_service") == [
         (recorded["sequestered"]["encryption_key_der"],)
     ]
     # terms of service: accepted by alice only (as the restarted official server answered)
     assert recorded["tos"]["status"] == {"alice": "RepOk", "bob": "http 463"}
 
-    assert _q(url, "SELECT count(*) FROM block_data")[0][0] == in_pg
-    assert in_pg + in_s3 == _q(url, "SELECT count(*) FROM block")[0][0]
+    assert query(url, "SELECT count(*) FROM block_data")[0][0] == in_pg
+    assert in_pg + in_s3 == query(url, "SELECT count(*) FROM block")[0][0]
 
     with _our_server(url, tmp_path / "ours.log", args) as server:
         _driver("check", server, state)

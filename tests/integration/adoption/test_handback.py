@@ -15,144 +15,41 @@ accepts new writes. Skipped without .venv-compat.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-import pytest
+from adoption_support import (
+    CLI,
+    TABLES,
+    cli_env,
+    migrate,
+    need_compat,
+    official_server,
+    our_server,
+    query,
+    run_driver,
+)
 
-from parsec_server.embedded_pg import free_tcp_port
-
-REPO = Path(__file__).resolve().parents[3]
-COMPAT_BIN = REPO / ".venv-compat" / "bin"
 DRIVER = Path(__file__).with_name("handback_driver.py")
-CLI = [sys.executable, "-m", "parsec_server.cli.main"]
 TOKEN = "handback-test-token"
 EXTRA_VLOBS = 10_000  # direct SQL, so that the copy lasts long enough to be killed midway
 
 
-def _env() -> dict[str, str]:
-    keep = ("PARSEC_BACKUP_DIR",)
-    return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_") or k in keep}
-
-
-def _need_compat() -> None:
-    if not (COMPAT_BIN / "parsec").exists():
-        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
-
-
-def _wait_http(port: int, proc: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return
-        except OSError as exc:
-            if getattr(exc, "code", None) is not None:  # an HTTP error: it answers
-                return
-            time.sleep(0.2)
-    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-@contextlib.contextmanager
-def _server(cmd: list[str], port: int, log: Path) -> Iterator[str]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
-        )
-    try:
-        _wait_http(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def ours(url: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
-    port = free_tcp_port()
-    cmd = [*CLI, "run", "--db", url, "--administration-token", TOKEN, "--port", str(port)]
-    return _server(cmd, port, tmp / "ours.log")
+    return our_server(url, tmp / "ours.log", TOKEN)
 
 
 def official(url: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
-    port = free_tcp_port()
-    cmd = [
-        str(COMPAT_BIN / "parsec"),
-        "run",
-        "--debug",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        url,
-        "--blockstore",
-        "POSTGRESQL",
-        "--administration-token",
-        TOKEN,
-        "--fake-account-password-algorithm-seed",
-        "F4k3",
-        "--email-host",
-        "MOCKED",
-        "--server-addr",
-        f"parsec3://127.0.0.1:{port}?no_ssl=true",
-    ]
-    return _server(cmd, port, tmp / "official.log")
+    return official_server(url, tmp / "official.log", TOKEN)
 
 
 def driver(action: str, server: str, state: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(COMPAT_BIN / "python"), str(DRIVER), action, server, TOKEN, str(state)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
+    return run_driver(DRIVER, action, server, TOKEN, state, timeout=300)
 
-
-def migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "migrate", "--db", url, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(),
-    )
-
-
-def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-_SNAPSHOT = (
-    "SELECT n.nspname::text, c.relname::text FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
-    " AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-)
 
 # Rows per official table after the hand-back == rows of the table of ours it comes from.
 _PAIRS = {
@@ -180,7 +77,7 @@ _PAIRS = {
 def _add_vlob_versions(url: str, n: int) -> None:
     """n more vlob writes (new vlobs) in the realm with the fewest vlobs (the expired
     organization's: not one the driver checks), consistent with its checkpoint."""
-    _q(
+    query(
         url,
         f"""
         WITH r AS (
@@ -226,7 +123,7 @@ def _kill_midway(url: str, tmp: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=cli_env(),
     )
     assert proc.stdout is not None
     seen = []
@@ -242,14 +139,14 @@ def _kill_midway(url: str, tmp: Path) -> None:
 
 
 def test_handback_then_the_official_server_serves_every_client(db_url: str, tmp_path: Path) -> None:
-    _need_compat()
+    need_compat()
     state = tmp_path / "state.json"
     with ours(db_url, tmp_path) as server:
         res = driver("fill", server, state)
         assert res.returncode == 0, res.stdout + res.stderr
     _add_vlob_versions(db_url, EXTRA_VLOBS)
-    ours_counts = {t: _q(db_url, f"SELECT count(*) FROM {t}")[0][0] for t in _PAIRS.values()}
-    certificates = _q(db_url, "SELECT count(*) FROM certificate")[0][0]
+    ours_counts = {t: query(db_url, f"SELECT count(*) FROM {t}")[0][0] for t in _PAIRS.values()}
+    certificates = query(db_url, "SELECT count(*) FROM certificate")[0][0]
 
     dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -257,11 +154,11 @@ def test_handback_then_the_official_server_serves_every_client(db_url: str, tmp_
     assert f"vlob_atom ({ours_counts['vlob_atom']})" in dry.stdout
     assert "warning" not in dry.stderr
 
-    before = _q(db_url, _SNAPSHOT)
+    before = query(db_url, TABLES)
     _kill_midway(db_url, tmp_path)
     time.sleep(1.5)  # the backend notices its client died within client_connection_check_interval
-    assert _q(db_url, _SNAPSHOT) == before  # nothing changed: one transaction, rolled back
-    assert _q(db_url, "SELECT count(*) FROM vlob_atom")[0][0] == ours_counts["vlob_atom"]
+    assert query(db_url, TABLES) == before  # nothing changed: one transaction, rolled back
+    assert query(db_url, "SELECT count(*) FROM vlob_atom")[0][0] == ours_counts["vlob_atom"]
 
     res = migrate(db_url, "--to", "official-3.9", "--backup-dir", str(tmp_path / "backups"))
     assert res.returncode == 0, res.stderr
@@ -273,11 +170,11 @@ def test_handback_then_the_official_server_serves_every_client(db_url: str, tmp_
 
     # nothing lost or doubled; the official history as the official runner writes it
     for theirs, mine in _PAIRS.items():
-        got = _q(db_url, f"SELECT count(*) FROM public.{theirs}")[0][0]
+        got = query(db_url, f"SELECT count(*) FROM public.{theirs}")[0][0]
         assert got == ours_counts[mine], theirs
-    kept = _q(db_url, "SELECT count(*) FROM parsec_server_handed_back.certificate")[0][0]
+    kept = query(db_url, "SELECT count(*) FROM parsec_server_handed_back.certificate")[0][0]
     assert kept == certificates
-    history = _q(db_url, "SELECT _id, name FROM migration ORDER BY applied")
+    history = query(db_url, "SELECT _id, name FROM migration ORDER BY applied")
     assert [h[0] for h in history] == list(range(1, 25))
     assert history[-1][1] == "rename_minimum_archiving_period"
     # a rerun finds an official 3.9 database: nothing to do

@@ -12,18 +12,14 @@ new writes. The adoption's old official copy is kept aside, renamed. Skipped wit
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from test_adoption_roundtrip import (  # the adoption's fixture and helpers (stage 2)
-    COMPAT_BIN,
+from adoption_support import migrate, query, run_driver
+from test_adoption_roundtrip import (  # the adoption's fixtures and servers (stage 2)
     TOKEN,
-    _env,
-    _migrate,
     _official_server,
     _our_server,
-    _q,
     blockstore,
     filled_official,
 )
@@ -34,13 +30,7 @@ __all__ = ["blockstore", "filled_official"]  # fixtures: imported for pytest
 
 
 def _driver(action: str, server: str, state: Path) -> None:
-    res = subprocess.run(
-        [str(COMPAT_BIN / "python"), str(DRIVER), action, server, TOKEN, str(state)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(),
-    )
+    res = run_driver(DRIVER, action, server, TOKEN, state)
     assert res.returncode == 0, f"driver {action}:\n{res.stdout}\n{res.stderr[-3000:]}"
 
 
@@ -49,21 +39,21 @@ def test_round_trip_official_ours_official(
 ) -> None:
     url, state = filled_official
     args = blockstore[0]  # RAID0 over PostgreSQL and S3 on loopback, for both servers
-    res = _migrate(url, "--backup-dir", str(tmp_path / "backups"))
+    res = migrate(url, "--backup-dir", str(tmp_path / "backups"))
     assert res.returncode == 0, res.stdout + res.stderr
 
     with _our_server(url, tmp_path / "ours.log", args) as server:
         _driver("check", server, state)  # every device as on the official server, then writes
         _driver("record", server, state)  # what every device sees on ours now
-    vlobs_on_ours = _q(url, "SELECT count(*) FROM vlob_atom")[0][0]
-    users_on_ours = _q(url, "SELECT count(*) FROM user_")[0][0]
+    vlobs_on_ours = query(url, "SELECT count(*) FROM vlob_atom")[0][0]
+    users_on_ours = query(url, "SELECT count(*) FROM user_")[0][0]
 
-    res = _migrate(url, "--to", "official-3.9", "--backup-dir", str(tmp_path / "backups"))
+    res = migrate(url, "--to", "official-3.9", "--backup-dir", str(tmp_path / "backups"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "schema `parsec_official_superseded`" in res.stdout
-    assert _q(url, "SELECT count(*) FROM public.vlob_atom")[0][0] == vlobs_on_ours
-    assert _q(url, "SELECT count(*) FROM public.user_")[0][0] == users_on_ours
-    assert _q(url, "SELECT count(*) FROM migration")[0][0] == 24
+    assert query(url, "SELECT count(*) FROM public.vlob_atom")[0][0] == vlobs_on_ours
+    assert query(url, "SELECT count(*) FROM public.user_")[0][0] == users_on_ours
+    assert query(url, "SELECT count(*) FROM migration")[0][0] == 24
 
     with _official_server(url, tmp_path / "official-back.log", args) as server:
         _driver("check", server, state)

@@ -6,62 +6,27 @@ old official copy is set aside, and databases that are not ours are refused or l
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from adoption_support import (
+    CLI,
+    COMPAT_BIN,
+    RELATIONS,
+    cli_env,
+    execute,
+    migrate,
+    need_compat,
+    official_migrate,
+    query,
+)
 
 from parsec_server.storage.adoption import OFFICIAL_MIGRATIONS_3_9
-
-COMPAT_BIN = Path(__file__).resolve().parents[3] / ".venv-compat" / "bin"
-CLI = [sys.executable, "-m", "parsec_server.cli.main"]
-
-
-def _env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("PARSEC_") or k == "PARSEC_BACKUP_DIR"
-    }
-
-
-def migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "migrate", "--db", url, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-    )
-
-
-def _q(url: str, sql: str) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-def _x(url: str, sql: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
 
 # The catalog of `public`, independent of how it was built: columns in order (dropped ones do
 # not count), types, nullability, defaults; constraints; indexes; enum types and their labels.
@@ -92,7 +57,7 @@ _CATALOG = {
 
 
 def _catalog(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    return {k: _q(url, sql) for k, sql in _CATALOG.items()}
+    return {k: query(url, sql) for k, sql in _CATALOG.items()}
 
 
 @pytest.fixture
@@ -112,20 +77,13 @@ def fresh(pg_cluster: Any) -> Iterator[Any]:
 def test_recreated_schema_equals_the_official_migrate_result(
     db_url: str, fresh: Any, tmp_path: Path
 ) -> None:
-    if not (COMPAT_BIN / "parsec").exists():
-        pytest.skip("no .venv-compat (the official parsec-cloud 3.9.3 server)")
+    need_compat()
     reference = fresh()
-    subprocess.run(
-        [str(COMPAT_BIN / "parsec"), "migrate", "--db", reference],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        env=_env(),
-    )
+    official_migrate(reference)
     res = migrate(db_url, "--to", "official-3.9", "--no-backup")
     assert res.returncode == 0, res.stderr
     assert _catalog(db_url) == _catalog(reference)
-    assert _q(db_url, "SELECT _id, name FROM migration ORDER BY applied") == _q(
+    assert query(db_url, "SELECT _id, name FROM migration ORDER BY applied") == query(
         reference, "SELECT _id, name FROM migration ORDER BY applied"
     )
     # the official tooling finds nothing to apply
@@ -134,7 +92,7 @@ def test_recreated_schema_equals_the_official_migrate_result(
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=cli_env(),
     )
     assert official.returncode == 0, official.stderr
     applied = re.findall(r"^(\d{4}_\S+\.sql) \(already applied\)$", official.stdout, re.MULTILINE)
@@ -142,18 +100,10 @@ def test_recreated_schema_equals_the_official_migrate_result(
     assert re.search(r"^\d{4}_\S+\.sql ✔", official.stdout, re.MULTILINE) is None
 
 
-_SNAPSHOT = (
-    "SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-    " AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2"
-)
-
-
 def test_what_the_official_schema_cannot_hold_is_named_and_refused(db_url: str) -> None:
     # Data only parsec-server would store: a feature table and a column the official 3.9.x schema
     # has no place for (as a later migration of ours would add them).
-    _x(
+    execute(
         db_url,
         "CREATE TABLE later_feature (id BIGINT PRIMARY KEY, payload BYTEA);"
         " INSERT INTO later_feature VALUES (1, 'a'), (2, 'b'), (3, 'c');"
@@ -165,7 +115,7 @@ def test_what_the_official_schema_cannot_hold_is_named_and_refused(db_url: str) 
         "   VALUES ('Org1', now(), TRUE, 0, 'kept by us only');"
         " INSERT INTO topic_common SELECT id, 'epoch' FROM organization;",
     )
-    before = _q(db_url, _SNAPSHOT)
+    before = query(db_url, RELATIONS)
     dry = migrate(db_url, "--to", "official-3.9", "--dry-run")
     assert dry.returncode == 10, dry.stderr
     warnings = [line for line in dry.stderr.splitlines() if line.startswith("warning:")]
@@ -180,20 +130,20 @@ def test_what_the_official_schema_cannot_hold_is_named_and_refused(db_url: str) 
     real = migrate(db_url, "--to", "official-3.9", "--no-backup")
     assert real.returncode == 10, real.stderr
     assert real.stderr.strip().splitlines()[-1] == last
-    assert _q(db_url, _SNAPSHOT) == before  # refused before any change
+    assert query(db_url, RELATIONS) == before  # refused before any change
 
     forced = migrate(db_url, "--to", "official-3.9", "--no-backup", "--allow-data-loss")
     assert forced.returncode == 0, forced.stderr
     assert "not handed back (--allow-data-loss): table later_feature (3 rows)" in forced.stderr
     # kept, unused, beside our other tables; the organization itself was handed back
-    assert _q(db_url, "SELECT count(*) FROM parsec_server_handed_back.later_feature") == [(3,)]
-    assert _q(db_url, "SELECT organization_id FROM public.organization") == [("Org1",)]
+    assert query(db_url, "SELECT count(*) FROM parsec_server_handed_back.later_feature") == [(3,)]
+    assert query(db_url, "SELECT organization_id FROM public.organization") == [("Org1",)]
 
 
 def test_an_adoption_old_official_copy_is_set_aside(db_url: str) -> None:
     """Stage 2 keeps the official tables it adopted in schema parsec_official: at the hand-back
     they are out of date (today's data comes from our tables), renamed, never dropped."""
-    _x(
+    execute(
         db_url,
         "CREATE SCHEMA parsec_official; CREATE TABLE parsec_official.organization (_id INT);"
         " INSERT INTO parsec_official.organization VALUES (42);",
@@ -204,8 +154,8 @@ def test_an_adoption_old_official_copy_is_set_aside(db_url: str) -> None:
     res = migrate(db_url, "--to", "official-3.9", "--no-backup")
     assert res.returncode == 0, res.stderr
     assert "schema `parsec_official_superseded`" in res.stdout
-    assert _q(db_url, "SELECT _id FROM parsec_official_superseded.organization") == [(42,)]
-    assert _q(db_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
+    assert query(db_url, "SELECT _id FROM parsec_official_superseded.organization") == [(42,)]
+    assert query(db_url, "SELECT to_regnamespace('parsec_official') IS NULL") == [(True,)]
 
 
 def test_databases_that_are_not_ours(fresh: Any) -> None:
@@ -218,7 +168,7 @@ def test_databases_that_are_not_ours(fresh: Any) -> None:
     rows = ", ".join(
         f"({n}, '{name[5:-4]}', now())" for n, name in enumerate(OFFICIAL_MIGRATIONS_3_9[:12], 1)
     )
-    _x(
+    execute(
         older,
         "CREATE TABLE migration (_id INTEGER PRIMARY KEY, name VARCHAR(256), applied TIMESTAMPTZ);"
         f" INSERT INTO migration VALUES {rows};",
@@ -246,7 +196,7 @@ INSERT INTO certificate (organization, topic, certified_on, priority, kind, cert
 
 def test_accounts_and_totp_go_back_into_the_official_tables(db_url: str) -> None:
     secret = "aa" * 20
-    _x(
+    execute(
         db_url,
         _ONE_USER
         + f"""
@@ -268,27 +218,27 @@ def test_accounts_and_totp_go_back_into_the_official_tables(db_url: str) -> None
     )
     res = migrate(db_url, "--to", "official-3.9", "--no-backup")
     assert res.returncode == 0, res.stderr
-    assert _q(db_url, "SELECT totp_setup_completed, encode(totp_secret, 'hex') FROM user_") == [
+    assert query(db_url, "SELECT totp_setup_completed, encode(totp_secret, 'hex') FROM user_") == [
         (True, secret)
     ]
-    assert _q(db_url, "SELECT failed_attempts FROM totp_opaque_key") == [(2,)]
-    assert _q(db_url, "SELECT _id, email, human_handle_label FROM account") == [
+    assert query(db_url, "SELECT failed_attempts FROM totp_opaque_key") == [(2,)]
+    assert query(db_url, "SELECT _id, email, human_handle_label FROM account") == [
         (7, "zoe@example.com", "Zoe")
     ]
-    assert _q(db_url, "SELECT vault, encode(data, 'hex') FROM vault_item") == [(8, "0102")]
-    assert _q(
+    assert query(db_url, "SELECT vault, encode(data, 'hex') FROM vault_item") == [(8, "0102")]
+    assert query(
         db_url,
         "SELECT password_algorithm::text, password_algorithm_argon2id_memlimit_kb,"
         " password_algorithm_argon2id_opslimit, password_algorithm_argon2id_parallelism"
         " FROM vault_authentication_method",
     ) == [("ARGON2ID", 65536, 3, 1)]
-    assert _q(db_url, "SELECT account, validation_code FROM account_delete_validation_code") == [
+    assert query(db_url, "SELECT account, validation_code FROM account_delete_validation_code") == [
         (7, "ABC123")
     ]
 
 
 def test_a_pending_totp_reset_is_named(db_url: str) -> None:
-    _x(
+    execute(
         db_url,
         _ONE_USER
         + f"INSERT INTO user_totp (user_, reset_token_sha256) VALUES (1, '\\x{'ee' * 32}');",
@@ -315,7 +265,7 @@ def test_a_running_server_holding_its_tables_is_refused(db_url: str) -> None:
                 "1s",
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=_env(),
+                env=cli_env(),
             )
             _, err = await proc.communicate()
             await conn.execute("ROLLBACK")
@@ -323,16 +273,16 @@ def test_a_running_server_holding_its_tables_is_refused(db_url: str) -> None:
         finally:
             await conn.close()
 
-    before = _q(db_url, _SNAPSHOT)
+    before = query(db_url, RELATIONS)
     code, err = asyncio.run(go())
     assert code == 1, err
     assert "stop every parsec-server process" in err and "Traceback" not in err
-    assert _q(db_url, _SNAPSHOT) == before
+    assert query(db_url, RELATIONS) == before
 
 
 def test_async_enrollments_go_back_with_their_x509_chains(db_url: str) -> None:
     leaf1, leaf2, issuer = "'\\x0a01'", "'\\x0a02'", "'\\x0b00'"
-    _x(
+    execute(
         db_url,
         _ONE_USER
         + f"""
@@ -352,13 +302,13 @@ def test_async_enrollments_go_back_with_their_x509_chains(db_url: str) -> None:
     )
     res = migrate(db_url, "--to", "official-3.9", "--no-backup")
     assert res.returncode == 0, res.stderr
-    certs = _q(
+    certs = query(
         db_url,
         "SELECT encode(der_content, 'hex'), encode(parent, 'hex') = encode(sha256('\\x0b00'),"
         " 'hex') FROM pki_x509_certificate ORDER BY 1",
     )
     assert certs == [("0a01", True), ("0a02", True), ("0b00", None)]
-    rows = _q(
+    rows = query(
         db_url,
         "SELECT _id, state::text, submit_payload_signature_type::text,"
         " encode(c.der_content, 'hex'), accept_payload_signature_type::text,"
