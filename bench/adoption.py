@@ -14,21 +14,15 @@ services, absent here).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
+from migration_bench import database, fill, parse_args, run_migrate
 
 REPO = Path(__file__).resolve().parent.parent
 COMPAT = REPO / ".venv-compat" / "bin" / "parsec"
-ORGS = 10
 
 _FILL = """
 INSERT INTO organization (organization_id, bootstrap_token, root_verify_key, is_expired,
@@ -92,72 +86,29 @@ FROM block b JOIN realm r ON r._id = b.realm JOIN organization o ON o._id = r.or
 """
 
 
-async def _exec(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("SET statement_timeout = 0")
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vlobs", type=int, default=1_000_000, help="vlob versions (default 1M)")
-    ap.add_argument("--blocks", type=int, default=100_000, help="blocks (default 100k)")
-    ap.add_argument("--db", help="an empty database (default: a throwaway cluster)")
-    args = ap.parse_args()
+    args = parse_args(__doc__)
     if not COMPAT.exists():
         print("error: needs .venv-compat (the official server's parsec migrate)", file=sys.stderr)
         return 3
-    tmp: Path | None = None
-    pg = None
-    url = args.db
-    if url is None:
-        from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port
-
-        tmp = Path(tempfile.mkdtemp(prefix="parsec-bench-adoption-", dir="/tmp"))
-        os.chmod(tmp, 0o755)
-        pg = EmbeddedPostgres(
-            tmp / "pg", tcp_port=free_tcp_port(), database="bench", fast_unsafe=True
-        )
-        pg.start()
-        url = pg.url
-    try:
+    with database(args.db, "adoption") as url:
         t0 = time.monotonic()
         subprocess.run([str(COMPAT), "migrate", "--db", url], check=True, capture_output=True)
         print(f"official migrate: {time.monotonic() - t0:.1f} s", flush=True)
-        t0 = time.monotonic()
-        asyncio.run(_exec(url, _FILL.format(orgs=ORGS)))
-        asyncio.run(_exec(url, _VLOBS.format(per_realm=max(args.vlobs // (3 * ORGS), 1))))
-        asyncio.run(_exec(url, _BLOCKS.format(per_realm=max(args.blocks // ORGS, 1))))
-        asyncio.run(_exec(url, "VACUUM ANALYZE"))
-        print(f"filled by SQL: {time.monotonic() - t0:.1f} s", flush=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
-        t0 = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "parsec_server.cli.main", "migrate", "--db", url, "--no-backup"],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        fill(
+            url,
+            organizations=_FILL,
+            vlobs=_VLOBS,
+            blocks=_BLOCKS,
+            n_vlobs=args.vlobs,
+            n_blocks=args.blocks,
         )
-        assert proc.stdout is not None
-        for line in proc.stdout:  # progress lines as they come
-            print(f"  [{time.monotonic() - t0:6.1f} s] {line.rstrip()}", flush=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        elapsed = time.monotonic() - t0
+        run = run_migrate(url, "--no-backup")
         print(
-            f"adoption: exit {proc.returncode}, {elapsed:.1f} s, peak RSS of the migrate process "
-            f"{usage.ru_maxrss / 1024:.0f} MB"
+            f"adoption: exit {run.exit_code}, {run.seconds:.1f} s, peak RSS of the migrate process "
+            f"{run.max_rss_kb / 1024:.0f} MB"
         )
-        return proc.returncode
-    finally:
-        if pg is not None:
-            pg.stop()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return run.exit_code
 
 
 if __name__ == "__main__":

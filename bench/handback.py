@@ -14,20 +14,14 @@ blocks; certificates are dummy bytes (the hand-back copies them, never parses th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 import asyncpg
-
-ORGS = 10
+from migration_bench import MIGRATE, cli_env, database, fill, parse_args, run_migrate
 
 _FILL = """
 INSERT INTO organization (organization_id, created_on, bootstrap_token, bootstrapped_on,
@@ -98,15 +92,6 @@ FROM block b JOIN organization o ON o.id = b.organization;
 """
 
 
-async def _exec(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("SET statement_timeout = 0")
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _backend_pid(url: str) -> int | None:
     conn = await asyncpg.connect(url)
     try:
@@ -142,65 +127,39 @@ def _watch_backend(url: str, stop: threading.Event, peak: list[int]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--vlobs", type=int, default=1_000_000, help="vlob versions (default 1M)")
-    ap.add_argument("--blocks", type=int, default=100_000, help="blocks (default 100k)")
-    ap.add_argument("--db", help="an empty database (default: a throwaway cluster)")
-    args = ap.parse_args()
-    tmp: Path | None = None
-    pg = None
-    url = args.db
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
-    cli = [sys.executable, "-m", "parsec_server.cli.main", "migrate", "--db"]
-    if url is None:
-        from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port
-
-        tmp = Path(tempfile.mkdtemp(prefix="parsec-bench-handback-", dir="/tmp"))
-        os.chmod(tmp, 0o755)
-        pg = EmbeddedPostgres(
-            tmp / "pg", tcp_port=free_tcp_port(), database="bench", fast_unsafe=True
+    args = parse_args(__doc__)
+    with database(args.db, "handback") as url:
+        subprocess.run(
+            [*MIGRATE, url, "--no-backup"], check=True, capture_output=True, env=cli_env()
         )
-        pg.start()
-        url = pg.url
-    try:
-        subprocess.run([*cli, url, "--no-backup"], check=True, capture_output=True, env=env)
-        t0 = time.monotonic()
-        asyncio.run(_exec(url, _FILL.format(orgs=ORGS)))
-        asyncio.run(_exec(url, _VLOBS.format(per_realm=max(args.vlobs // (3 * ORGS), 1))))
-        asyncio.run(_exec(url, _BLOCKS.format(per_realm=max(args.blocks // ORGS, 1))))
-        asyncio.run(_exec(url, "VACUUM ANALYZE"))
-        print(f"filled by SQL: {time.monotonic() - t0:.1f} s", flush=True)
+        fill(
+            url,
+            organizations=_FILL,
+            vlobs=_VLOBS,
+            blocks=_BLOCKS,
+            n_vlobs=args.vlobs,
+            n_blocks=args.blocks,
+        )
         stop, peak = threading.Event(), [0, 0]
         watcher = threading.Thread(target=_watch_backend, args=(url, stop, peak), daemon=True)
         watcher.start()
-        t0 = time.monotonic()
-        proc = subprocess.Popen(
-            [*cli, url, "--to", "official-3.9", "--no-backup"],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:  # progress lines as they come
-            if line[:4].isdigit():  # the 24 lineage lines
-                continue
-            print(f"  [{time.monotonic() - t0:6.1f} s] {line.rstrip()}", flush=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        stop.set()
-        watcher.join()
-        code = os.waitstatus_to_exitcode(status)
+        try:
+            run = run_migrate(
+                url,
+                "--to",
+                "official-3.9",
+                "--no-backup",
+                skip_line=lambda line: line[:4].isdigit(),  # the 24 lineage lines
+            )
+        finally:
+            stop.set()
+            watcher.join()
         print(
-            f"hand-back: exit {code}, {time.monotonic() - t0:.1f} s, peak RSS of the migrate "
-            f"process {usage.ru_maxrss / 1024:.0f} MB, of the PostgreSQL backend "
+            f"hand-back: exit {run.exit_code}, {run.seconds:.1f} s, peak RSS of the migrate "
+            f"process {run.max_rss_kb / 1024:.0f} MB, of the PostgreSQL backend "
             f"{peak[0] / 1024:.0f} MB (of which private {peak[1] / 1024:.0f} MB)"
         )
-        return code
-    finally:
-        if pg is not None:
-            pg.stop()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return run.exit_code
 
 
 if __name__ == "__main__":
