@@ -108,3 +108,33 @@ def test_every_builtin_html_body_is_one_page_in_the_shared_layout() -> None:
         assert body.endswith(tail) and body.count("<html") == 1
         assert "$" not in body.replace("$1", "") and "&amp;amp;" not in body
         assert "$" not in text_part.get_content().replace("$1", "")
+
+
+def test_subjects_are_as_documented() -> None:
+    """docs/configuration.md, "E-mail templates": the official server's subjects, except that an
+    invitation's names what it is for."""
+    subjects = [msg["Subject"] for msg in _every_builtin_message()]
+    assert subjects == [
+        "[Parsec] A member of your organization invited you to Org<&>$1",
+        "Parsec Account: Confirm your email address",
+        "Parsec Account: Confirm account recovery",
+        "Parsec Account: Confirm account deletion",
+        "[Parsec] Your MFA has been reset for Org<&>$1",
+        "[Parsec] Request accepted to join Org<&>$1",
+    ]
+    config = EmailConfig(sender="no-reply@example.com")
+    kinds = {"USER": "invited you to", "DEVICE": "New device invitation to"}
+    kinds["SHAMIR_RECOVERY"] = "started the recovery of your access to"
+    for invitation_type, words in kinds.items():
+        msg = parsec_email.invitation_message(
+            config,
+            invitation_type=invitation_type,
+            to="z@example.com",
+            organization_id="Org",
+            invitation_url="https://h/x",
+            server_url="https://h",
+            greeter_name="Alice",
+        )
+        assert words in msg["Subject"] and msg["Subject"].endswith(" Org")
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert "`[Parsec] New device invitation to Org`" in docs
