@@ -20,8 +20,10 @@ ungranted pg_locks). All vlob writes go to one realm: the case where a lock conv
 
 Then `sse`: `--streams` event streams open on every process (as alice's second device, so that
 alice's writes are events for them) while alice's vlob_update requests go through all the processes
-(round robin per connection) for `--duration` seconds. Every stream must receive every write
-(events delivered / expected per stream; "lost" counts the missing ones); delivery latency is from
+(round robin per connection) for `--duration` seconds. Every stream must receive every write, or
+be told `missed_events` (events delivered / expected per stream; "not delivered" counts the missing
+ones, "silently lost" those of streams never told `missed_events`: must be 0). A stream the server
+ends is reopened with `Last-Event-ID`, as a client does. Delivery latency is from
 the moment the write request was sent to the moment a stream read the event (p50/p99 over every
 stream and event).
 
@@ -309,7 +311,7 @@ async def read_stream(
                         last_id = line[3:].strip()
                     elif line.startswith("event:") and "missed_events" in line:
                         stats["missed_events"] += 1
-                    elif line.startswith("data:"):
+                    elif line.startswith("data:") and line[5:].strip():  # missed_events: "data:"
                         rep = AC.events_listen.Rep.load(base64.b64decode(line[5:].strip()))
                         unit = getattr(rep, "unit", None)
                         if isinstance(unit, AC.events_listen.APIEventVlob):
@@ -328,7 +330,7 @@ async def run_sse(
 ) -> dict[str, Any]:
     n = len(targets)
     t0 = targets[0]
-    stats: Counter[str] = Counter()
+    stats = [Counter[str]() for _ in range(per_process * n)]  # per stream
     streams: list[dict[tuple[str, int], float]] = []
     tasks = []
     opened: list[asyncio.Event] = []
@@ -338,7 +340,7 @@ async def run_sse(
         streams.append(got)
         opened.append(ev)
         tasks.append(
-            asyncio.create_task(read_stream(targets[k % n], streamer, got, ev, stats))  # type: ignore[arg-type]
+            asyncio.create_task(read_stream(targets[k % n], streamer, got, ev, stats[k]))  # type: ignore[arg-type]
         )
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 30)
     sent: dict[tuple[str, int], float] = {}
@@ -363,12 +365,21 @@ async def run_sse(
     written = sum(counts)
     expected = set(sent) if not errors else None  # with errors: only what the replies confirmed
     drain = time.monotonic() + 10
-    # the streams fill their dicts as events arrive: poll them
-    while time.monotonic() < drain and any(len(s) < written for s in streams):  # noqa: ASYNC110
+    # the streams fill their dicts as events arrive: poll them (a stream told `missed_events` may
+    # never get them all)
+    while time.monotonic() < drain and any(  # noqa: ASYNC110
+        len(s) < written and not st["missed_events"] for s, st in zip(streams, stats, strict=True)
+    ):
         await asyncio.sleep(0.05)
+    # a stream task that failed (not cancelled) is a broken client: say so
+    failed = [
+        repr(t.exception()) for t in tasks if t.done() and not t.cancelled() and t.exception()
+    ]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if failed:
+        raise RuntimeError(f"{len(failed)} event stream(s) failed, first: {failed[0]}")
     delivered = [len(s.keys() & (expected or s.keys())) for s in streams]
     lat = sorted(1000 * (at - sent[k]) for s in streams for k, at in s.items() if k in sent)
     return {
@@ -378,9 +389,16 @@ async def run_sse(
         "first_error": errors[0] if errors else "",
         "delivered_min": min(delivered),
         "delivered_max": max(delivered),
-        "lost": sum(max(0, written - d) for d in delivered),
-        "missed_events_frames": stats["missed_events"],
-        "reconnects": stats["reconnects"],
+        # not delivered, in all; and on streams never told `missed_events` (a silent loss)
+        "undelivered": sum(max(0, written - d) for d in delivered),
+        "lost": sum(
+            max(0, written - d)
+            for d, st in zip(delivered, stats, strict=True)
+            if not st["missed_events"]
+        ),
+        "missed_events_frames": sum(st["missed_events"] for st in stats),
+        "streams_told_missed": sum(1 for st in stats if st["missed_events"]),
+        "reconnects": sum(st["reconnects"] for st in stats),
         "lat_p50_ms": statistics.median(lat) if lat else 0.0,
         "lat_p99_ms": lat[int(len(lat) * 0.99)] if lat else 0.0,
     }
@@ -470,7 +488,7 @@ def run_n(
             + f" = {sum(at_rest.values())}",
             flush=True,
         )
-        for name in args.workloads.split(","):
+        for name in filter(None, args.workloads.split(",")):
             res = asyncio.run(
                 run_spread(
                     targets,
@@ -504,8 +522,9 @@ def run_n(
                 f"N={n} sse: {sse['streams']} streams ({args.streams} per process), "
                 f"{sse['writes']} writes through {n} process(es); delivered per stream "
                 f"{sse['delivered_min']}..{sse['delivered_max']} of {sse['writes']}, "
-                f"lost {sse['lost']}, stream ends {sse['reconnects']}, missed_events "
-                f"{sse['missed_events_frames']}; "
+                f"not delivered {sse['undelivered']}, silently lost {sse['lost']}; "
+                f"{sse['reconnects']} stream ends, {sse['missed_events_frames']} missed_events "
+                f"on {sse['streams_told_missed']} stream(s); "
                 f"latency p50 {sse['lat_p50_ms']:.1f} ms p99 {sse['lat_p99_ms']:.1f} ms"
                 + (
                     f"  ! {sse['write_errors']} write errors: {sse['first_error']}"
