@@ -48,6 +48,7 @@ from parsec_server.embedded_pg import default_data_dir
 from parsec_server.exit_codes import Exit
 from parsec_server.log import configure as configure_logging
 from parsec_server.log import get_logger
+from parsec_server.protocol.addr import ServerAddr
 
 if TYPE_CHECKING:
     import asyncpg
@@ -499,8 +500,12 @@ def run_cmd(**opts: Any) -> None:
             "--data-dir is for the embedded PostgreSQL: do not combine it with --db."
         )
     server_addr = opts["server_addr"] or f"parsec3://{opts['host']}:{opts['port']}?no_ssl=true"
-    if not server_addr.startswith("parsec3://"):
-        raise click.BadParameter("must start with parsec3://", param_hint="--server-addr")
+    try:  # e-mails, /redirect and TOTP reset links are built from it: checked once, here
+        ServerAddr.parse(server_addr)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{exc} (expected parsec3://host[:port][?no_ssl=true])", param_hint="--server-addr"
+        ) from None
     if opts["db_min_connections"] > opts["db_max_connections"]:
         raise click.BadParameter(
             "must not exceed --db-max-connections", param_hint="--db-min-connections"

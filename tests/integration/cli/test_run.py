@@ -45,6 +45,8 @@ def test_version() -> None:
         (["--blockstore", "s3:onlytwo:parts"], "--blockstore"),
         (["--log-format", "xml"], "--log-format"),
         (["--server-addr", "http://x"], "--server-addr"),
+        (["--server-addr", "parsec3://host:notaport"], "--server-addr"),
+        (["--server-addr", "parsec3://host?no_ssl=maybe"], "--server-addr"),
     ],
 )
 def test_invalid_configuration_is_one_clear_line_and_exit_2(args: list[str], fragment: str) -> None:
