@@ -161,6 +161,13 @@ def _export(
 
 # --- offline: generate certificates --------------------------------------------------------------
 
+_authority_private_key_option = click.option(
+    "--authority-private-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM file of the sequester authority's RSA private key (signs the certificate).",
+)
+
 
 @sequester_group.command(
     "generate_service_certificate",
@@ -176,12 +183,7 @@ def _export(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM file of the service's RSA encryption public key.",
 )
-@click.option(
-    "--authority-private-key",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM file of the sequester authority's RSA private key (signs the certificate).",
-)
+@_authority_private_key_option
 @click.argument("output", required=False)
 def generate_service_certificate_cmd(
     service_label: str, service_public_key: Path, authority_private_key: Path, output: str | None
@@ -221,12 +223,7 @@ def _parse_service_id(value: str) -> uuid.UUID:
     "current one); apply it with `revoke_service` or the administration API. No database.",
 )
 @click.option("--service-id", required=True, help="The service's id (32 hexadecimal digits).")
-@click.option(
-    "--authority-private-key",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM file of the sequester authority's RSA private key (signs the certificate).",
-)
+@_authority_private_key_option
 @click.argument("output", required=False)
 def generate_service_revocation_certificate_cmd(
     service_id: str, authority_private_key: Path, output: str | None
