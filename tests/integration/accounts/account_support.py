@@ -10,26 +10,22 @@ requests with the MAC token of protocol.md §1.6.
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
 import re
 import secrets
-import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "commands"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "email"))
 
+import smtp_mailbox
 from core_helpers import API_HEADERS, Server, running_server
 
 from parsec_server.config import AccountConfig, EmailConfig
@@ -48,21 +44,8 @@ class HttpError(AssertionError):
         self.status_code = response.status_code
 
 
-@dataclass
-class Mailbox:
+class Mailbox(smtp_mailbox.Mailbox):
     """What the loopback SMTP server accepted."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
 
     def last_code(self, address: str) -> str:
         msg = self.to(address)[-1]
@@ -71,13 +54,6 @@ class Mailbox:
         found = CODE_RE.search(body.get_content())
         assert found is not None, body.get_content()
         return found.group(1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
@@ -91,16 +67,13 @@ async def account_server(
     metrics: bool = False,
 ) -> AsyncIterator[tuple[Server, Mailbox]]:
     box = Mailbox()
-    port = _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        config = AccountConfig(
-            mode=mode,  # type: ignore[arg-type]
-            validation_email_cooldown=cooldown,
-            validation_email_max_per_hour=per_hour,
-            fake_password_algorithm_seed=b"s" * 32,
-        )
+    config = AccountConfig(
+        mode=mode,  # type: ignore[arg-type]
+        validation_email_cooldown=cooldown,
+        validation_email_max_per_hour=per_hour,
+        fake_password_algorithm_seed=b"s" * 32,
+    )
+    with smtp_mailbox.smtp_server(box) as port:
         async with running_server(
             db_url,
             email=EmailConfig(host="127.0.0.1", port=port, template_dir=template_dir),
@@ -108,8 +81,6 @@ async def account_server(
             metrics=metrics,
         ) as server:
             yield server, box
-    finally:
-        controller.stop()
 
 
 async def anonymous_server(server: Server, cmd: str, **fields: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "commands"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "events"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "email"))
 
 from core_helpers import Org, Server, running_server
 from pki_support import Pki

@@ -3,49 +3,25 @@ SMTP server on loopback (aiosmtpd), text + HTML, and an operator override from -
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 from core_helpers import Org, Server, new_user_certs, running_server
 from pki_support import accept_payload, openbao_signature, submit_payload
+from smtp_mailbox import Mailbox, smtp_server
 
 from parsec_server.config import EmailConfig
-
-
-@dataclass
-class Mailbox:
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 Message accepted for delivery"
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

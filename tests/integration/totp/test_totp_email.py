@@ -3,24 +3,20 @@ operator templates from `--template-dir` for every e-mail (invitations too)."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "commands"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "email"))
 
 from invite_support import (
     Org,
@@ -31,41 +27,18 @@ from invite_support import (
     start_server,
     user_certificates,
 )
+from smtp_mailbox import Mailbox, smtp_server
 
 from parsec_server.config import EmailConfig
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-@dataclass
-class Mailbox:
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    port = _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
