@@ -40,7 +40,7 @@ from parsec_server.protocol.generated.authenticated import (
     BlockReadReq,
 )
 from parsec_server.storage import block as block_storage
-from parsec_server.storage.block import BlockFacts
+from parsec_server.storage.block import BlockData, BlockFacts
 from parsec_server.storage.db import Pool
 from parsec_server.storage.write_rules import Refusal, write_refusal
 
@@ -224,6 +224,14 @@ async def block_read(client: AuthenticatedClient, req: BlockReadReq) -> BlockRea
             out = await block_storage.read_with_data(
                 conn, org.internal_id, org.organization_id, user, req.realm_id, req.block_id
             )
+        if type(out) is BlockData:
+            return {
+                "status": "ok",
+                "block": out.data,
+                "key_index": out.key_index,
+                "needed_realm_certificate_timestamp": out.realm_ts,
+            }
+        assert not isinstance(out, BlockData)
         facts = _check_author(None if out is None else out.facts)
         refusal = _read_refusal(facts)
         if refusal is not None:

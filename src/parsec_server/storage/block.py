@@ -30,7 +30,9 @@ import asyncpg
 from parsec_server.storage.write_rules import WriteFacts, write_ok_sql
 
 __all__ = [
+    "CREATED",
     "BlockCreate",
+    "BlockData",
     "BlockFacts",
     "BlockRead",
     "check",
@@ -69,6 +71,22 @@ class BlockCreate(NamedTuple):
 class BlockRead(NamedTuple):
     facts: BlockFacts
     data: bytes | None  # None: not readable, or no data
+
+
+class BlockData(NamedTuple):
+    """A block read that passed every check (the common case, without the facts: ~3 % of a read's
+    CPU saved, bench/inproc.py --callgrind)."""
+
+    data: bytes
+    key_index: int
+    realm_ts: datetime.datetime
+
+
+# What a create that wrote returns (its facts are never read).
+_WRITTEN_FACTS = BlockFacts(
+    False, False, None, WriteFacts(True, None, None, None, None, None, 1), None, None
+)
+CREATED = BlockCreate(_WRITTEN_FACTS, True)
 
 
 def _facts(row: asyncpg.Record) -> BlockFacts:
@@ -209,7 +227,9 @@ async def create_with_data(
         organization_id,
         data,
     )
-    return None if row is None else BlockCreate(_facts(row), row["written"])
+    if row is None:
+        return None
+    return CREATED if row["written"] else BlockCreate(_facts(row), False)
 
 
 async def insert(
@@ -244,10 +264,23 @@ async def read_with_data(
     user_internal_id: int,
     realm_id: uuid.UUID,
     block_id: uuid.UUID,
-) -> BlockRead | None:
-    """POSTGRESQL blockstore: the facts of `check` plus `data` (None when not readable or
-    missing)."""
+) -> BlockData | BlockRead | None:
+    """POSTGRESQL blockstore: `BlockData` when the read passes every check, else the facts of
+    `check` plus `data` (None when not readable or missing). None if the organization or user is
+    gone."""
     row: asyncpg.Record | None = await conn.fetchrow(
         _Q_READ_WITH_DATA, org_internal_id, user_internal_id, realm_id, block_id, organization_id
     )
-    return None if row is None else BlockRead(_facts(row), row["data"])
+    if row is None:
+        return None
+    data = row["data"]
+    if (
+        data is not None
+        and row["block"] is not None
+        and row["role"] is not None
+        and row["status"] != "DELETED"
+        and not row["is_expired"]
+        and not row["revoked"]
+    ):  # `block` is only found in an existing realm of the author's organization
+        return BlockData(data, row["block_key_index"], row["realm_ts"])
+    return BlockRead(_facts(row), data)

@@ -44,6 +44,7 @@ from parsec_server.storage.write_rules import WriteFacts, write_ok_sql
 
 __all__ = [
     "INT4_MAX",
+    "WRITTEN",
     "ReadFacts",
     "VlobChanges",
     "VlobItems",
@@ -187,6 +188,11 @@ class VlobWrite(NamedTuple):
     webhooks: tuple[Webhook, ...] = ()
 
 
+# What a write that succeeded returns (the common case: its facts are never read; not building
+# them saves ~3 % of a write's CPU, bench/inproc.py --callgrind).
+WRITTEN = VlobWrite(True, False, False, False, WriteFacts(True, None, None, None, None, None, None))
+
+
 async def write(
     conn: asyncpg.Connection,
     *,
@@ -238,6 +244,8 @@ async def write(
         row = await conn.fetchrow(_Q_WRITE_SEQUESTERED, *args, accepted_webhooks)
     if row is None:
         return None
+    if row["written"]:
+        return WRITTEN
     hooks: tuple[Webhook, ...] = ()
     if accepted_webhooks is not None and row["hook_ids"] is not None:
         hooks = tuple(
