@@ -2,7 +2,7 @@
 
     .venv-compat/bin/python bench/scaleout.py [--processes 1,2,4] [--duration 3] [--connections 16]
         [--streams 4] [--workloads vlob_update,vlob_read_batch,block_create,block_read]
-        [--pgbouncer session|transaction] [--json out.json]
+        [--pgbouncer session|transaction] [--src OTHER_TREE] [--json out.json]
 
 The deployment of docs/scaling.md on one machine: one throwaway PostgreSQL cluster, an S3 object
 store (moto's server on loopback, from .venv), and for each N a fresh database, migrated, served by
@@ -427,6 +427,8 @@ def run_n(
             )
     url = f"{db_base}/{database}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+    if args.src:  # the server code of another source tree (before/after figures)
+        env["PYTHONPATH"] = str(Path(args.src).absolute() / "src")
     ours = str(REPO / ".venv" / "bin" / "parsec-server")
     subprocess.run(
         [ours, "migrate", "--db", pg.url_for(database), "--no-backup"],
@@ -547,6 +549,11 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=4, help="event streams per process (0: none)")
     ap.add_argument("--workloads", default=WORKLOADS, help=f"among {','.join(lg.WORKLOADS)}")
     ap.add_argument("--pgbouncer", choices=["session", "transaction"])
+    ap.add_argument(
+        "--src",
+        help="run the servers from another source tree (its src/ first on PYTHONPATH), e.g. "
+        "`git archive <commit> src | tar -x -C DIR`",
+    )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     unknown = [w for w in args.workloads.split(",") if w and w not in lg.WORKLOADS]
