@@ -224,6 +224,7 @@ async def run_spread(
     pg_pid: int | None,
     database: str,
     admin_url: str,
+    idle_pgids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """bench/loadgen.run_workload, connection i on targets[i % N]; plus pg_stat_activity samples."""
     heads = [Heads(t) for t in targets]
@@ -244,6 +245,7 @@ async def run_spread(
     sampler = threading.Thread(target=sample, args=(admin_url, database, samples, stop_at))
     sampler.start()
     cpu0 = sum(lg.cpu_seconds(pgid=g) for g in pgids)
+    idle0 = sum(lg.cpu_seconds(pgid=g) for g in idle_pgids)
     pg0 = lg.cpu_seconds(parent=pg_pid, database=database) if pg_pid else 0.0
     start = time.monotonic()
     counts = await asyncio.gather(
@@ -254,6 +256,7 @@ async def run_spread(
     )
     elapsed = time.monotonic() - start
     cpu1 = sum(lg.cpu_seconds(pgid=g) for g in pgids)
+    idle1 = sum(lg.cpu_seconds(pgid=g) for g in idle_pgids)
     pg1 = lg.cpu_seconds(parent=pg_pid, database=database) if pg_pid else 0.0
     stop_at.set()
     sampler.join()
@@ -267,6 +270,8 @@ async def run_spread(
         "p50_ms": 1000 * statistics.median(latencies) if latencies else 0.0,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
         "server_us": 1e6 * (cpu1 - cpu0) / ok if ok else 0.0,
+        # per request served by the others, per idle process (events received, nothing served)
+        "idle_us": 1e6 * (idle1 - idle0) / ok / len(idle_pgids) if ok and idle_pgids else 0.0,
         "pg_us": 1e6 * (pg1 - pg0) / ok if ok and pg_pid else 0.0,
         "max_conns": samples.max_conns,
         "waits": _shares(samples.waits, samples.active),
@@ -441,7 +446,7 @@ def run_n(
     procs: list[subprocess.Popen[bytes]] = []
     targets: list[Target] = []
     try:
-        for k in range(n):
+        for k in range(n + args.idle_processes):
             port = free_tcp_port()
             procs.append(
                 subprocess.Popen(
@@ -482,7 +487,9 @@ def run_n(
             )
         admin_url = pg.url
         at_rest = asyncio.run(count_conns(admin_url, database))
-        pgids = [proc.pid for proc in procs]
+        pgids = [proc.pid for proc in procs[:n]]
+        idle_pgids = tuple(proc.pid for proc in procs[n:])
+        del targets[n:]  # the idle processes serve nothing (their LISTEN connection hears all)
         results: dict[str, Any] = {"conns_at_rest": at_rest}
         print(
             f"N={n}: PostgreSQL connections to {database} at rest (after setup): "
@@ -501,6 +508,7 @@ def run_n(
                     pg.pid,
                     database,
                     admin_url,
+                    idle_pgids,
                 )
             )
             results[name] = res
@@ -508,7 +516,9 @@ def run_n(
             print(
                 f"N={n} {name:<16}{res['rps']:>8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
                 f"p99 {res['p99_ms']:6.1f} ms  server {res['server_us']:5.0f} us/req  "
-                f"pg {res['pg_us']:4.0f} us/req  conns max {res['max_conns']:>3}  "
+                f"pg {res['pg_us']:4.0f} us/req  "
+                + (f"idle {res['idle_us']:4.0f} us/req  " if args.idle_processes else "")
+                + f"conns max {res['max_conns']:>3}  "
                 f"waits ({res['active_samples']} active in {res['samples']} samples): {top}"
                 + (f"  ungranted locks: {res['ungranted_locks']}" if res["ungranted_locks"] else "")
                 + (f"  ! {res['errors']} errors: {res['first_error']}" if res["errors"] else ""),
@@ -548,6 +558,13 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16, help="load connections in all")
     ap.add_argument("--streams", type=int, default=4, help="event streams per process (0: none)")
     ap.add_argument("--workloads", default=WORKLOADS, help=f"among {','.join(lg.WORKLOADS)}")
+    ap.add_argument(
+        "--idle-processes",
+        type=int,
+        default=0,
+        help="more processes that serve no request: their CPU per request served by the others "
+        "(`idle us`, per idle process) is what receiving every event costs a process",
+    )
     ap.add_argument("--pgbouncer", choices=["session", "transaction"])
     ap.add_argument(
         "--src",
