@@ -21,8 +21,7 @@ A connection refused or closed early answers, stops reading and sends its FIN at
 can destroy the answer before the client reads it. Nothing more is read meanwhile: what the client
 keeps sending fills the kernel's buffers, then the client blocks, until the close.
 
-Each response goes out in one write (`_OneWriteTransport`). A request body that arrives in one
-piece reaches the application without a copy (`on_body`).
+Each response goes out in one write (`_OneWriteTransport`).
 """
 
 from __future__ import annotations
@@ -157,7 +156,6 @@ class _Refused(Exception):
 
 def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the bounds of `limits` (see the module)."""
-    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     cap = _CapState(limits.max_connections)
@@ -262,24 +260,6 @@ def guarded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
             super().on_message_complete()
             self._in_head = True
             self._head_bytes = 0
-
-        # --- request body --------------------------------------------------------------------------
-        def on_body(self, body: bytes) -> None:
-            """uvicorn appends each chunk to a bytearray that `receive()` copies into bytes: two
-            copies of a whole block. A chunk that arrives while nothing is waiting to be received
-            is kept as is (`bytes(b)` is `b` for bytes: `receive()` hands it over uncopied); a
-            second one before the app receives appends to a bytearray as uvicorn does."""
-            cycle = self.cycle
-            pending: bytes | bytearray = cycle.body
-            if pending or cycle.response_complete or self.parser.should_upgrade():
-                if isinstance(pending, bytes):  # one chunk kept as is: append from now on
-                    cycle.body = bytearray(pending)
-                super().on_body(body)
-                return
-            cycle.body = body  # type: ignore[assignment]  # read by bytes(): no copy (see above)
-            if len(body) > HIGH_WATER_LIMIT:
-                self.flow.pause_reading()
-            cycle.message_event.set()
 
         def on_response_complete(self) -> None:
             if self._lingering:  # uvicorn would resume reading and arm the keep-alive timer
