@@ -262,35 +262,50 @@ async def _pump(
         keepalive = None
     disconnected = asyncio.ensure_future(_wait_disconnect(receive))
     stopping = asyncio.ensure_future(shutting_down.wait())
+    queue = stream.queue
     try:
         while True:
-            getter = asyncio.ensure_future(stream.queue.get())
-            done, _ = await asyncio.wait(
-                {getter, disconnected, stopping},
-                timeout=keepalive,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if getter not in done:
-                getter.cancel()
-                if disconnected in done or stopping in done:
-                    break
-                await send(
-                    {"type": "http.response.body", "body": sse_wire.KEEPALIVE, "more_body": True}
-                )
-                continue
-            item = getter.result()
-            if item is _CLOSE or stream.lagging:
+            if disconnected.done() or stopping.done():
                 break
-            if item is _MISSED:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": sse_wire.MISSED_EVENTS,
-                        "more_body": True,
-                    }
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, disconnected, stopping},
+                    timeout=keepalive,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                continue
-            await send({"type": "http.response.body", "body": _frame(item), "more_body": True})
+                if getter not in done:
+                    getter.cancel()
+                    if disconnected in done or stopping in done:
+                        break
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": sse_wire.KEEPALIVE,
+                            "more_body": True,
+                        }
+                    )
+                    continue
+                items = [getter.result()]
+            else:
+                items = []
+            # Everything queued meanwhile goes out in one body: taken one per wake-up, a busy
+            # process's streams fell behind a burst of writes and overflowed (bench/scaleout.py).
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            body: list[bytes] = []
+            end = False
+            for item in items:
+                if item is _CLOSE or stream.lagging:
+                    end = True
+                    break
+                body.append(sse_wire.MISSED_EVENTS if item is _MISSED else _frame(item))
+            if body:
+                await send(
+                    {"type": "http.response.body", "body": b"".join(body), "more_body": True}
+                )
+            if end:
+                break
         if not disconnected.done():
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
