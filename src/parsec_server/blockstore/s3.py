@@ -79,7 +79,14 @@ class S3Blockstore(Blockstore):
             connect_timeout=min(connect_timeout, timeout),
             read_timeout=min(read_timeout, timeout),
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            # payload_signing_enabled False: the signature covers the request but not the body
+            # (`UNSIGNED-PAYLOAD`): botocore would otherwise hash every block with SHA-256 before
+            # sending it (~300 us of CPU per 512 KiB block here). The blocks are authenticated by
+            # the clients' encryption, and TLS covers them in transit on https endpoints.
+            s3={
+                "addressing_style": "path" if endpoint_url else "auto",
+                "payload_signing_enabled": False,
+            },
             max_pool_connections=32,
             # S3-compatible servers do not all know the new default CRC headers; the blocks are
             # authenticated by the clients' encryption anyway.
