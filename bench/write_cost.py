@@ -3,8 +3,8 @@
     .venv/bin/python bench/write_cost.py [--writes 2000] [--rounds 3] [--durable] [--variants ...]
 
 Starts a throwaway PostgreSQL cluster, builds the ParsecApp (its event bus LISTENs, as in
-production), creates an organization and a realm, then calls `storage.vlob.write` (the statement
-vlob_create/vlob_update run) from ONE connection, one write after the other, and prints per write:
+production), creates an organization and a realm, then runs the statement of `storage.vlob.write`
+(`_Q_WRITE`, what vlob_create/vlob_update run; a fixed event payload head) from ONE connection, one write after the other, and prints per write:
 the CPU time (utime+stime, /proc/PID/stat) of that connection's backend and of the LISTEN
 connection's backend, and the WAL bytes (pg_current_wal_lsn). One writer: no lock wait, no
 multixact; the minimum of --rounds rounds is kept (a busy machine only adds time).
@@ -13,8 +13,8 @@ Each variant removes one part, to read its cost by elimination (a measurement, n
 configuration to run): `no_notify` (pg_notify replaced by the same text built and dropped),
 `no_topic_lock` (the topic rows read without FOR SHARE), `no_fk` (the three foreign keys the
 write checks: vlob_atom.realm, vlob_atom.author, realm_vlob_update.realm), `no_size_index`
-(vlob_atom_realm_size), `no_log` (no realm_vlob_update row); `insert_only` is the floor: the vlob_atom row alone
-(one INSERT, its indexes and foreign keys, the commit).
+(vlob_atom_realm_size), `no_log` (no realm_vlob_update row); `insert_only` is the floor: the
+vlob_atom row alone (one INSERT, its indexes and foreign keys, the commit).
 """
 
 from __future__ import annotations
