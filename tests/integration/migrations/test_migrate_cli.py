@@ -140,6 +140,7 @@ def test_registered_in_the_main_cli() -> None:
         "lint",
         "dump-schema",
         "verify",
+        "drop-official",
     }
 
 

@@ -57,7 +57,7 @@ def test_block_id_in_two_realms_refuses_then_applies(
     execute(url, _KEEP_NEWEST)
     assert value(url, "SELECT count(*) FROM block") == blocks
     ok(migrate(url, "--no-backup"))
-    assert history(url)[-1] == "0003_block_organization"
+    assert "0003_block_organization" in history(url)
     assert not query(
         url,
         "SELECT 1 FROM block b JOIN realm r ON r.id = b.realm WHERE b.organization <> r.organization",

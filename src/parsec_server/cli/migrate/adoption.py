@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import click
 
-from parsec_server.cli.migrate.common import Renderer, duration_ms, fail, run
+from parsec_server.cli.migrate.common import Renderer, duration_ms, exit_code_for, fail, run
 from parsec_server.exit_codes import Exit
 from parsec_server.storage.adoption import (
     ADOPTABLE_RELEASE,
@@ -34,7 +34,7 @@ from parsec_server.storage.adoption import (
 from parsec_server.storage.adoption.convert import AdoptionError, AdoptionResult, Emit, adopt
 from parsec_server.storage.migrations import lock
 from parsec_server.storage.migrations.connection import close, connect
-from parsec_server.storage.migrations.errors import BackupFailed
+from parsec_server.storage.migrations.errors import BackupFailed, MigrationError
 from parsec_server.storage.migrations.source import Migration, discover
 
 
@@ -80,7 +80,12 @@ def adopt_official(
 ) -> None:
     """Return when the database is not an official server's; otherwise adopt it (or, on a dry
     run, show the adoption) and exit. `backup_dir` None: --no-backup."""
-    ours = _our_tables(migrations_dir)
+    try:  # the shipped (or --migrations-dir) files: an invalid set is one error line, not a traceback
+        ours = _our_tables(migrations_dir)
+    except MigrationError as exc:
+        if debug:
+            raise
+        fail(exit_code_for(exc), exc.message, renderer)
     found, tables = run(_detect(url, ours), debug=debug, renderer=renderer)
     if found is None:
         return
