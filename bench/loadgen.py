@@ -256,7 +256,13 @@ DEFAULT_WORKLOADS = (
 )
 
 
+def expect_api_version(t: Target) -> None:
+    """What the compat client checks each reply of `t` against: ours announces 5.6, 3.9.3 5.5."""
+    c.SERVER_API_VERSION = "5.6" if t.name == "ours" else "5.5"
+
+
 def setup(t: Target, admin_token: str, connections: int) -> None:
+    expect_api_version(t)
     parts = urlsplit(t.url)
     t.host, t.port = parts.hostname or "127.0.0.1", parts.port or 80
     http = httpx.Client(base_url=t.url, timeout=30)
@@ -290,6 +296,7 @@ def setup(t: Target, admin_token: str, connections: int) -> None:
 def refresh_checkpoint(t: Target) -> None:
     """The realm's current checkpoint: `mixed` polls from there (as an up-to-date client does)."""
     assert t.org is not None
+    expect_api_version(t)
     rep = t.org.alice.send(AC.vlob_poll_changes.Req(realm_id=t.realm_id, last_checkpoint=0))
     assert isinstance(rep, AC.vlob_poll_changes.RepOk), rep
     t.checkpoint = rep.current_checkpoint
@@ -484,8 +491,6 @@ def main() -> int:
         ap.error(f"unknown workloads {unknown}; known: {','.join(WORKLOADS)}")
     targets = [Target(*spec.split("=", 1)) for spec in args.target]
     for t in targets:
-        # what the set-up's client checks each reply against: ours announces 5.6, 3.9.3 5.5
-        c.SERVER_API_VERSION = "5.6" if t.name == "ours" else "5.5"
         setup(t, args.admin_token, args.connections)
     names = [t.name for t in targets]
     pair = len(names) == 2
