@@ -6,7 +6,7 @@
 -- The keys are opaque to the server (encrypted with the realm key `key_index`); `author` and
 -- `created_on` are the declared author and timestamp the clients check against the decrypted keys.
 -- Deleting a realm or a device deletes its sessions (the operator's organization/realm deletion).
--- compat: expand       (0007 servers never read or write the table)
+-- compat: expand       (0006 servers never read or write the table)
 -- transaction: on
 -- lock_timeout: 2s
 
