@@ -1,0 +1,556 @@
+"""Data scale over HTTP (issue 17 point 1): ours and the official server, one process each, on the
+databases of bench/scale.py, driven by a lean HTTP client.
+
+    .venv/bin/python bench/scale_http.py [--sizes small,100x,large] [--targets ours,official]
+        [--workloads a,b] [--duration 3] [--connections 16] [--json out.json]
+
+For each size, a fresh database is migrated by our `parsec-server migrate` and built by
+bench/scale.py's builder (`scale.build`: the big organization through the application, real keys;
+the rest by set-based SQL). Then:
+1. ours: `CREATE DATABASE ... TEMPLATE` keeps an untouched copy for the official server, then ONE
+   `parsec-server run` process (logging at warning, PostgreSQL blockstore) serves the built
+   database and every workload runs against it;
+2. the official server: the copy is handed back to the official schema by our own
+   `parsec-server migrate --to official-3.9 --no-backup` (timed), then ONE official
+   `.venv-compat/bin/parsec run` process (logging at WARNING, PostgreSQL blockstore) serves it and
+   the same workloads run against it, with the same client and the same requests.
+
+The workloads are bench/scale.py's (alice's requests on the big organization, the bodies built by
+`scale.request`; the administration statistics with the administration token). The client is
+this process: 16 keep-alive HTTP/1.1 connections on raw asyncio streams (uvloop), request heads
+prepared beforehand and re-signed once a second (alice's authentication token, as a client does),
+bodies prepared beforehand (a cycle of 64 per connection) except vlob_update's (versions in
+order, a fresh timestamp each). A reply counts when it is HTTP 200 and, for RPC, `status: ok`.
+Each workload runs a warm-up (0.5 s, at least one request per connection) then `--duration`
+seconds; requests in flight at the deadline are awaited and counted (the window ends with the
+last reply). A request that takes more than `--request-timeout` seconds (10) ends the workload
+for that server: it is reported as `timeout` (the official server cannot reach that size for it).
+
+Per size, workload and server it prints req/s, p50/p99 latency (ms), CPU µs per request of the
+server process (`srv`: /proc of its process group), of its PostgreSQL backends (`pg`: children of
+the postmaster connected to the served database, as bench/loadgen.py's --pg-pid), and of this
+client (`cli`: if it approaches 1e6 / req/s, the client bounds the workload), and the ratio of
+req/s ours/official; the 1-minute load average before each workload; the build, copy and
+hand-back times; the servers' RSS after their workloads. `--json` writes all of it.
+
+Needs `.venv` (our server, the builder's imports) and `.venv-compat/bin/parsec` (the official
+server 3.9.3: `scripts/compat-venv.sh .venv-compat`). One throwaway PostgreSQL cluster
+(`fsync=off`), removed at the end. A full run (3 sizes, both servers, 3 s per workload) takes
+about 12 minutes here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+import scale  # noqa: E402  (puts src/ and tests/integration/commands on sys.path)
+import uvloop  # noqa: E402
+from core_helpers import ADMIN_TOKEN, running_server  # noqa: E402
+
+from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E402
+
+OURS = REPO / ".venv" / "bin" / "parsec-server"
+OFFICIAL = REPO / ".venv-compat" / "bin" / "parsec"
+CYCLE = 64  # bodies prepared per connection (cycled), for the workloads whose bodies can repeat
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+
+class Heads:
+    """Request heads: alice's RPC POST head per body length, signed again each second (a client
+    signs a token per second), or the administration GET head."""
+
+    def __init__(self, big: scale.Big, port: int) -> None:
+        self.alice = big.alice
+        self.host = f"127.0.0.1:{port}"
+        self.rpc_prefix = (
+            f"POST /authenticated/{big.organization_id} HTTP/1.1\r\nHost: {self.host}\r\n"
+            "Api-Version: 5.5\r\nContent-Type: application/msgpack\r\n"
+        )
+        self.second = 0
+        self.auth = ""
+        self.cache: dict[int, bytes] = {}
+
+    def rpc(self, length: int) -> bytes:
+        second = int(time.time())
+        if second != self.second:
+            self.second = second
+            self.auth = f"Authorization: {self.alice.headers()['Authorization']}\r\n"
+            self.cache.clear()
+        head = self.cache.get(length)
+        if head is None:
+            head = self.cache[length] = (
+                f"{self.rpc_prefix}{self.auth}Content-Length: {length}\r\n\r\n".encode()
+            )
+        return head
+
+    def admin(self, path: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        ).encode()
+
+
+def bodies(big: scale.Big, workload: str, conn: int, connections: int) -> Iterator[scale.Request]:
+    """Connection `conn`'s requests: scale.request(big, workload, conn + connections * n)."""
+    if workload == "vlob_update":  # versions in order on the connection's own vlob
+        n = 0
+        while True:
+            yield scale.request(big, workload, conn + connections * n)
+            n += 1
+    reqs = [scale.request(big, workload, conn + connections * n) for n in range(CYCLE)]
+    while True:
+        yield from reqs
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lower = head.lower()
+    cl = lower.find(b"\r\ncontent-length:")
+    if cl >= 0:
+        length = int(head[cl + 17 : head.index(b"\r\n", cl + 2)])
+        return head, await reader.readexactly(length)
+    if b"\r\ntransfer-encoding: chunked" not in lower:
+        raise RuntimeError(f"reply without a length: {head[:200]!r}")
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        parts.append(await reader.readexactly(size + 2))
+        if size == 0:
+            return head, b"".join(p[:-2] for p in parts)
+
+
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    timeout: bool = False
+
+
+async def _connection(
+    port: int,
+    heads: Heads,
+    reqs: Iterator[scale.Request],
+    deadline: float,
+    out: Outcome | None,
+    errors: list[str],
+    request_timeout: float,
+) -> int:
+    """Requests one after the other until `deadline` (at least one): the number of good replies."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    done = 0
+    perf = time.perf_counter
+    try:
+        while True:
+            req = next(reqs)
+            head = heads.rpc(len(req.body)) if req.method == "POST" else heads.admin(req.path)
+            start = perf()
+            writer.write(head + req.body)
+            try:
+                rep_head, payload = await asyncio.wait_for(_read_reply(reader), request_timeout)
+            except TimeoutError:
+                if out is not None:
+                    out.timeout = True
+                errors.append(f"no reply within {request_timeout} s")
+                break
+            if out is not None:
+                out.latencies.append(perf() - start)
+            ok = rep_head.startswith(b"HTTP/1.1 200") and (
+                req.method != "POST" or b"\xa6status\xa2ok" in payload[:16]
+            )
+            if ok:
+                done += 1
+            else:
+                status_line = rep_head.split(b"\r\n", 1)[0].decode()
+                errors.append(f"{status_line} {payload[:80]!r}")
+                if len(errors) > 20:
+                    break
+            if time.monotonic() >= deadline:
+                break
+    finally:
+        writer.close()
+    return done
+
+
+# --- CPU from /proc ---------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # from the 3rd field (state) on
+
+
+def cpu_seconds(pgid: int | None = None, postmaster: int | None = None, db: str = "") -> float:
+    """User + system CPU of a process group, or of the postmaster's children connected to `db`
+    (their title: "postgres: USER DATABASE HOST(PORT) STATE")."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        st = _stat(pid)
+        if st is None:
+            continue
+        if pgid is not None and int(st[2]) == pgid:
+            total += int(st[11]) + int(st[12])
+        elif postmaster is not None and int(st[1]) == postmaster:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+            except OSError:
+                continue
+            if title[2:3] == [db.encode()]:
+                total += int(st[11]) + int(st[12])
+    return total / _TICK
+
+
+def rss_mb(pgid: int) -> float:
+    total = 0
+    for pid in os.listdir("/proc"):
+        st = _stat(pid) if pid.isdigit() else None
+        if st is not None and int(st[2]) == pgid:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+async def run_workload(
+    big: scale.Big,
+    workload: str,
+    port: int,
+    server_pgid: int,
+    postmaster: int,
+    db: str,
+    duration: float,
+    connections: int,
+    request_timeout: float,
+) -> dict[str, Any]:
+    heads = Heads(big, port)
+    gens = [bodies(big, workload, k, connections) for k in range(connections)]
+    warm_errors: list[str] = []
+    warm = Outcome()
+    await asyncio.gather(
+        *(
+            _connection(port, heads, g, time.monotonic() + 0.5, warm, warm_errors, request_timeout)
+            for g in gens
+        )
+    )
+    if warm.timeout:
+        return {"timeout": True, "first_error": warm_errors[0]}
+    out = Outcome()
+    srv0, pg0 = cpu_seconds(pgid=server_pgid), cpu_seconds(postmaster=postmaster, db=db)
+    cli0, start = time.process_time(), time.monotonic()
+    deadline = start + duration
+    counts = await asyncio.gather(
+        *(_connection(port, heads, g, deadline, out, out.errors, request_timeout) for g in gens)
+    )
+    elapsed = time.monotonic() - start
+    cli = time.process_time() - cli0
+    srv, pg = cpu_seconds(pgid=server_pgid) - srv0, cpu_seconds(postmaster=postmaster, db=db) - pg0
+    ok = sum(counts)
+    lat = sorted(out.latencies)
+    return {
+        "timeout": out.timeout,
+        "ok": ok,
+        "errors": len(out.errors),
+        "first_error": out.errors[0] if out.errors else "",
+        "seconds": elapsed,
+        "rps": ok / elapsed,
+        "p50_ms": 1000 * statistics.median(lat) if lat else 0.0,
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
+        "server_us": 1e6 * srv / ok if ok else 0.0,
+        "pg_us": 1e6 * pg / ok if ok else 0.0,
+        "client_us": 1e6 * cli / ok if ok else 0.0,
+    }
+
+
+# --- servers and databases -------------------------------------------------------------------------
+
+
+def cli_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+
+
+def psql(server_url: str, sql: str) -> None:
+    subprocess.run(["psql", "-q", "-d", f"{server_url}/postgres", "-c", sql], check=True)
+
+
+def start_server(target: str, db_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    if target == "ours":
+        argv = [str(OURS), "run", "--db", db_url, "--administration-token", ADMIN_TOKEN]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    else:
+        argv = [str(OFFICIAL), "run", "--db", db_url, "--blockstore", "POSTGRESQL"]
+        argv += ["--administration-token", ADMIN_TOKEN]
+        argv += ["--fake-account-password-algorithm-seed", "F4k3", "--email-host", "MOCKED"]
+        argv += ["--server-addr", f"parsec3://127.0.0.1:{port}?no_ssl=true"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
+    proc = subprocess.Popen(
+        argv,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env=cli_env(),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError(f"{target} did not start in 120 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def build(db_url: str, size: scale.Size) -> scale.Big:
+    async with running_server(db_url) as server:
+        object.__setattr__(server.app.config, "validate_replies", False)
+        return await scale.build(db_url, size, server)
+
+
+def measure_server(
+    target: str,
+    big: scale.Big,
+    db_url: str,
+    postmaster: int,
+    work: Path,
+    args: argparse.Namespace,
+    size_name: str,
+) -> dict[str, Any]:
+    db = db_url.rsplit("/", 1)[1]
+    port = free_tcp_port()
+    proc = start_server(target, db_url, port, work / f"{target}-{size_name}.log")
+    results: dict[str, Any] = {}
+    try:
+        for workload in args.workloads:
+            load = os.getloadavg()[0]
+            res = uvloop.run(
+                run_workload(
+                    big,
+                    workload,
+                    port,
+                    proc.pid,
+                    postmaster,
+                    db,
+                    args.duration,
+                    args.connections,
+                    args.request_timeout,
+                )
+            )
+            res["load"] = load
+            results[workload] = res
+            if res["timeout"]:
+                print(f"  {target:8} {workload:26} timeout: {res['first_error']}", flush=True)
+                continue
+            err = (
+                f"  ! {res['errors']} errors, first: {res['first_error']}" if res["errors"] else ""
+            )
+            print(
+                f"  {target:8} {workload:26} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:7.1f}"
+                f"  p99 {res['p99_ms']:7.1f} ms  srv {res['server_us']:7.0f}  pg"
+                f" {res['pg_us']:7.0f}  cli {res['client_us']:5.0f} us/req  load {load:.1f}{err}",
+                flush=True,
+            )
+        results["_rss_mb"] = rss_mb(proc.pid)
+    finally:
+        stop_server(proc)
+    return results
+
+
+def handback(db_url: str) -> tuple[int, float, str]:
+    t0 = time.monotonic()
+    run = subprocess.run(
+        [str(OURS), "migrate", "--db", db_url, "--to", "official-3.9", "--no-backup"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
+    return run.returncode, time.monotonic() - t0, run.stdout + run.stderr
+
+
+def one_size(
+    size_name: str, server_url: str, postmaster: int, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    size = scale.SIZES[size_name]
+    tag = uuid.uuid4().hex[:8]
+    ours_db, official_db = f"scale_{size_name}_{tag}".lower(), f"official_{size_name}_{tag}".lower()
+    info: dict[str, Any] = {"size": size._asdict()}
+    psql(server_url, f"CREATE DATABASE {ours_db}")
+    try:
+        subprocess.run(
+            [str(OURS), "migrate", "--db", f"{server_url}/{ours_db}", "--no-backup"],
+            check=True,
+            capture_output=True,
+            env=cli_env(),
+        )
+        print(f"size {size_name}: {size}", flush=True)
+        t0 = time.monotonic()
+        big = uvloop.run(build(f"{server_url}/{ours_db}", size))
+        info["build_s"] = time.monotonic() - t0
+        built = copy.deepcopy(big.versions)
+        if "official" in args.targets:
+            t0 = time.monotonic()
+            psql(server_url, f"CREATE DATABASE {official_db} TEMPLATE {ours_db}")
+            info["copy_s"] = time.monotonic() - t0
+            print(f"  copied for the official server in {info['copy_s']:.1f} s", flush=True)
+        if "ours" in args.targets:
+            info["ours"] = measure_server(
+                "ours", big, f"{server_url}/{ours_db}", postmaster, work, args, size_name
+            )
+            print(f"  ours RSS after its workloads: {info['ours']['_rss_mb']:.0f} MB", flush=True)
+        if "official" in args.targets:
+            code, seconds, output = handback(f"{server_url}/{official_db}")
+            info["handback_s"], info["handback_exit"] = seconds, code
+            print(f"  hand-back to official-3.9: exit {code}, {seconds:.1f} s", flush=True)
+            if code != 0:
+                info["handback_output"] = output[-4000:]
+                print("  hand-back failed:\n" + output[-4000:], flush=True)
+            else:
+                big.versions = built  # the official copy has the versions as built
+                info["official"] = measure_server(
+                    "official",
+                    big,
+                    f"{server_url}/{official_db}",
+                    postmaster,
+                    work,
+                    args,
+                    size_name,
+                )
+                print(
+                    f"  official RSS after its workloads: {info['official']['_rss_mb']:.0f} MB",
+                    flush=True,
+                )
+    finally:
+        psql(server_url, f"DROP DATABASE IF EXISTS {ours_db}")
+        psql(server_url, f"DROP DATABASE IF EXISTS {official_db}")
+    return info
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def _cell(res: dict[str, Any] | None) -> str:
+    if res is None:
+        return f"{'-':>8}{'':>8}{'':>8}{'':>7}{'':>7}{'':>6}"
+    if res["timeout"]:
+        return f"{'timeout':>8}{'':>8}{'':>8}{'':>7}{'':>7}{'':>6}"
+    return (
+        f"{res['rps']:>8.0f}{res['p50_ms']:>8.1f}{res['p99_ms']:>8.1f}"
+        f"{res['server_us']:>7.0f}{res['pg_us']:>7.0f}{res['client_us']:>6.0f}"
+    )
+
+
+def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
+    cols = f"{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'srv us':>7}{'pg us':>7}{'cli':>6}"
+    lines = [
+        f"{'':6} {'':26}{'ours':^44} |{'official':^44} |",
+        f"{'size':6} {'workload':26}{cols} |{cols} | ratio",
+    ]
+    for size_name, info in results.items():
+        for w in workloads:
+            ours = info.get("ours", {}).get(w)
+            off = info.get("official", {}).get(w)
+            ratio = ""
+            if ours and off and not ours["timeout"] and not off["timeout"] and off["rps"]:
+                ratio = f"{ours['rps'] / off['rps']:6.2f}x"
+            lines.append(f"{size_name:6} {w:26}{_cell(ours)} |{_cell(off)} | {ratio}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--sizes", default="small,100x,large", help=f"among {','.join(scale.SIZES)}")
+    ap.add_argument("--targets", default="ours,official")
+    ap.add_argument("--workloads", default=",".join(scale.WORKLOADS))
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per workload and server")
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--request-timeout", type=float, default=10.0)
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+    args.workloads = args.workloads.split(",")
+    args.targets = args.targets.split(",")
+    for w in args.workloads:
+        if w not in scale.WORKLOADS:
+            ap.error(f"unknown workload {w!r} (known: {', '.join(scale.WORKLOADS)})")
+    for s in args.sizes.split(","):
+        if s not in scale.SIZES:
+            ap.error(f"unknown size {s!r} (known: {', '.join(scale.SIZES)})")
+    for t in args.targets:
+        if t not in ("ours", "official"):
+            ap.error(f"unknown target {t!r}")
+    for exe in (OURS, OFFICIAL):
+        if not exe.exists():
+            raise SystemExit(f"{exe} not found (scripts/bootstrap.sh, scripts/compat-venv.sh)")
+    loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {loads} ({os.cpu_count()} CPUs)", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="parsec-scale-http-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
+    results: dict[str, dict[str, Any]] = {}
+    t_start = time.monotonic()
+    try:
+        pg.start()
+        assert pg.pid is not None
+        server_url = pg.url.rsplit("/", 1)[0]
+        for size_name in args.sizes.split(","):
+            results[size_name] = one_size(size_name, server_url, pg.pid, work, args)
+    finally:
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    end_loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"\n{args.connections} connections, {args.duration:g} s per workload and server; "
+        f"srv/pg/cli: CPU us per request of the server process, its PostgreSQL backends, this "
+        f"client; ratio: req/s ours/official\n"
+    )
+    print(table(results, args.workloads))
+    print(
+        f"\nload average at end: {end_loads}; whole run {time.monotonic() - t_start:.0f} s",
+        flush=True,
+    )
+    if args.json_out:
+        meta = {"load_start": loads, "load_end": end_loads, "args": vars(args)}
+        Path(args.json_out).write_text(
+            json.dumps({"meta": meta, "sizes": results}, indent=2, default=str)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
