@@ -14,7 +14,13 @@ also shows the CPU time spent per request (user + system time from /proc during 
 window, divided by the replies counted) by the server's processes (`cpu us`), by its PostgreSQL
 backends (`pg us`: those connected to the database named like the target; background workers such
 as the WAL writer are not counted) and by this load generator (`lg us`). Unlike req/s, these barely
-move when other jobs load the machine.
+move when other jobs load the machine. With `--pg-url URL` (any database of that cluster) two more
+columns: `bg us`, the CPU per request of the cluster's other processes (WAL writer, checkpointer,
+autovacuum; needs `--pg-pid`), and `wal B`, the cluster's WAL bytes per request.
+
+`--block-size N` (4096) sets the size of the blocks block_create writes and of the blocks the
+set-up writes, which block_read (and mixed) read: e.g. `--block-size 524288 --workloads
+block_create,block_read` for 512 KiB blocks. Blocks are random bytes, like encrypted ones.
 
 With `--repeat N` every workload runs N rounds (official then ours in each round) and the table
 shows the medians; the ratio is the median of the per-round ratios (their range in brackets). The
@@ -39,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 
 sys.path.insert(
@@ -50,6 +57,10 @@ import parsec._parsec as p
 AC = c.AC
 SETUP_VLOBS = 100  # vlob_read_batch_100 reads them all
 SETUP_BLOCKS = 10
+# Size of the blocks block_create writes and of those the set-up writes (that block_read and mixed
+# read); `--block-size`. Random bytes, like the encrypted blocks of a real client (the official
+# server's block column compresses what it can: constant bytes would shrink to nothing there).
+BLOCK_SIZE = 4096
 
 
 @dataclass
@@ -147,7 +158,7 @@ def _block_create(t: Target, data: bytes) -> bytes:
 
 
 def wl_block_create(t: Target, _i: int) -> Iterator[bytes]:
-    data = os.urandom(4096)
+    data = os.urandom(BLOCK_SIZE)
     while True:
         yield _block_create(t, data)
 
@@ -287,7 +298,9 @@ def setup(t: Target, admin_token: str, connections: int) -> None:
     for _ in range(SETUP_BLOCKS):
         bid = p.BlockID.new()
         rep = alice.send(
-            AC.block_create.Req(block_id=bid, realm_id=t.realm_id, key_index=1, block=b"y" * 4096)
+            AC.block_create.Req(
+                block_id=bid, realm_id=t.realm_id, key_index=1, block=os.urandom(BLOCK_SIZE)
+            )
         )
         assert isinstance(rep, AC.block_create.RepOk), rep
         t.blocks.append(bid)
@@ -377,7 +390,12 @@ async def run_workload(
     connections: int,
     pgid: int | None = None,
     pg_pid: int | None = None,
+    pg_url: str | None = None,
 ) -> dict[str, float]:
+    """One run of `w` against `t`. With `pg_pid`: PostgreSQL CPU per request of the target's
+    backends (`pg_us`) and of the cluster's other processes (`bg_us`: WAL writer, checkpointer,
+    autovacuum...; the other target's idle backends too); with `pg_url` (a database of the same
+    cluster): the cluster's WAL bytes per request (`wal_b`, pg_current_wal_lsn before and after)."""
     heads = Heads(t)
     # prepare bodies ahead of the timed window (generators are lazy: they make one body at a time)
     gens = [w.bodies(t, i) for i in range(connections)]
@@ -389,8 +407,11 @@ async def run_workload(
         *(_connection(t, g, warm_deadline, None, errors, heads, w.feedback) for g in gens)
     )
     errors.clear()
+    admin = await asyncpg.connect(pg_url) if pg_url else None
+    wal0 = await admin.fetchval(_WAL_LSN) if admin else 0
     cpu0 = cpu_seconds(pgid=pgid) if pgid else 0.0
     pg0 = cpu_seconds(parent=pg_pid, database=t.name) if pg_pid else 0.0
+    all0 = cpu_seconds(parent=pg_pid) if pg_pid else 0.0
     client0 = time.process_time()
     start = time.monotonic()
     deadline = start + duration
@@ -401,11 +422,17 @@ async def run_workload(
     client_cpu = time.process_time() - client0
     cpu1 = cpu_seconds(pgid=pgid) if pgid else 0.0
     pg1 = cpu_seconds(parent=pg_pid, database=t.name) if pg_pid else 0.0
+    all1 = cpu_seconds(parent=pg_pid) if pg_pid else 0.0
+    wal1 = await admin.fetchval(_WAL_LSN) if admin else 0
+    if admin:
+        await admin.close()
     ok = sum(counts)
     latencies.sort()
     return {
         "server_us": 1e6 * (cpu1 - cpu0) / ok if pgid and ok else 0.0,
         "pg_us": 1e6 * (pg1 - pg0) / ok if pg_pid and ok else 0.0,
+        "bg_us": 1e6 * ((all1 - all0) - (pg1 - pg0)) / ok if pg_pid and ok else 0.0,
+        "wal_b": float(wal1 - wal0) / ok if admin and ok else 0.0,
         "client_us": 1e6 * client_cpu / ok if ok else 0.0,
         "ok": ok,
         "errors": len(errors),
@@ -414,6 +441,9 @@ async def run_workload(
         "p50_ms": 1000 * statistics.median(latencies) if latencies else 0.0,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
     }
+
+
+_WAL_LSN = "SELECT pg_current_wal_lsn() - '0/0'"
 
 
 def load1() -> float:
@@ -459,6 +489,7 @@ def cpu_seconds(
 
 
 def main() -> int:
+    global BLOCK_SIZE
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", action="append", required=True, help="name=url")
     ap.add_argument("--admin-token", required=True)
@@ -483,8 +514,20 @@ def main() -> int:
         type=int,
         help="postmaster pid: report the CPU/request of the backends of the target's database",
     )
+    ap.add_argument(
+        "--pg-url",
+        help="a database of the servers' PostgreSQL cluster: report WAL bytes per request "
+        "(and, with --pg-pid, the CPU of the cluster's background processes)",
+    )
+    ap.add_argument(
+        "--block-size",
+        type=int,
+        default=BLOCK_SIZE,
+        help=f"bytes per block of block_create and of the blocks block_read reads ({BLOCK_SIZE})",
+    )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
+    BLOCK_SIZE = args.block_size
     pgids = {k: int(v) for k, v in (spec.split("=", 1) for spec in args.cpu)}
     unknown = [n for n in args.workloads.split(",") if n not in WORKLOADS]
     if unknown:
@@ -495,16 +538,19 @@ def main() -> int:
     names = [t.name for t in targets]
     pair = len(names) == 2
     cpu_cols = bool(pgids) or bool(args.pg_pid)
+    wal_cols = bool(args.pg_url)
     header = f"{'workload':<20}{'load':>6}" + "".join(
         f"{n + ' req/s':>16}{'p99 ms':>9}"
         + (f"{'cpu us':>8}{'pg us':>7}{'lg us':>7}" if cpu_cols else "")
+        + (f"{'bg us':>7}{'wal B':>9}" if wal_cols else "")
         for n in names
     )
     if pair:
         header += f"{'ratio ' + names[1] + '/' + names[0]:>22}"
     print(
         f"load average before the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"{args.connections} connections, {args.duration:g} s per run, {args.repeat} round(s)",
+        f"{args.connections} connections, {args.duration:g} s per run, {args.repeat} round(s), "
+        f"blocks of {args.block_size} B",
         flush=True,
     )
     print(header, flush=True)
@@ -521,7 +567,13 @@ def main() -> int:
                 loads.append(load1())
                 res = asyncio.run(
                     run_workload(
-                        t, w, args.duration, args.connections, pgids.get(t.name), args.pg_pid
+                        t,
+                        w,
+                        args.duration,
+                        args.connections,
+                        pgids.get(t.name),
+                        args.pg_pid,
+                        args.pg_url,
                     )
                 )
                 per[t.name] = {**res, "load": loads[-1]}
@@ -529,7 +581,16 @@ def main() -> int:
         med = {
             n: {
                 k: statistics.median(r[n][k] for r in rounds)
-                for k in ("rps", "p50_ms", "p99_ms", "server_us", "pg_us", "client_us")
+                for k in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "server_us",
+                    "pg_us",
+                    "client_us",
+                    "bg_us",
+                    "wal_b",
+                )
             }
             for n in names
         }
@@ -549,6 +610,8 @@ def main() -> int:
                 # a backend that exits during the window takes its CPU time with it: no figure
                 pg_us = f"{med[n]['pg_us']:.0f}" if med[n]["pg_us"] >= 0 else "n/a"
                 line += f"{med[n]['server_us']:>8.0f}{pg_us:>7}{med[n]['client_us']:>7.0f}"
+            if wal_cols:
+                line += f"{med[n]['bg_us']:>7.0f}{med[n]['wal_b']:>9.0f}"
         if pair:
             line += f"{statistics.median(ratios) if ratios else float('nan'):>21.2f}x"
             if len(ratios) > 1:

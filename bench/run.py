@@ -1,15 +1,17 @@
 """Benchmark parsec-server against the official Parsec server, side by side, in one run.
 
     .venv-compat/bin/python bench/run.py [--duration 5] [--connections 16] [--repeat 3] \
-        [--workloads a,b] [--json out.json]
+        [--workloads a,b] [--block-size 524288] [--json out.json]
     (or simply: bench/run.sh)
 
 Starts one throwaway PostgreSQL cluster, one database per server, the official server (parsec-cloud
 3.9.3 from the compat venv) and ours (.venv/bin/parsec-server), each as ONE process with logging at
 WARNING, then runs bench/loadgen.py against both, workload by workload, and prints req/s, p99, CPU
-per request and the ratio ours/official. Everything is stopped at the end. The machine has 2 cores
-shared by the servers, PostgreSQL and the load generator: compare ratios, not absolute numbers, and
-look at the load averages printed (other jobs on the machine make a run noisy).
+per request (the servers, their PostgreSQL backends, the load generator, PostgreSQL's background
+processes), WAL bytes per request and the ratio ours/official. Everything is stopped at the end.
+The machine has 2 cores shared by the servers, PostgreSQL and the load generator: compare ratios,
+not absolute numbers, and look at the load averages printed (other jobs on the machine make a run
+noisy). `--block-size 524288` runs block_create / block_read with 512 KiB blocks.
 
 Other options: `--targets ours` (one server only); `--ours-arg=--log-level=info` (extra arguments
 of `parsec-server run`, repeatable); `--ours-server granian|uvicorn` (our app under that server's
@@ -77,6 +79,10 @@ def main() -> int:
     ap.add_argument(
         "--profile", help="record our server with py-spy (raw collapsed stacks) into this file"
     )
+    ap.add_argument(
+        "--block-size",
+        help="bytes per block of block_create / block_read (bench/loadgen.py: 4096)",
+    )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     wanted = args.targets.split(",")
@@ -119,6 +125,8 @@ def main() -> int:
         ]
         if args.workloads:
             cmd += ["--workloads", args.workloads]
+        if args.block_size:
+            cmd += ["--block-size", args.block_size]
         if "official" in wanted:
             url_off, p_off = pg.url_for("official"), free_tcp_port()
             subprocess.run(
@@ -266,6 +274,7 @@ def main() -> int:
             cmd += ["--target", f"ours=http://127.0.0.1:{p_ours}", "--cpu", f"ours={procs[-1].pid}"]
         if pg.pid is not None:
             cmd += ["--pg-pid", str(pg.pid)]
+        cmd += ["--pg-url", pg.url]  # WAL bytes per request
         if args.json_out:
             cmd += ["--json", args.json_out]
         code = subprocess.run(cmd).returncode
