@@ -69,6 +69,7 @@ from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E
 
 OURS = REPO / ".venv" / "bin" / "parsec-server"
 OFFICIAL = REPO / ".venv-compat" / "bin" / "parsec"
+PROBE_TIMEOUT = 60.0  # after a timeout: how long one request alone may take
 CYCLE = 64  # bodies prepared per connection (cycled), for the workloads whose bodies can repeat
 
 
@@ -226,6 +227,17 @@ def cpu_seconds(pgid: int | None = None, postmaster: int | None = None, db: str 
     return total / _TICK
 
 
+def settle(server_pgid: int, postmaster: int, db: str, limit: float = 120.0) -> None:
+    """Wait (at most `limit` s) until the server and its backends use under 5 % of a core."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pgid=server_pgid) + cpu_seconds(postmaster=postmaster, db=db)
+        time.sleep(0.5)
+        after = cpu_seconds(pgid=server_pgid) + cpu_seconds(postmaster=postmaster, db=db)
+        if after - before < 0.025:
+            return
+
+
 def rss_mb(pgid: int) -> float:
     total = 0
     for pid in os.listdir("/proc"):
@@ -287,6 +299,15 @@ async def run_workload(
     }
 
 
+async def alone(big: scale.Big, workload: str, port: int, limit: float) -> float | None:
+    """Seconds one request of `workload` takes alone on one connection (None: over `limit` s)."""
+    out = Outcome()
+    errors: list[str] = []
+    reqs = bodies(big, workload, 0, 1)
+    await _connection(port, Heads(big, port), reqs, 0.0, out, errors, limit)
+    return None if out.timeout or not out.latencies else out.latencies[0]
+
+
 # --- servers and databases -------------------------------------------------------------------------
 
 
@@ -295,7 +316,8 @@ def cli_env() -> dict[str, str]:
 
 
 def psql(server_url: str, sql: str) -> None:
-    subprocess.run(["psql", "-q", "-d", f"{server_url}/postgres", "-c", sql], check=True)
+    env = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
+    subprocess.run(["psql", "-q", "-d", f"{server_url}/postgres", "-c", sql], check=True, env=env)
 
 
 def start_server(target: str, db_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -359,6 +381,7 @@ def measure_server(
     results: dict[str, Any] = {}
     try:
         for workload in args.workloads:
+            settle(proc.pid, postmaster, db)
             load = os.getloadavg()[0]
             res = uvloop.run(
                 run_workload(
@@ -376,7 +399,17 @@ def measure_server(
             res["load"] = load
             results[workload] = res
             if res["timeout"]:
-                print(f"  {target:8} {workload:26} timeout: {res['first_error']}", flush=True)
+                # the server still works on the requests abandoned: wait, then one request alone
+                settle(proc.pid, postmaster, db)
+                res["alone_s"] = uvloop.run(alone(big, workload, port, PROBE_TIMEOUT))
+                alone_s = res["alone_s"]
+                print(
+                    f"  {target:8} {workload:26} timeout: {res['first_error']} with"
+                    f" {args.connections} connections; one request alone: "
+                    + (f"{alone_s:.2f} s" if alone_s is not None else f"> {PROBE_TIMEOUT:g} s"),
+                    flush=True,
+                )
+                settle(proc.pid, postmaster, db)
                 continue
             err = (
                 f"  ! {res['errors']} errors, first: {res['first_error']}" if res["errors"] else ""
@@ -469,7 +502,9 @@ def _cell(res: dict[str, Any] | None) -> str:
     if res is None:
         return f"{'-':>8}{'':>8}{'':>8}{'':>7}{'':>7}{'':>6}"
     if res["timeout"]:
-        return f"{'timeout':>8}{'':>8}{'':>8}{'':>7}{'':>7}{'':>6}"
+        a = res.get("alone_s")
+        alone_text = f"alone {a:.2f} s" if a is not None else f"alone > {PROBE_TIMEOUT:g} s"
+        return f"{'timeout':>8}{alone_text:>36}"
     return (
         f"{res['rps']:>8.0f}{res['p50_ms']:>8.1f}{res['p99_ms']:>8.1f}"
         f"{res['server_us']:>7.0f}{res['pg_us']:>7.0f}{res['client_us']:>6.0f}"
