@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from typing import Any
 
 from parsec_server.asgi.http import Receive, Scope, Send, header
@@ -59,7 +60,9 @@ class _Stream:
         self.is_admin = client.device.profile == "ADMIN"
         self.realms: set[str] = set()
         self.pending: list[Event] | None = []
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MAX)
+        # What the sender (`_pump`) has to send; it sleeps on `waiter` while this is empty.
+        self.queue: deque[Any] = deque()
+        self.waiter: asyncio.Future[None] | None = None
         self.lagging = False
         self.deaf = False  # the event listener was lost since this stream subscribed
         self.owe_missed = False  # ...and is back: `missed_events` is due
@@ -129,10 +132,19 @@ class _Stream:
         return False
 
     def push(self, item: Any) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.lagging = True  # dropped: the client reconnects and resyncs
+        if len(self.queue) >= QUEUE_MAX:
+            self.lagging = True  # dropped: the stream ends, the client reconnects and resyncs
+        else:
+            self.queue.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the sender if it sleeps (an item is queued, the keepalive is due, or it must stop)."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def on_event(self, ev: Event) -> None:
         t = ev["type"]
@@ -159,8 +171,16 @@ class _Stream:
             self.after_delivery(ev)
 
 
+_FRAME_KEY = "_sse_frame"  # the event's frame, kept in the event once encoded (never published)
+
+
 def _frame(ev: Event) -> bytes:
-    return sse_wire.frame(encode_rep(to_api_event(ev)), ev["id"])
+    """The event's SSE frame: the same bytes for every stream, so encoded once per event and process
+    (an event goes to every stream of its realm: 2,000 streams encoded it 2,000 times)."""
+    frame: bytes | None = ev.get(_FRAME_KEY)
+    if frame is None:
+        frame = ev[_FRAME_KEY] = sse_wire.frame(encode_rep(to_api_event(ev)), ev["id"])
+    return frame
 
 
 def organization_config_frame(client: AuthenticatedClient) -> bytes:
@@ -257,46 +277,65 @@ def _parse_event_id(raw: bytes | None) -> str | None:
 async def _pump(
     backend: Backend, receive: Receive, send: Send, stream: _Stream, shutting_down: asyncio.Event
 ) -> None:
+    """Send what the stream queues, a keepalive after `sse_keepalive` seconds of silence; stop when
+    the client goes away, the server stops, the stream is told to end or lags.
+
+    One future per wake-up and one timer per keepalive period: this runs for every stream of a
+    realm at each of its events (2,000 streams: 2,000 wake-ups per vlob write). A new `queue.get()`
+    task and an `asyncio.wait` on three futures with a timeout per wake-up cost as much as the rest
+    of the delivery (bench/sse_scale.py). Everything queued when the sender wakes up goes out in
+    one body: taken one per wake-up, a busy process's streams fell behind a burst of writes and
+    overflowed (bench/scaleout.py)."""
     keepalive = backend.config.sse_keepalive
     if keepalive is not None and keepalive <= 0:
         keepalive = None
+    loop = asyncio.get_running_loop()
     disconnected = asyncio.ensure_future(_wait_disconnect(receive))
     stopping = asyncio.ensure_future(shutting_down.wait())
+
+    def wake(_: object = None) -> None:
+        stream.wake()
+
+    disconnected.add_done_callback(wake)
+    stopping.add_done_callback(wake)
+    timer: asyncio.TimerHandle | None = None
+    last_sent = loop.time()
+
+    def keepalive_due() -> None:
+        nonlocal timer
+        timer = None
+        stream.wake()
+
     queue = stream.queue
     try:
-        while True:
-            if disconnected.done() or stopping.done():
-                break
-            if queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, disconnected, stopping},
-                    timeout=keepalive,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if getter not in done:
-                    getter.cancel()
-                    if disconnected in done or stopping in done:
-                        break
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": sse_wire.KEEPALIVE,
-                            "more_body": True,
-                        }
-                    )
+        while not (disconnected.done() or stopping.done()):
+            if not queue and not stream.lagging:
+                if keepalive is not None and timer is None:
+                    # armed once per period, not per wake-up: when it fires early (events were
+                    # sent meanwhile), the sender arms it again from the last send
+                    timer = loop.call_at(last_sent + keepalive, keepalive_due)
+                waiter = stream.waiter = loop.create_future()
+                await waiter
+                if disconnected.done() or stopping.done():
+                    break
+                if not queue and not stream.lagging:
+                    if keepalive is not None and loop.time() >= last_sent + keepalive:
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": sse_wire.KEEPALIVE,
+                                "more_body": True,
+                            }
+                        )
+                        last_sent = loop.time()
                     continue
-                items = [getter.result()]
-            else:
-                items = []
-            # Everything queued meanwhile goes out in one body: taken one per wake-up, a busy
-            # process's streams fell behind a burst of writes and overflowed (bench/scaleout.py).
-            while not queue.empty():
-                items.append(queue.get_nowait())
+            if stream.lagging:
+                break
             body: list[bytes] = []
             end = False
-            for item in items:
-                if item is _CLOSE or stream.lagging:
+            while queue:
+                item = queue.popleft()
+                if item is _CLOSE:
                     end = True
                     break
                 body.append(sse_wire.MISSED_EVENTS if item is _MISSED else _frame(item))
@@ -304,6 +343,7 @@ async def _pump(
                 await send(
                     {"type": "http.response.body", "body": b"".join(body), "more_body": True}
                 )
+                last_sent = loop.time()
             if end:
                 break
         if not disconnected.done():
@@ -311,6 +351,9 @@ async def _pump(
     except OSError:
         pass
     finally:
+        stream.waiter = None
+        if timer is not None:
+            timer.cancel()
         disconnected.cancel()
         stopping.cancel()
 

@@ -31,9 +31,8 @@ def _vlob(realm: uuid.UUID, author: uuid.UUID = OTHER_DEVICE) -> dict:
 
 
 def _queued(stream: _Stream) -> list[dict]:
-    out = []
-    while not stream.queue.empty():
-        out.append(stream.queue.get_nowait())
+    out = list(stream.queue)
+    stream.queue.clear()
     return out
 
 
