@@ -20,7 +20,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, TypedDict, assert_never
 
 import asyncpg
@@ -248,63 +247,21 @@ async def invite_new_shamir_recovery(
 # --- list, cancel, complete -----------------------------------------------------------------------
 
 
-class _ListItem(TypedDict):
-    """An item of invite_list's `invitations` (`InviteListItem`); the variant's own fields follow."""
-
-    type: storage.InvitationType
-    token: bytes
-    created_on: datetime
-    created_by: storage.CreatedByUser | storage.CreatedByExternalService
-    status: storage.InvitationStatus
-
-
-class _UserListItem(_ListItem):
-    claimer_email: str | None
-
-
-class _ShamirRecoveryListItem(_ListItem):
-    claimer_user_id: uuid.UUID | None
-    shamir_recovery_created_on: datetime | None
-
-
-def _list_item(inv: storage.Invitation) -> _ListItem:
-    created_by = inv.created_by()
-    if inv.type == storage.USER:
-        return _UserListItem(
-            type=inv.type,
-            token=inv.token,
-            created_on=inv.created_on,
-            created_by=created_by,
-            status=inv.status,
-            claimer_email=inv.claimer_email,
-        )
-    if inv.type == storage.SHAMIR_RECOVERY:
-        return _ShamirRecoveryListItem(
-            type=inv.type,
-            token=inv.token,
-            created_on=inv.created_on,
-            created_by=created_by,
-            status=inv.status,
-            claimer_user_id=inv.claimer_user_id,
-            shamir_recovery_created_on=inv.shamir_created_on,
-        )
-    return _ListItem(
-        type=inv.type,
-        token=inv.token,
-        created_on=inv.created_on,
-        created_by=created_by,
-        status=inv.status,
-    )
-
-
 @command(InviteListReq)
 async def invite_list(client: AuthenticatedClient, req: InviteListReq) -> InviteListRep:
-    async with client.backend.db.transaction() as conn:
-        author = await load_author(conn, client)
-        invitations = await storage.list_visible(
-            conn, client.org.internal_id, author.internal_id, author.profile == "ADMIN"
+    # One statement (no transaction needed): the author's profile, revocation and the
+    # organization's expiration are read in the same snapshot as the invitations, like load_author.
+    async with client.backend.db.connection() as conn:
+        found = await storage.list_visible(
+            conn, client.org.internal_id, client.device.user_internal_id
         )
-    return {"status": "ok", "invitations": [_list_item(inv) for inv in invitations]}
+    if found is None:
+        raise HandshakeError(403)
+    if found.org_expired:
+        raise HandshakeError(460)
+    if found.author_revoked:
+        raise HandshakeError(461)
+    return {"status": "ok", "invitations": found.items}
 
 
 # Why an invitation was not ended (each command words it its own way).

@@ -108,8 +108,10 @@ def encode_rep(rep: Mapping[str, Any]) -> bytes:
 
 
 class Flat(list):  # type: ignore[type-arg]
-    """A reply list whose elements hold no dict (scalars, ext values, flat tuples): `encode_rep`
-    packs it without looking inside (hot replies with many items, e.g. vlob_read_batch)."""
+    """A reply list whose elements hold no dict (scalars, ext values, flat tuples), or only dicts
+    already in wire order (discriminant first, then the fields sorted by name: invite_list):
+    `encode_rep` packs it without looking inside (hot replies with many items, e.g.
+    vlob_read_batch)."""
 
     __slots__ = ()
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 import asyncpg
 
+from parsec_server.protocol.codec import ext_datetime, ext_uuid
 from parsec_server.protocol.ids import HumanHandle
+from parsec_server.protocol.registry import Flat
 
 InvitationType = Literal["USER", "DEVICE", "SHAMIR_RECOVERY"]
 USER: Final = "USER"
@@ -132,22 +134,6 @@ FOR UPDATE OF i
 """
 )
 
-# Every invitation the user may see (protocol.md §4.7 invite_list), oldest first.
-_Q_LIST = (
-    _SELECT
-    + """
-WHERE i.organization = $1 AND (
-    (i.type = 'USER' AND $3::BOOLEAN)
-    OR (i.type = 'DEVICE' AND i.claimer_user = $2)
-    OR (i.type = 'SHAMIR_RECOVERY' AND EXISTS (
-        SELECT 1 FROM shamir_recovery_share sh
-        WHERE sh.setup = i.shamir_recovery_setup AND sh.recipient = $2
-    ))
-)
-ORDER BY i.created_on, i.id
-"""
-)
-
 
 def _human(email: str | None, label: str | None) -> HumanHandle | None:
     return None if email is None or label is None else HumanHandle(email, label)
@@ -198,12 +184,185 @@ async def lock_by_greeting_attempt(
     return None if row is None else _from_row(row)
 
 
+# --- invite_list ---------------------------------------------------------------------------------
+#
+# One statement, one round trip: the author's facts, then the invitations the author may see, as
+# one row of parallel arrays already in their wire form (tokens as bytes, `created_on` as the 8
+# big-endian bytes of its microseconds since the epoch, ids as their 16 bytes: see storage/vlob.py).
+# Which invitations (protocol.md §4.7 invite_list), three disjoint branches, each reaching its rows
+# through an index bounded by the organization or by the author:
+# * USER: all of the organization's, for an ADMIN (a one-time filter: skipped for the others);
+# * DEVICE: the author's own (`invitation_claimer_user`);
+# * SHAMIR_RECOVERY: those of the setups the author holds a share of (`shamir_recovery_share_
+#   recipient`, then the setup's user: a recovery invitation's claimer is its setup's user, as
+#   invite_new_shamir_recovery and the adoption of an official database both write it).
+# The authors of the invitations are read once per distinct device (an ADMIN's list is mostly made
+# by a few devices), each table by its primary key: LATERAL ... LIMIT 1 (OFFSET 0 where several
+# rows match) keeps these lookups from being turned into joins, which generic plans hashed over
+# every user and human of the server.
+# The arrays are aggregated from one sorted subquery (one sort, not one per array; PostgreSQL
+# aggregates the rows of a sorted subquery in its order when nothing else happens at that level).
+_Q_LIST = """
+WITH author AS MATERIALIZED (
+    SELECT u.current_profile = 'ADMIN' AS is_admin, u.revoked_on IS NOT NULL AS is_revoked,
+        (SELECT o.is_expired FROM organization o WHERE o.id = u.organization) AS is_expired
+    FROM user_ u
+    WHERE u.id = $2
+),
+visible AS MATERIALIZED (
+    SELECT i.id, i.token, i.type, i.created_on, i.created_by_device, i.created_by_service_label,
+        i.claimer_email, NULL::uuid AS claimer_user_id, NULL::timestamptz AS shamir_created_on,
+        COALESCE(i.deleted_reason, 'PENDING') AS status
+    FROM invitation i
+    WHERE i.organization = $1 AND i.type = 'USER' AND (SELECT a.is_admin FROM author a)
+    UNION ALL
+    SELECT i.id, i.token, i.type, i.created_on, i.created_by_device, i.created_by_service_label,
+        NULL, NULL, NULL, COALESCE(i.deleted_reason, 'PENDING')
+    FROM invitation i
+    WHERE i.claimer_user = $2 AND i.type = 'DEVICE' AND i.organization = $1
+    UNION ALL
+    SELECT i.id, i.token, i.type, i.created_on, i.created_by_device, i.created_by_service_label,
+        NULL, cu.user_id, s.created_on,
+        COALESCE(i.deleted_reason, CASE WHEN s.deleted_on IS NULL THEN 'PENDING' ELSE 'CANCELLED' END)
+    FROM shamir_recovery_share sh
+    CROSS JOIN LATERAL (
+        SELECT s.id, s.user_, s.created_on, s.deleted_on FROM shamir_recovery_setup s
+        WHERE s.id = sh.setup AND s.organization = $1 LIMIT 1
+    ) s
+    CROSS JOIN LATERAL (
+        SELECT cu.user_id FROM user_ cu WHERE cu.id = s.user_ LIMIT 1
+    ) cu
+    CROSS JOIN LATERAL (
+        SELECT * FROM invitation i
+        WHERE i.claimer_user = s.user_ AND i.shamir_recovery_setup = s.id
+            AND i.type = 'SHAMIR_RECOVERY' AND i.organization = $1
+        OFFSET 0
+    ) i
+    WHERE sh.recipient = $2
+),
+creators AS (
+    SELECT c.device, u.user_id, h.email, h.label
+    FROM (
+        SELECT DISTINCT v.created_by_device AS device FROM visible v
+        WHERE v.created_by_device IS NOT NULL
+    ) c
+    CROSS JOIN LATERAL (SELECT d.user_ FROM device d WHERE d.id = c.device LIMIT 1) d
+    CROSS JOIN LATERAL (SELECT u.user_id, u.human FROM user_ u WHERE u.id = d.user_ LIMIT 1) u
+    CROSS JOIN LATERAL (SELECT h.email, h.label FROM human h WHERE h.id = u.human LIMIT 1) h
+)
+SELECT a.is_expired, a.is_revoked, items.*, authors.*
+FROM author a
+LEFT JOIN LATERAL (
+    SELECT array_agg(v.type) AS types, array_agg(v.token) AS tokens,
+        array_agg(int8send((EXTRACT(EPOCH FROM v.created_on) * 1000000)::int8)) AS created_ons,
+        array_agg(v.created_by_device) AS created_by_devices,
+        array_agg(v.created_by_service_label) AS service_labels,
+        array_agg(v.claimer_email) AS claimer_emails,
+        array_agg(uuid_send(v.claimer_user_id)) AS claimer_user_ids,
+        array_agg(int8send((EXTRACT(EPOCH FROM v.shamir_created_on) * 1000000)::int8))
+            AS shamir_created_ons,
+        array_agg(v.status) AS statuses
+    FROM (SELECT * FROM visible ORDER BY created_on, id) v
+) items ON TRUE
+LEFT JOIN LATERAL (
+    SELECT array_agg(c.device) AS author_devices, array_agg(uuid_send(c.user_id)) AS author_ids,
+        array_agg(c.email) AS author_emails, array_agg(c.label) AS author_labels
+    FROM creators c
+) authors ON TRUE
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationList:
+    """invite_list's facts: the author as the database sees it now, and the reply's items."""
+
+    org_expired: bool
+    author_revoked: bool
+    items: Flat
+
+
 async def list_visible(
-    conn: asyncpg.Connection, org_internal_id: int, user_internal_id: int, is_admin: bool
-) -> list[Invitation]:
-    return [
-        _from_row(r) for r in await conn.fetch(_Q_LIST, org_internal_id, user_internal_id, is_admin)
-    ]
+    conn: asyncpg.Connection, org_internal_id: int, user_internal_id: int
+) -> InvitationList | None:
+    """The invitations the user may see (his profile read in the same statement), oldest first, as
+    invite_list's `invitations` (`InviteListItem` maps in their wire order: discriminant first,
+    then the fields sorted by name, so that `encode_rep` packs them as they are). None if the user
+    is gone."""
+    row = await conn.fetchrow(_Q_LIST, org_internal_id, user_internal_id)
+    if row is None:
+        return None
+    return InvitationList(row["is_expired"], row["is_revoked"], _list_items(row))
+
+
+def _list_items(row: asyncpg.Record) -> Flat:
+    items = Flat()
+    types = row["types"]
+    if types is None:
+        return items
+    by_device: dict[int, dict[str, Any]] = {
+        device: {"type": "USER", "human_handle": HumanHandle(email, label), "user_id": ext_uuid(u)}
+        for device, u, email, label in zip(
+            row["author_devices"] or (),
+            row["author_ids"] or (),
+            row["author_emails"] or (),
+            row["author_labels"] or (),
+            strict=True,
+        )
+    }
+    by_service: dict[str | None, dict[str, Any]] = {}
+    append = items.append
+    for type_, token, created_on, device, service, email, claimer, shamir_on, status in zip(
+        types,
+        row["tokens"],
+        row["created_ons"],
+        row["created_by_devices"],
+        row["service_labels"],
+        row["claimer_emails"],
+        row["claimer_user_ids"],
+        row["shamir_created_ons"],
+        row["statuses"],
+        strict=True,
+    ):
+        if device is not None:
+            created_by = by_device[device]
+        else:
+            created_by = by_service.get(service) or by_service.setdefault(
+                service, {"type": "EXTERNAL_SERVICE", "service_label": service or ""}
+            )
+        if type_ == USER:
+            append(
+                {
+                    "type": type_,
+                    "claimer_email": email,
+                    "created_by": created_by,
+                    "created_on": ext_datetime(created_on),
+                    "status": status,
+                    "token": token,
+                }
+            )
+        elif type_ == DEVICE:
+            append(
+                {
+                    "type": type_,
+                    "created_by": created_by,
+                    "created_on": ext_datetime(created_on),
+                    "status": status,
+                    "token": token,
+                }
+            )
+        else:
+            append(
+                {
+                    "type": type_,
+                    "claimer_user_id": ext_uuid(claimer),
+                    "created_by": created_by,
+                    "created_on": ext_datetime(created_on),
+                    "shamir_recovery_created_on": ext_datetime(shamir_on),
+                    "status": status,
+                    "token": token,
+                }
+            )
+    return items
 
 
 # --- creation ------------------------------------------------------------------------------------

@@ -126,3 +126,31 @@ async def test_vlob_read_versions_looks_each_item_up(db_url: str) -> None:
     assert conds and "Seq Scan on vlob_atom" not in "\n".join(plan), "\n".join(plan)
     for cond in conds:
         assert "vlob_id =" in cond and "version =" in cond, "\n".join(plan)
+
+
+async def test_invite_list_reads_only_the_rows_its_invitations_point_to(db_url: str) -> None:
+    """invite_list: the invitations through indexes bounded by the organization or the author,
+    their authors and claimers by primary key. On a big database the generic plan of the joined
+    statement hashed every user_ and human row of the server (and the devices); hash joins are
+    forced here (nested and merge joins disabled) to plan as PostgreSQL did there."""
+    from parsec_server.storage import invite
+
+    plan = await _generic_plan(
+        db_url,
+        invite._Q_LIST,
+        "bigint, bigint",
+        "1, 1",
+        "SET enable_nestloop = off; SET enable_mergejoin = off",
+    )
+    text = "\n".join(plan)
+    for table in (
+        "invitation",
+        "user_",
+        "human",
+        "device",
+        "organization",
+        "shamir_recovery_setup",
+        "shamir_recovery_share",
+    ):
+        assert _unbounded_scans(plan, table) == [], text
+        assert re.search(rf" on {table} ", text), (table, text)
