@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from parsec_server.asgi.proxy import TrustedProxies
+from parsec_server.cli import allocator
 from parsec_server.cli.client_features import ClientFeatures, client_feature_options
 from parsec_server.cli.dbtarget import database_target, fail
 from parsec_server.cli.httpproto import guarded_protocol
@@ -778,6 +779,7 @@ def _serve(
     db_retries: tuple[int, float] = (0, 1.0),
 ) -> int:
     runner: Callable[[Coroutine[Any, Any, int]], int]
+    allocator.tune()  # block-sized buffers reused rather than fresh pages (cli/allocator.py)
     try:
         import uvloop
 
