@@ -21,7 +21,8 @@ vlob_atom row alone (one INSERT, its indexes and foreign keys, the commit).
 connection, per block: backend CPU, the cluster's background processes' CPU (WAL writer,
 checkpointer...), this process's CPU (asyncpg and the event loop: what a server spends around the
 statement), WAL bytes, and the minor page faults of the backend and of this process (`be faults`,
-`cl faults`: fresh memory touched; a 512 KiB buffer in new pages is 128 faults). Variants (`--variants`, default all): `floor_external` (a bare INSERT
+`cl faults`: fresh memory touched; a 512 KiB buffer in new pages is 128 faults). This process's
+allocator is set as the server sets its own (cli/allocator.py) unless `--default-allocator`. Variants (`--variants`, default all): `floor_external` (a bare INSERT
 into a one-column table, `STORAGE EXTERNAL`, commit), `floor_extended` (the same with the default
 storage: PostgreSQL tries to compress), `floor_8k_rows` (an experiment: the block as ~8 KB rows
 of a `STORAGE PLAIN` table, no TOAST), `official` (the official server's block_data table, its
@@ -54,6 +55,7 @@ from core_helpers import running_server  # noqa: E402
 from test_realm import new_realm  # noqa: E402
 
 from parsec_server.blockstore import postgresql as pg_blockstore  # noqa: E402
+from parsec_server.cli import allocator  # noqa: E402
 from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E402
 from parsec_server.protocol.codec import now  # noqa: E402
 from parsec_server.storage import block as block_storage  # noqa: E402
@@ -378,7 +380,14 @@ def main() -> int:
     ap.add_argument("--variants", help="comma-separated (default: all)")
     ap.add_argument("--block", type=int, help="block mode: bytes per block (e.g. 524288)")
     ap.add_argument("--blocks", type=int, default=300, help="block mode: blocks per round")
+    ap.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (default: set as `parsec-server run` does)",
+    )
     args = ap.parse_args()
+    if not args.default_allocator:
+        allocator.tune()
     work = Path(tempfile.mkdtemp(prefix="parsec-writecost-", dir="/tmp"))
     os.chmod(work, 0o755)
     pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=not args.durable)
