@@ -1,9 +1,12 @@
 """Data scale (issue 17): does a request cost the same on a big database as on a small one?
 
-    .venv/bin/python bench/scale.py [--sizes small,100x,large] [--workloads a,b] [--requests 2000]
-        [--explain] [--db-url postgresql://user@host:port] [--src OTHER_TREE]
+    .venv/bin/python bench/scale.py [--sizes small,100x,large,xlarge] [--workloads a,b]
+        [--requests 2000] [--explain] [--db-url postgresql://user@host:port | --keep DIR]
+        [--jobs 2] [--src OTHER_TREE]
     valgrind --tool=callgrind --cache-sim=no --trace-children=no \\
         .venv/bin/python bench/scale.py --callgrind --requests 500 [--sizes ...]
+    .venv/bin/python bench/scale.py --sizes xlarge --workloads '' --keep /tmp/xl   # build once
+    .venv/bin/python bench/scale.py --sizes xlarge --keep /tmp/xl [--explain]      # measure it
 
 For each size, a fresh database is migrated by the measured tree, then built in two steps:
 1. through the application, like bench/inproc.py (tests/integration/commands/core_helpers: real
@@ -14,14 +17,26 @@ For each size, a fresh database is migrated by the measured tree, then built in 
    never parses a stored certificate on the measured paths), `invitations` pending USER invitations
    made by alice, vlobs of the big realm (one of them, the "hot" one, with `hot_versions` versions),
    blocks (PostgreSQL blockstore, 1 KiB), and `orgs - 1` filler organizations (one user, device,
-   realm, keys bundle each) holding the rest of the vlob versions and blocks. Then VACUUM ANALYZE.
+   realm, keys bundle each) holding the rest of the vlob versions and blocks. The checkpoint log
+   is computed with the rows (no window over the whole table); vlobs, checkpoints and blocks are
+   written by `--jobs` connections at once (the big realm, then the filler realms 50 per
+   transaction); autovacuum is off while building (on a cluster of the benchmark's own), then
+   every table gets VACUUM ANALYZE. The tables, indexes and constraints are the migrated schema's
+   throughout (logged tables, indexes maintained row by row, no constraint dropped). Then the
+   server checks the result: the big organization's statistics equal the rows', and
+   vlob_poll_changes near the last checkpoint returns the hot vlob at its last version.
 
-Sizes (`SIZES` below; the largest builds in 30-75 s on this 2-core machine, 721 MB):
+Sizes (`SIZES` below; the build times are this 2-core machine's, shared with other jobs):
 
-    size    orgs  users   vlob versions  blocks   invitations  rotations  hot vlob versions
-    small      1      1             100       10           10          1                 10
-    100x     100  1,000          10,000    1,000        1,000         10                100
-    large  1,000 10,000       1,000,000  100,000       10,000        100              1,000
+    size    orgs  users   vlob versions  blocks     invitations  rotations  hot vlob  database  built
+    small      1      1             100         10           10          1        10     11 MB  0.3 s
+    100x     100  1,000          10,000      1,000        1,000         10       100     19 MB  1.5 s
+    large  1,000 10,000       1,000,000    100,000       10,000        100     1,000    721 MB  30-75 s
+    xlarge 2,000 50,000       5,000,000  1,000,000       10,000        100     1,000    4.2 GB  4-6 min
+
+`--keep DIR` keeps the cluster in DIR and each size's database (`scale_<size>`, alice's keys in
+DIR/scale_<size>.alice.json): the first run builds it, the next ones measure it again (the vlob
+updates of earlier runs stay in it). Without it, the cluster and databases are thrown away.
 
 Each workload is alice's request (or an administration request) on the big organization, called
 on the ASGI application directly from 16 tasks (no HTTP server, no load generator), and prints
@@ -41,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import re
 import shutil
@@ -61,12 +77,14 @@ sys.path.insert(0, str(REPO / "tests" / "integration" / "commands"))
 sys.path.insert(0, str(SRC.absolute() / "src"))
 
 import asyncpg  # noqa: E402
+import nacl.signing  # noqa: E402
 import uvloop  # noqa: E402
 from core_helpers import ADMIN_TOKEN, Device, running_server  # noqa: E402
 from test_realm import new_realm, rotate  # noqa: E402
 
 from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E402
 from parsec_server.protocol.codec import now, packb  # noqa: E402
+from parsec_server.protocol.ids import HumanHandle  # noqa: E402
 
 
 class Size(NamedTuple):
@@ -83,6 +101,7 @@ SIZES = {
     "small": Size(1, 1, 100, 10, 10, 1, 10),
     "100x": Size(100, 1_000, 10_000, 1_000, 1_000, 10, 100),
     "large": Size(1_000, 10_000, 1_000_000, 100_000, 10_000, 100, 1_000),
+    "xlarge": Size(2_000, 50_000, 5_000_000, 1_000_000, 10_000, 100, 1_000),
 }
 
 WORKLOADS = (
@@ -212,46 +231,75 @@ CROSS JOIN (VALUES (interval '0', 'realm_role_certificate'),
 WHERE o.organization_id LIKE 'ScaleFiller%';
 """
 
-# $1 realm pattern: vlobs of realms of organizations matching $1 (or the realm with internal id
-# $2), $3 vlobs per realm, $4 versions per vlob, $5 offset of the vlob numbers. 256-byte blobs,
-# timestamps in the past, in the order of the checkpoints.
+# $1 realm ids: vlobs of these realms, $2 vlobs per realm, $3 versions per vlob, $4 offset of the
+# vlob numbers. 256-byte blobs, timestamps in the past, in the order of the checkpoints (vlob n, then
+# version v), rows inserted in the order of the (realm, created_on) so ids follow the checkpoints.
 _VLOBS = """
 INSERT INTO vlob_atom (realm, vlob_id, version, key_index, author, created_on, size, blob)
-SELECT r.id, uuid_in(md5(r.id || '/' || (n + $5))::cstring), v, 1, r.created_by,
-    now() - interval '1 day' + ((n + $5) * $4 + v) * interval '1 microsecond', 256,
+SELECT r.id, uuid_in(md5(r.id || '/' || (n + $4))::cstring), v, 1, r.created_by,
+    now() - interval '1 day' + ((n + $4) * $3 + v) * interval '1 microsecond', 256,
     decode(repeat(md5(n || '/' || v), 16), 'hex')
-FROM realm r JOIN organization o ON o.id = r.organization
-CROSS JOIN generate_series(1, $3) n
-CROSS JOIN generate_series(1, $4) v
-WHERE o.organization_id LIKE $1 OR r.id = $2
-ORDER BY 1, 7
+FROM realm r
+CROSS JOIN generate_series(1, $2) n
+CROSS JOIN generate_series(1, $3) v
+WHERE r.id = ANY($1::bigint[])
+ORDER BY 1, 6
 """
 
-# the checkpoint log and the realms' counters, from scratch, for every realm
+# the checkpoint log of the rows _VLOBS inserted with the same $1-$4: checkpoint n of a realm is its
+# n-th write in created_on order, counted from $5 (computed, no window over the table)
 _CHECKPOINTS = """
-TRUNCATE realm_vlob_update;
 INSERT INTO realm_vlob_update (realm, checkpoint, vlob_id, version)
-SELECT realm, row_number() OVER (PARTITION BY realm ORDER BY created_on, id), vlob_id, version
-FROM vlob_atom;
-UPDATE realm SET vlob_checkpoint = s.n, last_vlob_timestamp = s.last
-FROM (SELECT realm, count(*) AS n, max(created_on) AS last FROM vlob_atom GROUP BY realm) s
-WHERE s.realm = realm.id;
+SELECT r.id, $5 + (n - 1) * $3 + v, uuid_in(md5(r.id || '/' || (n + $4))::cstring), v
+FROM realm r
+CROSS JOIN generate_series(1, $2) n
+CROSS JOIN generate_series(1, $3) v
+WHERE r.id = ANY($1::bigint[])
+ORDER BY 1, 2
 """
 
-# $1 realm pattern / $2 realm id as above, $3 blocks per realm
+# the realms' counters after their vlobs were written ($1 realm ids)
+_COUNTERS = """
+UPDATE realm SET vlob_checkpoint = s.n, last_vlob_timestamp = s.last
+FROM (
+    SELECT realm, count(*) AS n, max(created_on) AS last FROM vlob_atom
+    WHERE realm = ANY($1::bigint[]) GROUP BY realm
+) s
+WHERE s.realm = realm.id
+"""
+
+# $1 realm ids, $2 blocks per realm (PostgreSQL blockstore, 1 KiB each)
 _BLOCKS = """
 WITH b AS (
     INSERT INTO block (realm, block_id, author, key_index, size, created_on, organization)
     SELECT r.id, gen_random_uuid(), r.created_by, 1, 1024, now() - interval '1 day', r.organization
-    FROM realm r JOIN organization o ON o.id = r.organization
-    CROSS JOIN generate_series(1, $3)
-    WHERE o.organization_id LIKE $1 OR r.id = $2
+    FROM realm r
+    CROSS JOIN generate_series(1, $2)
+    WHERE r.id = ANY($1::bigint[])
     RETURNING block_id, organization
 )
 INSERT INTO block_data (organization_id, block_id, data)
 SELECT o.organization_id, b.block_id, decode(repeat(md5(b.block_id::text), 64), 'hex')
 FROM b JOIN organization o ON o.id = b.organization
 """
+
+# the usage totals (migration 0008) from the rows, as the migration fills them
+_USAGE_TOTALS = """
+UPDATE realm SET vlob_bytes = s.total
+FROM (SELECT realm, sum(size)::bigint AS total FROM vlob_atom GROUP BY realm) AS s
+WHERE s.realm = realm.id;
+DELETE FROM realm_block_usage;
+INSERT INTO realm_block_usage (realm, slot, bytes)
+SELECT realm, 0, sum(size)::bigint FROM block GROUP BY realm;
+"""
+
+# a build session: big sorts in memory, no statement timeout
+_BUILD_SESSION = (
+    "SET statement_timeout = 0; SET work_mem = '256MB'; SET maintenance_work_mem = '512MB'"
+)
+
+# filler realms per transaction of a build worker (each a few seconds at the largest size)
+_CHUNK = 50
 
 
 @dataclass
@@ -270,17 +318,26 @@ class Big:
     recent: datetime.datetime  # a timestamp after every certificate
 
 
-async def build(db_url: str, size: Size, server: Any) -> Big:
-    t0 = time.monotonic()
+async def build(db_url: str, size: Size, server: Any, jobs: int = 2) -> Big:
+    """Build `size` around a new organization of `server` (whose database is `db_url`), in `jobs`
+    connections at once for the bulk of the rows; print the time of each step and the counts."""
+    t0 = step = time.monotonic()
+
+    def done(what: str) -> None:
+        nonlocal step
+        print(f"  {what}: {time.monotonic() - step:.1f} s", flush=True)
+        step = time.monotonic()
+
     org = await server.bootstrap_org()
     alice = org.alice
     realm_id = await new_realm(alice)
     for key_index in range(2, size.rotations + 1):
         rep = await rotate(alice, realm_id, key_index, [alice.user_id])
         assert rep == {"status": "ok"}, rep
+    done(f"organization, alice, realm rotated {size.rotations} times (API)")
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute("SET statement_timeout = 0")
+        await conn.execute(_BUILD_SESSION)
         ids = await conn.fetchrow(
             "SELECT o.id AS org, d.id AS device, r.id AS realm FROM organization o"
             " JOIN device d ON d.organization = o.id JOIN realm r ON r.organization = o.id"
@@ -293,35 +350,86 @@ async def build(db_url: str, size: Size, server: Any) -> Big:
             await conn.execute(_INVITATIONS, ids["device"], size.invitations)
             if size.orgs > 1:
                 await conn.execute(_FILLER_ORGS.replace("$1", str(size.orgs)))
-            # the big realm holds a tenth of the versions (at least 100 vlobs), 3 per vlob beyond
-            # the small size; the filler realms hold the rest; the hot vlob is apart
-            per_vlob = 1 if size.versions <= 100 else 3
-            big_vlobs = max(100, size.versions // 10 // per_vlob)
-            await conn.execute(_VLOBS, "", ids["realm"], big_vlobs, per_vlob, 0)
-            await conn.execute(_VLOBS, "", ids["realm"], 1, size.hot_versions, big_vlobs + 1)
-            rest = size.versions - big_vlobs * per_vlob - size.hot_versions
-            if size.orgs > 1 and rest > 0:
-                per_realm = max(1, rest // (size.orgs - 1) // per_vlob)
-                await conn.execute(_VLOBS, "ScaleFiller%", 0, per_realm, per_vlob, 0)
-            await conn.execute(_CHECKPOINTS)
-            big_blocks = max(10, size.blocks // 10)
-            await conn.execute(_BLOCKS, "", ids["realm"], big_blocks)
-            if size.orgs > 1 and size.blocks > big_blocks:
-                per_realm = max(1, (size.blocks - big_blocks) // (size.orgs - 1))
-                await conn.execute(_BLOCKS, "ScaleFiller%", 0, per_realm)
-            # topics: after everything written above
-            await conn.execute(
-                "UPDATE topic_common SET last_timestamp = GREATEST(last_timestamp,"
-                " (SELECT max(certified_on) FROM certificate WHERE organization = $1))"
-                " WHERE organization = $1",
-                ids["org"],
+        done(f"{size.users - 1} users, {size.invitations} invitations, {size.orgs - 1} filler orgs")
+        fillers = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT r.id FROM realm r JOIN organization o ON o.id = r.organization"
+                " WHERE o.organization_id LIKE 'ScaleFiller%' ORDER BY r.id"
             )
-        await conn.execute("VACUUM ANALYZE")
-        vlob_rows = await conn.fetch(
-            "SELECT vlob_id, max(version) AS version FROM vlob_atom WHERE realm = $1"
-            " GROUP BY vlob_id ORDER BY min(id)",
-            ids["realm"],
+        ]
+    finally:
+        await conn.close()
+    # the big realm holds a tenth of the versions (at least 100 vlobs), 3 per vlob beyond the small
+    # size; the filler realms hold the rest; the hot vlob is apart, written after the others
+    per_vlob = 1 if size.versions <= 100 else 3
+    big_vlobs = max(100, size.versions // 10 // per_vlob)
+    rest = size.versions - big_vlobs * per_vlob - size.hot_versions
+    filler_vlobs = max(1, rest // max(1, len(fillers)) // per_vlob) if rest > 0 else 0
+    big_blocks = max(10, size.blocks // 10)
+    filler_blocks = max(1, (size.blocks - big_blocks) // max(1, len(fillers)))
+    if size.blocks <= big_blocks:
+        filler_blocks = 0
+
+    async def big_realm(c: asyncpg.Connection) -> None:
+        realm = [ids["realm"]]
+        await c.execute(_VLOBS, realm, big_vlobs, per_vlob, 0)
+        await c.execute(_CHECKPOINTS, realm, big_vlobs, per_vlob, 0, 0)
+        hot = (realm, 1, size.hot_versions, big_vlobs + 1)
+        await c.execute(_VLOBS, *hot)
+        await c.execute(_CHECKPOINTS, *hot, big_vlobs * per_vlob)
+        await c.execute(_COUNTERS, realm)
+        await c.execute(_BLOCKS, realm, big_blocks)
+
+    async def filler_realms(c: asyncpg.Connection, realms: list[int]) -> None:
+        if filler_vlobs:
+            await c.execute(_VLOBS, realms, filler_vlobs, per_vlob, 0)
+            await c.execute(_CHECKPOINTS, realms, filler_vlobs, per_vlob, 0, 0)
+            await c.execute(_COUNTERS, realms)
+        if filler_blocks:
+            await c.execute(_BLOCKS, realms, filler_blocks)
+
+    # the big realm first (the longest part), then chunks of filler realms, over `jobs` connections
+    parts: list[Callable[[asyncpg.Connection], Awaitable[None]]] = [big_realm]
+    for k in range(0, len(fillers), _CHUNK):
+        chunk = fillers[k : k + _CHUNK]
+        parts.append(lambda c, chunk=chunk: filler_realms(c, chunk))
+    await _in_parallel(db_url, jobs, parts)
+    done(f"{size.versions} vlob versions with checkpoints, {size.blocks} blocks ({jobs} jobs)")
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(_BUILD_SESSION)
+        # topics: after everything written above
+        await conn.execute(
+            "UPDATE topic_common SET last_timestamp = GREATEST(last_timestamp,"
+            " (SELECT max(certified_on) FROM certificate WHERE organization = $1))"
+            " WHERE organization = $1",
+            ids["org"],
         )
+        # usage totals kept by the write statements, where the schema has them (0008): the rows
+        # above were not written through those statements
+        if await conn.fetchval("SELECT to_regclass('realm_block_usage') IS NOT NULL"):
+            await conn.execute(_USAGE_TOTALS)
+        tables = [
+            r["relname"]
+            for r in await conn.fetch(
+                "SELECT relname FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC"
+            )
+        ]
+    finally:
+        await conn.close()
+    # VACUUM (visibility map: index-only scans as on a settled database) and ANALYZE, table by
+    # table, biggest first
+    await _in_parallel(
+        db_url,
+        jobs,
+        [lambda c, t=t: c.execute(f'VACUUM ANALYZE "{t}"') for t in tables],
+        transaction=False,
+    )
+    done("VACUUM ANALYZE")
+    big = await describe(db_url, alice)
+    conn = await asyncpg.connect(db_url)
+    try:
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM organization) AS orgs, (SELECT count(*) FROM user_) AS"
             " users, (SELECT count(*) FROM vlob_atom) AS versions, (SELECT count(*) FROM block)"
@@ -329,26 +437,93 @@ async def build(db_url: str, size: Size, server: Any) -> Big:
             " (SELECT count(*) FROM certificate) AS certificates,"
             " pg_size_pretty(pg_database_size(current_database())) AS db_size"
         )
-        key_index = await conn.fetchval("SELECT key_index FROM realm WHERE id = $1", ids["realm"])
-        block_ids = await conn.fetch(
-            "SELECT block_id FROM block WHERE realm = $1 ORDER BY id LIMIT 10", ids["realm"]
+        expected = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM user_ WHERE organization = $1) AS users,"
+            " (SELECT sum(v.size) FROM vlob_atom v JOIN realm r ON r.id = v.realm"
+            "  WHERE r.organization = $1) AS metadata_size,"
+            " (SELECT sum(b.size) FROM block b WHERE b.organization = $1) AS data_size",
+            ids["org"],
         )
     finally:
         await conn.close()
     assert counts is not None
+    await _check(server, big, expected)
     print(
         f"  built in {time.monotonic() - t0:.1f} s: "
         + ", ".join(f"{k} {v}" for k, v in counts.items()),
         flush=True,
     )
+    return big
+
+
+async def _check(server: Any, big: Big, expected: Any) -> None:
+    """The server itself reads the built database back: the big organization's statistics (users,
+    vlob and block bytes) are the rows', and a vlob_poll_changes from the last checkpoint but ten
+    returns the hot vlob at its last version (its versions are the realm's last writes)."""
+    r = await server.admin("GET", f"/organizations/{big.organization_id}/stats")
+    stats = r.json()
+    for k, v in expected.items():
+        assert stats[k] == v, (k, stats[k], v)
+    last = sum(big.versions.values())
+    rep = await big.alice.rpc("vlob_poll_changes", realm_id=big.realm_id, last_checkpoint=last - 10)
+    assert rep["status"] == "ok" and rep["current_checkpoint"] == last, rep
+    assert [tuple(c) for c in rep["changes"]] == [(big.hot_vlob, big.hot_versions)], rep
+
+
+async def _in_parallel(
+    db_url: str,
+    jobs: int,
+    parts: list[Callable[[asyncpg.Connection], Awaitable[Any]]],
+    transaction: bool = True,
+) -> None:
+    """Run `parts` in order over `jobs` connections, each part in a transaction of its own."""
+    queue = list(reversed(parts))
+
+    async def worker() -> None:
+        c = await asyncpg.connect(db_url)
+        try:
+            await c.execute(_BUILD_SESSION)
+            while queue:
+                part = queue.pop()
+                if transaction:
+                    async with c.transaction():
+                        await part(c)
+                else:
+                    await part(c)
+        finally:
+            await c.close()
+
+    await asyncio.gather(*(worker() for _ in range(max(1, jobs))))
+
+
+async def describe(db_url: str, alice: Device) -> Big:
+    """The big organization of a built database, read back from it (alice: its first device)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        realm = await conn.fetchrow(
+            "SELECT r.id, r.realm_id, r.key_index FROM realm r"
+            " JOIN organization o ON o.id = r.organization WHERE o.organization_id = $1",
+            alice.organization_id,
+        )
+        assert realm is not None
+        vlob_rows = await conn.fetch(
+            "SELECT vlob_id, max(version) AS version FROM vlob_atom WHERE realm = $1"
+            " GROUP BY vlob_id ORDER BY min(id)",
+            realm["id"],
+        )
+        block_ids = await conn.fetch(
+            "SELECT block_id FROM block WHERE realm = $1 ORDER BY id LIMIT 10", realm["id"]
+        )
+    finally:
+        await conn.close()
     versions = {r["vlob_id"]: r["version"] for r in vlob_rows}
     hot = max(versions, key=lambda v: versions[v])
     plain = [v for v in versions if v != hot]
     return Big(
-        org.organization_id,
+        alice.organization_id,
         alice,
-        realm_id,
-        key_index,
+        realm["realm_id"],
+        realm["key_index"],
         plain,
         versions,
         hot,
@@ -649,18 +824,32 @@ def _plans(text: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", default="small,100x,large")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="'' : build only")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--explain", action="store_true", help="print each statement's plan (BUFFERS)")
     ap.add_argument("--callgrind", action="store_true", help="instructions/request (valgrind)")
     ap.add_argument("--db-url", help="postgresql://user@host:port (default: a throwaway cluster)")
     ap.add_argument("--src", help="take the server code from this source tree's src/")
+    ap.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="the cluster lives in DIR and stays, with one database per size: built at the first"
+        " run, measured again (not rebuilt) by the next runs with the same DIR",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="connections building at once (2)")
     args = ap.parse_args()
-    workloads = args.workloads.split(",")
+    workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
             raise SystemExit(f"unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
-    work = Path(tempfile.mkdtemp(prefix="parsec-scale-", dir="/tmp"))
+    for s in args.sizes.split(","):
+        if s not in SIZES:
+            raise SystemExit(f"unknown size {s!r} (known: {', '.join(SIZES)})")
+    if args.keep and args.db_url:
+        raise SystemExit("--keep or --db-url, not both")
+    keep = Path(args.keep).absolute() if args.keep else None
+    work = keep or Path(tempfile.mkdtemp(prefix="parsec-scale-", dir="/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o755)
     pg = None
     try:
@@ -669,32 +858,41 @@ def main() -> int:
             if args.explain:
                 raise SystemExit("--explain reads the throwaway cluster's log: no --db-url")
         else:
-            pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
+            port = free_tcp_port()
+            pg = EmbeddedPostgres(work / "pg", tcp_port=port, fast_unsafe=True)
             pg.start()
             server_url = pg.url.rsplit("/", 1)[0]
+            # bulk building: no checkpoint every GB of WAL (the tables stay logged, as in production)
+            _psql(server_url, "ALTER SYSTEM SET max_wal_size = '16GB'")
+            _psql(server_url, "ALTER SYSTEM SET checkpoint_timeout = '30min'")
+            _psql(server_url, "SELECT pg_reload_conf()")
         for size_name in args.sizes.split(","):
             size = SIZES[size_name]
-            name = f"scale_{size_name}_{uuid.uuid4().hex[:8]}".lower()
-            subprocess.run(
-                ["psql", "-q", "-d", f"{server_url}/postgres", "-c", f"CREATE DATABASE {name}"],
-                check=True,
-            )
+            if keep is not None:
+                name = f"scale_{size_name}".lower()
+            else:
+                name = f"scale_{size_name}_{uuid.uuid4().hex[:8]}".lower()
+            saved = work / f"{name}.alice.json"
             db_url = f"{server_url}/{name}"
-            subprocess.run(
-                [
-                    str(REPO / ".venv" / "bin" / "python"),
-                    "-c",
-                    "from parsec_server.cli.main import main; main()",
-                    "migrate",
-                    "--db",
-                    db_url,
-                    "--no-backup",
-                ],
-                check=True,
-                capture_output=True,
-                env={**os.environ, "PYTHONPATH": str(SRC.absolute() / "src")},
-            )
-            print(f"size {size_name}: {size}", flush=True)
+            reuse = keep is not None and saved.exists()
+            if not reuse:
+                _psql(server_url, f"DROP DATABASE IF EXISTS {name}")
+                _psql(server_url, f"CREATE DATABASE {name}")
+                subprocess.run(
+                    [
+                        str(REPO / ".venv" / "bin" / "python"),
+                        "-c",
+                        "from parsec_server.cli.main import main; main()",
+                        "migrate",
+                        "--db",
+                        db_url,
+                        "--no-backup",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    env={**os.environ, "PYTHONPATH": str(SRC.absolute() / "src")},
+                )
+            print(f"size {size_name}: {size}{' (kept database)' if reuse else ''}", flush=True)
             uvloop.run(
                 _one_size(
                     db_url,
@@ -705,17 +903,67 @@ def main() -> int:
                     pg.pid if pg is not None else None,
                     args.callgrind,
                     (work / "pg" / "postgresql.log") if args.explain else None,
+                    args.jobs,
+                    saved if keep is not None else None,
+                    reuse,
+                    pg is not None,
                 )
             )
-            subprocess.run(
-                ["psql", "-q", "-d", f"{server_url}/postgres", "-c", f"DROP DATABASE {name}"],
-                check=True,
-            )
+            if keep is None:
+                _psql(server_url, f"DROP DATABASE {name}")
     finally:
         if pg is not None:
             pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _psql(server_url: str, sql: str) -> None:
+    subprocess.run(
+        ["psql", "-X", "-q", "-d", f"{server_url}/postgres", "-c", sql],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"},
+    )
+
+
+async def _system_set(db_url: str, name: str, value: str | None) -> None:
+    """ALTER SYSTEM SET (RESET if None) and reload: settings of the benchmark's own cluster."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        if value is None:
+            await conn.execute(f"ALTER SYSTEM RESET {name}")
+        else:
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+def _save_alice(path: Path, alice: Device) -> None:
+    fields = {
+        "organization_id": alice.organization_id,
+        "user_id": str(alice.user_id),
+        "device_id": str(alice.device_id),
+        "signing_key": bytes(alice.signing_key).hex(),
+        "human": list(alice.human),
+        "profile": alice.profile,
+    }
+    path.write_text(json.dumps(fields))
+
+
+def _load_alice(path: Path, server: Any) -> Device:
+    f = json.loads(path.read_text())
+    return Device(
+        server,
+        f["organization_id"],
+        uuid.UUID(f["user_id"]),
+        uuid.UUID(f["device_id"]),
+        nacl.signing.SigningKey(bytes.fromhex(f["signing_key"])),
+        HumanHandle(*f["human"]),
+        f["profile"],
+    )
 
 
 async def _one_size(
@@ -727,14 +975,29 @@ async def _one_size(
     postmaster: int | None,
     callgrind: bool,
     explain_log: Path | None,
+    jobs: int = 2,
+    saved: Path | None = None,
+    reuse: bool = False,
+    own_cluster: bool = False,
 ) -> None:
     async with running_server(db_url) as server:
         object.__setattr__(server.app.config, "validate_replies", False)
-        big = await build(db_url, size, server)
+        if saved is not None and reuse:
+            big = await describe(db_url, _load_alice(saved, server))
+        else:
+            if own_cluster:  # autovacuum would race the bulk inserts; build() vacuums at its end
+                await _system_set(db_url, "autovacuum", "off")
+            try:
+                big = await build(db_url, size, server, jobs)
+            finally:
+                if own_cluster:
+                    await _system_set(db_url, "autovacuum", None)
+            if saved is not None:
+                _save_alice(saved, big.alice)
         call, resign = caller(server.app, big)
         db = db_url.rsplit("/", 1)[1]
         await measure(size_name, call, resign, big, workloads, requests, postmaster, callgrind, db)
-    if explain_log is not None:
+    if explain_log is not None and workloads:
         await explain(db_url, explain_log, big, workloads)
 
 
