@@ -2,40 +2,41 @@
 databases of bench/scale.py, driven by a lean HTTP client.
 
     .venv/bin/python bench/scale_http.py [--sizes small,100x,large] [--targets ours,official]
-        [--workloads a,b] [--duration 3] [--connections 16] [--json out.json]
+        [--workloads a,b] [--duration 2] [--rounds 2] [--connections 16] [--json out.json]
 
 For each size, a fresh database is migrated by our `parsec-server migrate` and built by
-bench/scale.py's builder (`scale.build`: the big organization through the application, real keys;
-the rest by set-based SQL). Then:
-1. ours: `CREATE DATABASE ... TEMPLATE` keeps an untouched copy for the official server, then ONE
-   `parsec-server run` process (logging at warning, PostgreSQL blockstore) serves the built
-   database and every workload runs against it;
-2. the official server: the copy is handed back to the official schema by our own
-   `parsec-server migrate --to official-3.9 --no-backup` (timed), then ONE official
-   `.venv-compat/bin/parsec run` process (logging at WARNING, PostgreSQL blockstore) serves it and
-   the same workloads run against it, with the same client and the same requests.
+bench/scale.py's builder (`scale.build`, `scale.SIZES`: the big organization through the
+application, real keys; the rest by set-based SQL). For the official server, a copy is made
+(`CREATE DATABASE ... TEMPLATE`) and handed back to the official schema by our own
+`parsec-server migrate --to official-3.9 --no-backup` (timed). Then every database is served by
+ONE server process of its own, all started at once (ours: `parsec-server run`, logging at warning,
+PostgreSQL blockstore; the official: `.venv-compat/bin/parsec run`, logging at WARNING, PostgreSQL
+blockstore), and the rounds alternate: for each round, each workload, each size, each server, one
+measured run while the other servers sit idle. Alternating spreads the machine's noise over sizes
+and servers alike; the table shows the medians of the rounds.
 
 The workloads are bench/scale.py's (alice's requests on the big organization, the bodies built by
 `scale.request`; the administration statistics with the administration token). The client is
 this process: 16 keep-alive HTTP/1.1 connections on raw asyncio streams (uvloop), request heads
-prepared beforehand and re-signed once a second (alice's authentication token, as a client does),
-bodies prepared beforehand (a cycle of 64 per connection) except vlob_update's (versions in
-order, a fresh timestamp each). A reply counts when it is HTTP 200 and, for RPC, `status: ok`.
-Each workload runs a warm-up (0.5 s, at least one request per connection) then `--duration`
-seconds; requests in flight at the deadline are awaited and counted (the window ends with the
-last reply). A request that takes more than `--request-timeout` seconds (10) ends the workload
-for that server: it is reported as `timeout` (the official server cannot reach that size for it).
+re-signed once a second (alice's authentication token, as a client does), bodies prepared
+beforehand (a cycle of 64 per connection) except vlob_update's (versions in order on each
+connection's vlob, a fresh timestamp each). A reply counts when it is HTTP 200 and, for RPC,
+`status: ok`. Each run: one request alone (`alone`, also the first warm-up; if it takes more than
+`--request-timeout`, 10 s, the workload is out of reach for that server at that size: `timeout`,
+not run again), a 0.5 s warm-up on every connection (skipped for requests of 50 ms or more), then
+`--duration` seconds; requests in flight at the deadline are awaited and counted (the window ends
+with the last reply).
 
 Per size, workload and server it prints req/s, p50/p99 latency (ms), CPU µs per request of the
 server process (`srv`: /proc of its process group), of its PostgreSQL backends (`pg`: children of
 the postmaster connected to the served database, as bench/loadgen.py's --pg-pid), and of this
-client (`cli`: if it approaches 1e6 / req/s, the client bounds the workload), and the ratio of
-req/s ours/official; the 1-minute load average before each workload; the build, copy and
-hand-back times; the servers' RSS after their workloads. `--json` writes all of it.
+client (`cli`: if `cli` x req/s nears 1e6, the client bounds the workload), and the ratio of
+req/s ours/official (median of the rounds' ratios, their range); the 1-minute load average before
+each run; the build and hand-back times and the servers' RSS. `--json` writes every round.
 
 Needs `.venv` (our server, the builder's imports) and `.venv-compat/bin/parsec` (the official
 server 3.9.3: `scripts/compat-venv.sh .venv-compat`). One throwaway PostgreSQL cluster
-(`fsync=off`), removed at the end. A full run (3 sizes, both servers, 3 s per workload) takes
+(`fsync=off`), removed at the end. A full run (3 sizes, both servers, 2 rounds of 2 s) takes
 about 12 minutes here.
 """
 
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -69,7 +70,6 @@ from parsec_server.embedded_pg import EmbeddedPostgres, free_tcp_port  # noqa: E
 
 OURS = REPO / ".venv" / "bin" / "parsec-server"
 OFFICIAL = REPO / ".venv-compat" / "bin" / "parsec"
-PROBE_TIMEOUT = 60.0  # after a timeout: how long one request alone may take
 CYCLE = 64  # bodies prepared per connection (cycled), for the workloads whose bodies can repeat
 
 
@@ -171,7 +171,7 @@ async def _connection(
             except TimeoutError:
                 if out is not None:
                     out.timeout = True
-                errors.append(f"no reply within {request_timeout} s")
+                errors.append(f"no reply within {request_timeout:.3g} s")
                 break
             if out is not None:
                 out.latencies.append(perf() - start)
@@ -260,24 +260,33 @@ async def run_workload(
     connections: int,
     request_timeout: float,
 ) -> dict[str, Any]:
+    """One request alone first (over `request_timeout`: out of reach, not measured), then a
+    warm-up (0.5 s on every connection; none for a request of 50 ms or more: the one request was
+    the warm-up), then the measured window. A request of the window may wait behind the others
+    (one server process): it may take `2 * connections` times the request alone."""
     heads = Heads(big, port)
     gens = [bodies(big, workload, k, connections) for k in range(connections)]
-    warm_errors: list[str] = []
-    warm = Outcome()
-    await asyncio.gather(
-        *(
-            _connection(port, heads, g, time.monotonic() + 0.5, warm, warm_errors, request_timeout)
-            for g in gens
+    first, first_errors = Outcome(), list[str]()
+    await _connection(port, heads, gens[0], 0.0, first, first_errors, request_timeout)
+    if first.timeout:
+        return {"timeout": True, "first_error": first_errors[0], "alone_s": None, "load": 0.0}
+    alone_s = first.latencies[0]
+    window_timeout = max(request_timeout, 2 * connections * alone_s)
+    if alone_s < 0.05:
+        warm, warm_errors = Outcome(), list[str]()
+        deadline = time.monotonic() + 0.5
+        await asyncio.gather(
+            *(
+                _connection(port, heads, g, deadline, warm, warm_errors, window_timeout)
+                for g in gens
+            )
         )
-    )
-    if warm.timeout:
-        return {"timeout": True, "first_error": warm_errors[0]}
     out = Outcome()
     srv0, pg0 = cpu_seconds(pgid=server_pgid), cpu_seconds(postmaster=postmaster, db=db)
     cli0, start = time.process_time(), time.monotonic()
     deadline = start + duration
     counts = await asyncio.gather(
-        *(_connection(port, heads, g, deadline, out, out.errors, request_timeout) for g in gens)
+        *(_connection(port, heads, g, deadline, out, out.errors, window_timeout) for g in gens)
     )
     elapsed = time.monotonic() - start
     cli = time.process_time() - cli0
@@ -286,9 +295,10 @@ async def run_workload(
     lat = sorted(out.latencies)
     return {
         "timeout": out.timeout,
+        "alone_s": alone_s,
         "ok": ok,
         "errors": len(out.errors),
-        "first_error": out.errors[0] if out.errors else "",
+        "first_error": out.errors[0] if out.errors else (first_errors[0] if first_errors else ""),
         "seconds": elapsed,
         "rps": ok / elapsed,
         "p50_ms": 1000 * statistics.median(lat) if lat else 0.0,
@@ -297,15 +307,6 @@ async def run_workload(
         "pg_us": 1e6 * pg / ok if ok else 0.0,
         "client_us": 1e6 * cli / ok if ok else 0.0,
     }
-
-
-async def alone(big: scale.Big, workload: str, port: int, limit: float) -> float | None:
-    """Seconds one request of `workload` takes alone on one connection (None: over `limit` s)."""
-    out = Outcome()
-    errors: list[str] = []
-    reqs = bodies(big, workload, 0, 1)
-    await _connection(port, Heads(big, port), reqs, 0.0, out, errors, limit)
-    return None if out.timeout or not out.latencies else out.latencies[0]
 
 
 # --- servers and databases -------------------------------------------------------------------------
@@ -366,64 +367,78 @@ async def build(db_url: str, size: scale.Size) -> scale.Big:
         return await scale.build(db_url, size, server)
 
 
-def measure_server(
-    target: str,
-    big: scale.Big,
-    db_url: str,
-    postmaster: int,
-    work: Path,
-    args: argparse.Namespace,
-    size_name: str,
-) -> dict[str, Any]:
-    db = db_url.rsplit("/", 1)[1]
-    port = free_tcp_port()
-    proc = start_server(target, db_url, port, work / f"{target}-{size_name}.log")
-    results: dict[str, Any] = {}
-    try:
-        for workload in args.workloads:
-            settle(proc.pid, postmaster, db)
-            load = os.getloadavg()[0]
-            res = uvloop.run(
-                run_workload(
-                    big,
-                    workload,
-                    port,
-                    proc.pid,
-                    postmaster,
-                    db,
-                    args.duration,
-                    args.connections,
-                    args.request_timeout,
-                )
-            )
-            res["load"] = load
-            results[workload] = res
-            if res["timeout"]:
-                # the server still works on the requests abandoned: wait, then one request alone
-                settle(proc.pid, postmaster, db)
-                res["alone_s"] = uvloop.run(alone(big, workload, port, PROBE_TIMEOUT))
-                alone_s = res["alone_s"]
-                print(
-                    f"  {target:8} {workload:26} timeout: {res['first_error']} with"
-                    f" {args.connections} connections; one request alone: "
-                    + (f"{alone_s:.2f} s" if alone_s is not None else f"> {PROBE_TIMEOUT:g} s"),
-                    flush=True,
-                )
-                settle(proc.pid, postmaster, db)
-                continue
-            err = (
-                f"  ! {res['errors']} errors, first: {res['first_error']}" if res["errors"] else ""
-            )
-            print(
-                f"  {target:8} {workload:26} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:7.1f}"
-                f"  p99 {res['p99_ms']:7.1f} ms  srv {res['server_us']:7.0f}  pg"
-                f" {res['pg_us']:7.0f}  cli {res['client_us']:5.0f} us/req  load {load:.1f}{err}",
-                flush=True,
-            )
-        results["_rss_mb"] = rss_mb(proc.pid)
-    finally:
-        stop_server(proc)
-    return results
+@dataclass
+class Served:
+    """One server on one size's database, and alice's view of that database."""
+
+    size: str
+    target: str
+    big: scale.Big
+    db_url: str
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def db(self) -> str:
+        return self.db_url.rsplit("/", 1)[1]
+
+
+def measure(s: Served, workload: str, postmaster: int, args: argparse.Namespace) -> None:
+    """One round of `workload` on `s`; a workload that timed out is not run again."""
+    assert s.proc is not None
+    done = s.rounds.setdefault(workload, [])
+    if done and done[-1]["timeout"]:
+        return
+    settle(s.proc.pid, postmaster, s.db)
+    load = os.getloadavg()[0]
+    res = uvloop.run(
+        run_workload(
+            s.big,
+            workload,
+            s.port,
+            s.proc.pid,
+            postmaster,
+            s.db,
+            args.duration,
+            args.connections,
+            args.request_timeout,
+        )
+    )
+    res["load"] = load
+    done.append(res)
+    label = f"  {s.size:6} {s.target:8} {workload:26}"
+    if res["timeout"]:
+        # the server still works on the requests abandoned: wait for it
+        alone_s = res["alone_s"]
+        print(
+            f"{label} timeout: {res['first_error']}; one request alone: "
+            + (f"{alone_s:.2f} s" if alone_s is not None else f"> {args.request_timeout:g} s"),
+            flush=True,
+        )
+        settle(s.proc.pid, postmaster, s.db)
+        return
+    err = f"  ! {res['errors']} errors, first: {res['first_error']}" if res["errors"] else ""
+    print(
+        f"{label} {res['rps']:7.0f} req/s  p50 {res['p50_ms']:7.1f}  p99 {res['p99_ms']:7.1f} ms"
+        f"  srv {res['server_us']:6.0f}  pg {res['pg_us']:6.0f}  cli {res['client_us']:5.0f}"
+        f" us/req  alone {1000 * res['alone_s']:6.1f} ms  load {load:.1f}{err}",
+        flush=True,
+    )
+
+
+def median_of(all_rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the rounds that did not time out (a timeout if they all did)."""
+    rounds = [r for r in all_rounds if not r["timeout"]]
+    if not rounds:
+        return all_rounds[-1]
+    keys = ("rps", "p50_ms", "p99_ms", "server_us", "pg_us", "client_us", "load")
+    med: dict[str, Any] = {k: statistics.median(r[k] for r in rounds) for k in keys}
+    med["load"] = max(r["load"] for r in rounds)
+    med["errors"] = sum(r["errors"] for r in rounds)
+    med["timeout"] = False
+    med["rounds_timed_out"] = len(all_rounds) - len(rounds)
+    return med
 
 
 def handback(db_url: str) -> tuple[int, float, str]:
@@ -437,62 +452,47 @@ def handback(db_url: str) -> tuple[int, float, str]:
     return run.returncode, time.monotonic() - t0, run.stdout + run.stderr
 
 
-def one_size(
-    size_name: str, server_url: str, postmaster: int, work: Path, args: argparse.Namespace
-) -> dict[str, Any]:
+def prepare(
+    size_name: str, server_url: str, tag: str, args: argparse.Namespace, info: dict[str, Any]
+) -> list[Served]:
+    """Build the size's database, copy it and hand the copy back: the databases to serve."""
     size = scale.SIZES[size_name]
-    tag = uuid.uuid4().hex[:8]
     ours_db, official_db = f"scale_{size_name}_{tag}".lower(), f"official_{size_name}_{tag}".lower()
-    info: dict[str, Any] = {"size": size._asdict()}
+    info["size"] = size._asdict()
     psql(server_url, f"CREATE DATABASE {ours_db}")
-    try:
-        subprocess.run(
-            [str(OURS), "migrate", "--db", f"{server_url}/{ours_db}", "--no-backup"],
-            check=True,
-            capture_output=True,
-            env=cli_env(),
-        )
-        print(f"size {size_name}: {size}", flush=True)
+    subprocess.run(
+        [str(OURS), "migrate", "--db", f"{server_url}/{ours_db}", "--no-backup"],
+        check=True,
+        capture_output=True,
+        env=cli_env(),
+    )
+    print(f"size {size_name}: {size}", flush=True)
+    t0 = time.monotonic()
+    big = uvloop.run(build(f"{server_url}/{ours_db}", size))
+    info["build_s"] = time.monotonic() - t0
+    served = []
+    if "ours" in args.targets:
+        served.append(Served(size_name, "ours", big, f"{server_url}/{ours_db}"))
+    if "official" in args.targets:
         t0 = time.monotonic()
-        big = uvloop.run(build(f"{server_url}/{ours_db}", size))
-        info["build_s"] = time.monotonic() - t0
-        built = copy.deepcopy(big.versions)
-        if "official" in args.targets:
-            t0 = time.monotonic()
-            psql(server_url, f"CREATE DATABASE {official_db} TEMPLATE {ours_db}")
-            info["copy_s"] = time.monotonic() - t0
-            print(f"  copied for the official server in {info['copy_s']:.1f} s", flush=True)
-        if "ours" in args.targets:
-            info["ours"] = measure_server(
-                "ours", big, f"{server_url}/{ours_db}", postmaster, work, args, size_name
+        psql(server_url, f"CREATE DATABASE {official_db} TEMPLATE {ours_db}")
+        info["copy_s"] = time.monotonic() - t0
+        code, seconds, output = handback(f"{server_url}/{official_db}")
+        info["handback_s"], info["handback_exit"] = seconds, code
+        print(
+            f"  copied in {info['copy_s']:.1f} s, handed back to official-3.9 in {seconds:.1f} s"
+            f" (exit {code})",
+            flush=True,
+        )
+        if code != 0:
+            info["handback_output"] = output[-4000:]
+            print("  hand-back failed:\n" + output[-4000:], flush=True)
+        else:  # its own versions: vlob_update writes to each database apart
+            official_big = dataclasses.replace(big, versions=dict(big.versions))
+            served.append(
+                Served(size_name, "official", official_big, f"{server_url}/{official_db}")
             )
-            print(f"  ours RSS after its workloads: {info['ours']['_rss_mb']:.0f} MB", flush=True)
-        if "official" in args.targets:
-            code, seconds, output = handback(f"{server_url}/{official_db}")
-            info["handback_s"], info["handback_exit"] = seconds, code
-            print(f"  hand-back to official-3.9: exit {code}, {seconds:.1f} s", flush=True)
-            if code != 0:
-                info["handback_output"] = output[-4000:]
-                print("  hand-back failed:\n" + output[-4000:], flush=True)
-            else:
-                big.versions = built  # the official copy has the versions as built
-                info["official"] = measure_server(
-                    "official",
-                    big,
-                    f"{server_url}/{official_db}",
-                    postmaster,
-                    work,
-                    args,
-                    size_name,
-                )
-                print(
-                    f"  official RSS after its workloads: {info['official']['_rss_mb']:.0f} MB",
-                    flush=True,
-                )
-    finally:
-        psql(server_url, f"DROP DATABASE IF EXISTS {ours_db}")
-        psql(server_url, f"DROP DATABASE IF EXISTS {official_db}")
-    return info
+    return served
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -503,7 +503,7 @@ def _cell(res: dict[str, Any] | None) -> str:
         return f"{'-':>8}{'':>8}{'':>8}{'':>7}{'':>7}{'':>6}"
     if res["timeout"]:
         a = res.get("alone_s")
-        alone_text = f"alone {a:.2f} s" if a is not None else f"alone > {PROBE_TIMEOUT:g} s"
+        alone_text = f"alone {a:.2f} s" if a is not None else "alone > timeout"
         return f"{'timeout':>8}{alone_text:>36}"
     return (
         f"{res['rps']:>8.0f}{res['p50_ms']:>8.1f}{res['p99_ms']:>8.1f}"
@@ -511,21 +511,42 @@ def _cell(res: dict[str, Any] | None) -> str:
     )
 
 
-def table(results: dict[str, dict[str, Any]], workloads: list[str]) -> str:
+def table(served: list[Served], sizes: list[str], workloads: list[str]) -> str:
     cols = f"{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'srv us':>7}{'pg us':>7}{'cli':>6}"
     lines = [
         f"{'':6} {'':26}{'ours':^44} |{'official':^44} |",
         f"{'size':6} {'workload':26}{cols} |{cols} | ratio",
     ]
-    for size_name, info in results.items():
+    by = {(s.size, s.target): s for s in served}
+    for size_name in sizes:
         for w in workloads:
-            ours = info.get("ours", {}).get(w)
-            off = info.get("official", {}).get(w)
+            res = {}
+            for target in ("ours", "official"):
+                s = by.get((size_name, target))
+                rounds = s.rounds.get(w) if s is not None else None
+                res[target] = median_of(rounds) if rounds else None
             ratio = ""
-            if ours and off and not ours["timeout"] and not off["timeout"] and off["rps"]:
-                ratio = f"{ours['rps'] / off['rps']:6.2f}x"
-            lines.append(f"{size_name:6} {w:26}{_cell(ours)} |{_cell(off)} | {ratio}")
+            ratios = _ratios(by.get((size_name, "ours")), by.get((size_name, "official")), w)
+            if ratios:
+                ratio = f"{statistics.median(ratios):6.2f}x"
+                if len(ratios) > 1:
+                    ratio += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+            lines.append(
+                f"{size_name:6} {w:26}{_cell(res['ours'])} |{_cell(res['official'])} | {ratio}"
+            )
     return "\n".join(lines)
+
+
+def _ratios(ours: Served | None, official: Served | None, workload: str) -> list[float]:
+    """req/s ours/official of each round where both answered."""
+    if ours is None or official is None:
+        return []
+    pairs = zip(ours.rounds.get(workload, []), official.rounds.get(workload, []), strict=False)
+    return [
+        a["rps"] / b["rps"]
+        for a, b in pairs
+        if not a["timeout"] and not b["timeout"] and b["rps"] > 0
+    ]
 
 
 def main() -> int:
@@ -533,19 +554,21 @@ def main() -> int:
     ap.add_argument("--sizes", default="small,100x,large", help=f"among {','.join(scale.SIZES)}")
     ap.add_argument("--targets", default="ours,official")
     ap.add_argument("--workloads", default=",".join(scale.WORKLOADS))
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per workload and server")
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per workload and server")
+    ap.add_argument("--rounds", type=int, default=2, help="the table shows medians")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--request-timeout", type=float, default=10.0)
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     args.workloads = args.workloads.split(",")
     args.targets = args.targets.split(",")
+    sizes = args.sizes.split(",")
     for w in args.workloads:
         if w not in scale.WORKLOADS:
             ap.error(f"unknown workload {w!r} (known: {', '.join(scale.WORKLOADS)})")
-    for s in args.sizes.split(","):
-        if s not in scale.SIZES:
-            ap.error(f"unknown size {s!r} (known: {', '.join(scale.SIZES)})")
+    for size_name in sizes:
+        if size_name not in scale.SIZES:
+            ap.error(f"unknown size {size_name!r} (known: {', '.join(scale.SIZES)})")
     for t in args.targets:
         if t not in ("ours", "official"):
             ap.error(f"unknown target {t!r}")
@@ -557,33 +580,66 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="parsec-scale-http-", dir="/tmp"))
     os.chmod(work, 0o755)
     pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
-    results: dict[str, dict[str, Any]] = {}
+    infos: dict[str, dict[str, Any]] = {size_name: {} for size_name in sizes}
+    served: list[Served] = []
     t_start = time.monotonic()
     try:
         pg.start()
         assert pg.pid is not None
         server_url = pg.url.rsplit("/", 1)[0]
-        for size_name in args.sizes.split(","):
-            results[size_name] = one_size(size_name, server_url, pg.pid, work, args)
+        tag = uuid.uuid4().hex[:8]
+        for size_name in sizes:
+            served += prepare(size_name, server_url, tag, args, infos[size_name])
+        for s in served:  # all at once, idle but one: the rounds alternate sizes and servers
+            s.port = free_tcp_port()
+            s.proc = start_server(s.target, s.db_url, s.port, work / f"{s.target}-{s.size}.log")
+        print(f"{len(served)} servers up; rounds of {args.duration:g} s", flush=True)
+        for n in range(args.rounds):
+            print(f"round {n + 1}/{args.rounds}", flush=True)
+            for workload in args.workloads:
+                for s in served:
+                    measure(s, workload, pg.pid, args)
+        for s in served:
+            assert s.proc is not None
+            infos[s.size][f"{s.target}_rss_mb"] = rss_mb(s.proc.pid)
     finally:
+        for s in served:
+            if s.proc is not None:
+                stop_server(s.proc)
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     end_loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"\n{args.connections} connections, {args.duration:g} s per workload and server; "
-        f"srv/pg/cli: CPU us per request of the server process, its PostgreSQL backends, this "
-        f"client; ratio: req/s ours/official\n"
+        f"\n{args.connections} connections, {args.duration:g} s per workload, server and round,"
+        f" medians of {args.rounds} rounds; srv/pg/cli: CPU us per request of the server process,"
+        " its PostgreSQL backends, this client; ratio: req/s ours/official (median of the rounds'"
+        " ratios, their range)\n"
     )
-    print(table(results, args.workloads))
+    print(table(served, sizes, args.workloads))
+    for size_name, info in infos.items():
+        rss = ", ".join(f"{k[:-7]} {v:.0f} MB" for k, v in info.items() if k.endswith("_rss_mb"))
+        print(
+            f"{size_name}: built in {info.get('build_s', 0):.1f} s"
+            + (f", handed back in {info['handback_s']:.1f} s" if "handback_s" in info else "")
+            + f"; servers' RSS after the rounds: {rss}"
+        )
     print(
-        f"\nload average at end: {end_loads}; whole run {time.monotonic() - t_start:.0f} s",
+        f"load average at end: {end_loads}; whole run {time.monotonic() - t_start:.0f} s",
         flush=True,
     )
     if args.json_out:
         meta = {"load_start": loads, "load_end": end_loads, "args": vars(args)}
-        Path(args.json_out).write_text(
-            json.dumps({"meta": meta, "sizes": results}, indent=2, default=str)
-        )
+        out = {
+            "meta": meta,
+            "sizes": infos,
+            "results": {
+                f"{s.size}/{s.target}": {
+                    w: {"median": median_of(r), "rounds": r} for w, r in s.rounds.items() if r
+                }
+                for s in served
+            },
+        }
+        Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
     return 0
 
 
