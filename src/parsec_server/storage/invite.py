@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 
 import asyncpg
+import msgpack
 
-from parsec_server.protocol.codec import ext_datetime, ext_uuid
+from parsec_server.protocol.codec import ext_uuid
 from parsec_server.protocol.ids import HumanHandle
 from parsec_server.protocol.registry import Flat
 
@@ -294,6 +295,11 @@ async def list_visible(
     return InvitationList(row["is_expired"], row["is_revoked"], _list_items(row))
 
 
+# codec.ext_datetime / ext_uuid without a call per item (tens of thousands of items per reply).
+_tuple_new = tuple.__new__
+_ExtType = msgpack.ExtType
+
+
 def _list_items(row: asyncpg.Record) -> Flat:
     items = Flat()
     types = row["types"]
@@ -311,6 +317,7 @@ def _list_items(row: asyncpg.Record) -> Flat:
     }
     by_service: dict[str | None, dict[str, Any]] = {}
     append = items.append
+    tuple_new, ext = _tuple_new, _ExtType
     for type_, token, created_on, device, service, email, claimer, shamir_on, status in zip(
         types,
         row["tokens"],
@@ -335,7 +342,7 @@ def _list_items(row: asyncpg.Record) -> Flat:
                     "type": type_,
                     "claimer_email": email,
                     "created_by": created_by,
-                    "created_on": ext_datetime(created_on),
+                    "created_on": tuple_new(ext, (1, created_on)),
                     "status": status,
                     "token": token,
                 }
@@ -345,7 +352,7 @@ def _list_items(row: asyncpg.Record) -> Flat:
                 {
                     "type": type_,
                     "created_by": created_by,
-                    "created_on": ext_datetime(created_on),
+                    "created_on": tuple_new(ext, (1, created_on)),
                     "status": status,
                     "token": token,
                 }
@@ -354,10 +361,10 @@ def _list_items(row: asyncpg.Record) -> Flat:
             append(
                 {
                     "type": type_,
-                    "claimer_user_id": ext_uuid(claimer),
+                    "claimer_user_id": tuple_new(ext, (2, claimer)),
                     "created_by": created_by,
-                    "created_on": ext_datetime(created_on),
-                    "shamir_recovery_created_on": ext_datetime(shamir_on),
+                    "created_on": tuple_new(ext, (1, created_on)),
+                    "shamir_recovery_created_on": tuple_new(ext, (1, shamir_on)),
                     "status": status,
                     "token": token,
                 }
