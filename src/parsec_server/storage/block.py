@@ -140,6 +140,11 @@ ctx AS MATERIALIZED (
 
 _Q_CHECK = _CTX + "SELECT * FROM ctx"
 
+# The realm's block total (migration 0008) that a write adds to: one row per realm and slot, the
+# slot chosen by the writing backend, so that concurrent writes of one realm rarely wait for one
+# another's row lock (organization_info sums the slots).
+_USAGE_SLOT = "(pg_backend_pid() % 16)::smallint"
+
 # $5 key index, $6 author device, $7 size, $8 created_on, $9 organization_id, $10 data
 _Q_CREATE_WITH_DATA = (
     _CTX
@@ -151,7 +156,12 @@ ok AS (
 meta AS (
     INSERT INTO block (organization, realm, block_id, author, key_index, size, created_on)
     SELECT $1, ok.realm, $4, $6, $5, $7, $8 FROM ok WHERE ok.ok
-    RETURNING id
+    RETURNING id, realm
+),
+usage AS (
+    INSERT INTO realm_block_usage AS u (realm, slot, bytes)
+    SELECT meta.realm, {_USAGE_SLOT}, $7 FROM meta
+    ON CONFLICT (realm, slot) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes
 ),
 data AS (
     -- After `meta` (it reads its output). A conflict can only be orphan data: no block row of the
@@ -164,9 +174,15 @@ SELECT ok.*, EXISTS (SELECT 1 FROM meta) AS written FROM ok
 """
 )
 
-_Q_INSERT = """
-INSERT INTO block (organization, realm, block_id, author, key_index, size, created_on)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+_Q_INSERT = f"""
+WITH meta AS (
+    INSERT INTO block (organization, realm, block_id, author, key_index, size, created_on)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING realm
+)
+INSERT INTO realm_block_usage AS u (realm, slot, bytes)
+SELECT meta.realm, {_USAGE_SLOT}, $6 FROM meta
+ON CONFLICT (realm, slot) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes
 """
 
 # $5 organization_id

@@ -177,7 +177,8 @@ d23 AS (DELETE FROM human WHERE organization = $1),
 d24 AS (DELETE FROM realm WHERE id IN (SELECT id FROM r)),
 d25 AS (DELETE FROM topic_common WHERE organization = $1),
 d26 AS (DELETE FROM topic_sequester WHERE organization = $1),
-d27 AS (DELETE FROM topic_shamir_recovery WHERE organization = $1)
+d27 AS (DELETE FROM topic_shamir_recovery WHERE organization = $1),
+d28 AS (DELETE FROM realm_block_usage WHERE realm IN (SELECT id FROM r))
 DELETE FROM organization WHERE id = $1
 """
 
@@ -269,8 +270,9 @@ access AS (
     WHERE realm_keys_bundle IN (SELECT id FROM realm_keys_bundle WHERE realm = $1)
 ),
 bundles AS (UPDATE realm_keys_bundle SET keys_bundle = NULL WHERE realm = $1),
-sessions AS (DELETE FROM cryptpad_session WHERE realm = $1)
-UPDATE realm SET status = 'DELETED', deleted_on = $2 WHERE id = $1
+sessions AS (DELETE FROM cryptpad_session WHERE realm = $1),
+usage AS (DELETE FROM realm_block_usage WHERE realm = $1)
+UPDATE realm SET status = 'DELETED', deleted_on = $2, vlob_bytes = 0 WHERE id = $1
 """
 
 

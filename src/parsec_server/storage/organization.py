@@ -346,15 +346,16 @@ async def bootstrap(conn: asyncpg.Connection, org_internal_id: int, d: Bootstrap
 
 _Q_USAGE = """
 SELECT
-    (SELECT COALESCE(SUM(v.size), 0) FROM vlob_atom v JOIN realm r ON r.id = v.realm
+    (SELECT COALESCE(SUM(r.vlob_bytes), 0) FROM realm r
      WHERE r.organization = $1 AND r.status <> 'DELETED')::bigint AS metadata,
-    (SELECT COALESCE(SUM(b.size), 0) FROM block b JOIN realm r ON r.id = b.realm
+    (SELECT COALESCE(SUM(u.bytes), 0) FROM realm_block_usage u JOIN realm r ON r.id = u.realm
      WHERE r.organization = $1 AND r.status <> 'DELETED')::bigint AS data
 """
 
 
 async def usage(conn: asyncpg.Connection, org_internal_id: int) -> tuple[int, int]:
-    """(total metadata bytes, total block bytes) of the organization's realms."""
+    """(total metadata bytes, total block bytes) of the organization's realms: the totals the
+    writes keep (migration 0008), one row per realm (and block slot), whatever the data size."""
     row = await conn.fetchrow(_Q_USAGE, org_internal_id)
     assert row is not None
     return row["metadata"], row["data"]
@@ -377,6 +378,21 @@ def _stats_query(one_org: bool, at: bool) -> str:
     def by(column: str) -> str:
         return f"{column} <= {at_param}::timestamptz" if at else "TRUE"
 
+    # Now: the totals the writes keep (0008), one row per realm (and block slot). At a past date:
+    # the sums of the rows created by then (covering indexes of 0002).
+    sizes = (
+        f"""COALESCE(SUM((
+            SELECT SUM(v.size) FROM vlob_atom v WHERE v.realm = r.id AND {by("v.created_on")}
+        )), 0)::bigint AS metadata_size,
+        COALESCE(SUM((
+            SELECT SUM(b.size) FROM block b WHERE b.realm = r.id AND {by("b.created_on")}
+        )), 0)::bigint AS data_size"""
+        if at
+        else """COALESCE(SUM(r.vlob_bytes), 0)::bigint AS metadata_size,
+        COALESCE(SUM((
+            SELECT SUM(u.bytes) FROM realm_block_usage u WHERE u.realm = r.id
+        )), 0)::bigint AS data_size"""
+    )
     return f"""
 WITH orgs AS MATERIALIZED (
     SELECT id, organization_id FROM organization
@@ -403,12 +419,7 @@ user_counts AS MATERIALIZED (
 sizes AS MATERIALIZED (
     SELECT r.organization,
         COUNT(*)::bigint AS realms,
-        COALESCE(SUM((
-            SELECT SUM(v.size) FROM vlob_atom v WHERE v.realm = r.id AND {by("v.created_on")}
-        )), 0)::bigint AS metadata_size,
-        COALESCE(SUM((
-            SELECT SUM(b.size) FROM block b WHERE b.realm = r.id AND {by("b.created_on")}
-        )), 0)::bigint AS data_size
+        {sizes}
     FROM realm r JOIN orgs ON orgs.id = r.organization
     WHERE r.status <> 'DELETED' AND {by("r.created_on")}
     GROUP BY r.organization

@@ -112,7 +112,8 @@ ctx AS (
 upd AS (
     UPDATE realm
     SET vlob_checkpoint = realm.vlob_checkpoint + 1,
-        last_vlob_timestamp = GREATEST(realm.last_vlob_timestamp, $7)
+        last_vlob_timestamp = GREATEST(realm.last_vlob_timestamp, $7),
+        vlob_bytes = realm.vlob_bytes + octet_length($8::bytea)
     FROM ctx
     WHERE realm.id = ctx.realm AND ctx.ok
     RETURNING realm.id, realm.vlob_checkpoint

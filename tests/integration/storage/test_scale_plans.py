@@ -92,10 +92,12 @@ async def test_realm_get_keys_bundle_reads_one_sharing(db_url: str) -> None:
     assert "realm_user_role" in "\n".join(plan)
 
 
-async def test_stats_sum_sizes_once_from_the_covering_indexes(db_url: str) -> None:
+async def test_stats_now_read_the_kept_totals_once(db_url: str) -> None:
     """Administration stats now (of one organization, of all): each organization's sizes are
     summed once (a materialized CTE: the inlined sums were computed again per organization), from
-    the covering indexes of 0002 (index-only scans: no `created_on` filter on vlob_atom/block)."""
+    the totals the writes keep (0008: `realm.vlob_bytes`, `realm_block_usage`), never from the
+    vlob_atom or block rows (before 0008: index-only scans of every row's size, growing with the
+    data)."""
     for query, types, args in (
         (organization._Q_STATS_ORG, "text", "'org'"),
         (organization._Q_STATS_ALL, "", ""),
@@ -105,8 +107,8 @@ async def test_stats_sum_sizes_once_from_the_covering_indexes(db_url: str) -> No
         )
         text = "\n".join(plan)
         assert "CTE sizes" in text, text
-        assert "Index Only Scan using vlob_atom_realm_size on vlob_atom" in text, text
-        assert "Index Only Scan using block_realm_size on block" in text, text
+        assert "realm_block_usage" in text, text
+        assert "vlob_atom" not in text and " on block " not in text, text
         assert "IS NULL" not in text, text
 
 

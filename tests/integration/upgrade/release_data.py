@@ -167,6 +167,10 @@ class Dataset:
     def data_size(self) -> int:
         return sum(len(b.data) for b in self.blocks.values())
 
+    @property
+    def metadata_size(self) -> int:
+        return sum(len(blob) for v in self.vlobs.values() for _, _, blob in v.versions)
+
     # --- writing ----------------------------------------------------------------------------------
 
     def write(self, server: ServerProcess) -> None:
@@ -492,6 +496,7 @@ class Dataset:
             assert exc.status_code == 461, exc
         info = self.rpc_ok(server, "alice", "organization_info")
         assert info["total_block_bytes"] == self.data_size, info
+        assert info["total_metadata_bytes"] == self.metadata_size, info
 
         shared = self.realms["shared"]
         doc, binary = self.vlobs["doc"], self.vlobs["binary"]

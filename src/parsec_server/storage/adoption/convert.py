@@ -217,14 +217,14 @@ ORDER BY a._id
         "realm",
         """
 INSERT INTO realm (id, organization, realm_id, created_on, created_by, key_index, status,
-    deletion_date, deleted_on, vlob_checkpoint, last_vlob_timestamp)
+    deletion_date, deleted_on, vlob_checkpoint, last_vlob_timestamp, vlob_bytes)
 SELECT r._id, r.organization, r.realm_id, r.created_on, f.certified_by, r.key_index,
     CASE r.status WHEN 'AVAILABLE' THEN 'AVAILABLE' WHEN 'DELETED' THEN 'DELETED'
         ELSE COALESCE(a.configuration::text, 'ARCHIVED') END,
     CASE WHEN r.status = 'ARCHIVED_OR_DELETION_PLANNED'
         AND a.configuration = 'DELETION_PLANNED' THEN a.deletion_date END,
     CASE WHEN r.status = 'DELETED' THEN now() END,
-    COALESCE(c.checkpoint, 0), v.last_vlob_timestamp
+    COALESCE(c.checkpoint, 0), v.last_vlob_timestamp, COALESCE(v.vlob_bytes, 0)
 FROM {o}.realm r
 LEFT JOIN LATERAL (
     SELECT certified_by FROM {o}.realm_user_role WHERE realm = r._id
@@ -238,7 +238,8 @@ LEFT JOIN LATERAL (
     SELECT max(index) AS checkpoint FROM {o}.realm_vlob_update WHERE realm = r._id
 ) c ON TRUE
 LEFT JOIN (
-    SELECT realm, max(created_on) AS last_vlob_timestamp FROM {o}.vlob_atom GROUP BY realm
+    SELECT realm, max(created_on) AS last_vlob_timestamp, sum(size)::bigint AS vlob_bytes
+    FROM {o}.vlob_atom GROUP BY realm
 ) v ON v.realm = r._id
 ORDER BY r._id
 """,
@@ -338,6 +339,15 @@ FROM {o}.realm_vlob_update u JOIN {o}.vlob_atom v ON v._id = u.vlob_atom
 INSERT INTO block (id, organization, realm, block_id, author, key_index, size, created_on)
 SELECT b._id, r.organization, b.realm, b.block_id, b.author, b.key_index, b.size, b.created_on
 FROM {o}.block b JOIN {o}.realm r ON r._id = b.realm
+""",
+    ),
+    # The block totals organization_info reads (our migration 0008), one slot per realm.
+    Step(
+        "realm_block_usage",
+        "block",
+        """
+INSERT INTO realm_block_usage (realm, slot, bytes)
+SELECT realm, 0, sum(size)::bigint FROM {o}.block GROUP BY realm
 """,
     ),
     # TOTP (our migration 0005): the official server keeps the setup in user_ columns; the reset

@@ -37,7 +37,7 @@ KNOWN_COLUMNS: dict[str, frozenset[str]] = {
         "claimer_joined_on cancelled_on cancelled_by cancelled_reason",
         "greeting_step": "attempt step greeter_data claimer_data",
         "realm": "id organization realm_id created_on created_by key_index status deletion_date "
-        "deleted_on vlob_checkpoint last_vlob_timestamp",
+        "deleted_on vlob_checkpoint last_vlob_timestamp vlob_bytes",
         "realm_member": "realm user_ role role_certified_on",
         "realm_user_role": "id realm user_ role certified_on certified_by",
         "realm_archiving": "id realm configuration deletion_date certified_on certified_by",
@@ -76,8 +76,9 @@ KNOWN_COLUMNS: dict[str, frozenset[str]] = {
         "cancelled_on",
     }.items()
 }
-# Ours only, with nothing worth keeping: the log behind the validation e-mails' rate limit.
-EPHEMERAL_TABLES = frozenset({"account_email_sent"})
+# Ours only, with nothing worth keeping: the log behind the validation e-mails' rate limit, and the
+# block usage totals of 0008 (derived from the block rows; the official server sums those).
+EPHEMERAL_TABLES = frozenset({"account_email_sent", "realm_block_usage"})
 ENGINE_TABLES = frozenset(
     {"schema_migration", "schema_migration_event", "schema_migration_progress"}
 )
