@@ -433,12 +433,17 @@ async def mark_accepted(
     assert status == "UPDATE 1", status
 
 
+# Counts at most `active_users_limit` users, and none without a limit: the cost does not grow with
+# the organization's users (issue 17).
 _Q_ACTIVE_USERS_LIMIT_REACHED = """
 SELECT COALESCE((
     SELECT o.active_users_limit <= (
-        SELECT COUNT(*) FROM user_ WHERE organization = $1 AND revoked_on IS NULL
+        SELECT COUNT(*) FROM (
+            SELECT 1 FROM user_ WHERE organization = $1 AND revoked_on IS NULL
+            LIMIT o.active_users_limit
+        ) AS active
     )
-    FROM organization o WHERE o.id = $1
+    FROM organization o WHERE o.id = $1 AND o.active_users_limit IS NOT NULL
 ), FALSE)
 """
 

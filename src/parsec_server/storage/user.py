@@ -47,7 +47,8 @@ class NewUser:
 
 # $1 org, $2 ts, $3 author device, $4 user_id, $5 email, $6 label, $7 profile, $8 device_id,
 # $9 device label, $10 purpose, $11 verify key, $12..$15 certificates, $16 notify channel,
-# $17 event payloads
+# $17 event payloads. The active users limit counts at most `active_users_limit` users, and none
+# without a limit: the check does not grow with the organization's users (issue 17).
 _Q_CREATE_USER = """
 WITH checks AS (
     SELECT
@@ -57,9 +58,12 @@ WITH checks AS (
         ) AS human_taken,
         COALESCE((
             SELECT o.active_users_limit <= (
-                SELECT COUNT(*) FROM user_ WHERE organization = $1 AND revoked_on IS NULL
+                SELECT COUNT(*) FROM (
+                    SELECT 1 FROM user_ WHERE organization = $1 AND revoked_on IS NULL
+                    LIMIT o.active_users_limit
+                ) AS active
             )
-            FROM organization o WHERE o.id = $1
+            FROM organization o WHERE o.id = $1 AND o.active_users_limit IS NOT NULL
         ), FALSE) AS limit_reached,
         EXISTS (SELECT 1 FROM user_ WHERE organization = $1 AND user_id = $4) AS user_exists,
         EXISTS (SELECT 1 FROM device WHERE organization = $1 AND device_id = $8) AS device_exists
