@@ -646,6 +646,15 @@ def main() -> int:
                 results[name] = asyncio.run(run_server(name, t, proc.pid, cpu, args))
             finally:
                 stop(proc)
+            troubles = [
+                x
+                for step in results.get(name, {}).values()
+                for x in step.values()
+                if "rate" in x and (x["ended_by_server"] or x["write_errors"])
+            ]
+            if troubles:  # what the server said when it ended streams or refused writes
+                log = (work / f"{name}.log").read_text(errors="replace").splitlines()
+                print(f"--- {name}: last lines of its log:\n" + "\n".join(log[-20:]), flush=True)
             print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         summary(results)
         if args.json_out:
