@@ -549,6 +549,19 @@ def _ratios(ours: Served | None, official: Served | None, workload: str) -> list
     ]
 
 
+def source_tree() -> str:
+    """The commit our server runs from, and the files of src/ changed since (if any)."""
+
+    def git(*argv: str) -> str:
+        run = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True)
+        return run.stdout.rstrip()
+
+    changed = git("status", "--porcelain", "--", "src").splitlines()
+    return f"commit {git('rev-parse', '--short', 'HEAD')}" + (
+        f", uncommitted in src/: {' '.join(line[3:] for line in changed)}" if changed else ""
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", default="small,100x,large", help=f"among {','.join(scale.SIZES)}")
@@ -577,6 +590,8 @@ def main() -> int:
             raise SystemExit(f"{exe} not found (scripts/bootstrap.sh, scripts/compat-venv.sh)")
     loads = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average at start: {loads} ({os.cpu_count()} CPUs)", flush=True)
+    tree = source_tree()
+    print(f"our server: {tree}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="parsec-scale-http-", dir="/tmp"))
     os.chmod(work, 0o755)
     pg = EmbeddedPostgres(work / "pg", tcp_port=free_tcp_port(), fast_unsafe=True)
@@ -628,7 +643,7 @@ def main() -> int:
         flush=True,
     )
     if args.json_out:
-        meta = {"load_start": loads, "load_end": end_loads, "args": vars(args)}
+        meta = {"load_start": loads, "load_end": end_loads, "args": vars(args), "tree": tree}
         out = {
             "meta": meta,
             "sizes": infos,
