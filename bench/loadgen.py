@@ -16,7 +16,8 @@ backends (`pg us`: those connected to the database named like the target; backgr
 as the WAL writer are not counted) and by this load generator (`lg us`). Unlike req/s, these barely
 move when other jobs load the machine. With `--pg-url URL` (any database of that cluster) two more
 columns: `bg us`, the CPU per request of the cluster's other processes (WAL writer, checkpointer,
-autovacuum; needs `--pg-pid`), and `wal B`, the cluster's WAL bytes per request.
+autovacuum; needs `--pg-pid`), `wal B`, the cluster's WAL bytes per request, and `flt`, the
+server's minor page faults per request (fresh memory touched: a 512 KiB buffer in new pages is 128).
 
 `--block-size N` (4096) sets the size of the blocks block_create writes and of the blocks the
 set-up writes, which block_read (and mixed) read: e.g. `--block-size 524288 --workloads
@@ -410,6 +411,7 @@ async def run_workload(
     admin = await asyncpg.connect(pg_url) if pg_url else None
     wal0 = await admin.fetchval(_WAL_LSN) if admin else 0
     cpu0 = cpu_seconds(pgid=pgid) if pgid else 0.0
+    flt0 = minor_faults(pgid) if pgid else 0
     pg0 = cpu_seconds(parent=pg_pid, database=t.name) if pg_pid else 0.0
     all0 = cpu_seconds(parent=pg_pid) if pg_pid else 0.0
     client0 = time.process_time()
@@ -421,6 +423,7 @@ async def run_workload(
     elapsed = time.monotonic() - start
     client_cpu = time.process_time() - client0
     cpu1 = cpu_seconds(pgid=pgid) if pgid else 0.0
+    flt1 = minor_faults(pgid) if pgid else 0
     pg1 = cpu_seconds(parent=pg_pid, database=t.name) if pg_pid else 0.0
     all1 = cpu_seconds(parent=pg_pid) if pg_pid else 0.0
     wal1 = await admin.fetchval(_WAL_LSN) if admin else 0
@@ -433,6 +436,7 @@ async def run_workload(
         "pg_us": 1e6 * (pg1 - pg0) / ok if pg_pid and ok else 0.0,
         "bg_us": 1e6 * ((all1 - all0) - (pg1 - pg0)) / ok if pg_pid and ok else 0.0,
         "wal_b": float(wal1 - wal0) / ok if admin and ok else 0.0,
+        "faults": (flt1 - flt0) / ok if pgid and ok else 0.0,
         "client_us": 1e6 * client_cpu / ok if ok else 0.0,
         "ok": ok,
         "errors": len(errors),
@@ -486,6 +490,15 @@ def cpu_seconds(
             if database is None or f" {database} ".encode() in title:
                 total += int(st[11]) + int(st[12])
     return total / _TICK
+
+
+def minor_faults(pgid: int) -> int:
+    """Minor page faults of the live processes of a process group so far (fresh memory touched)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (st := _stat(pid)) is not None and int(st[2]) == pgid:
+            total += int(st[7])  # minflt
+    return total
 
 
 def main() -> int:
@@ -542,7 +555,7 @@ def main() -> int:
     header = f"{'workload':<20}{'load':>6}" + "".join(
         f"{n + ' req/s':>16}{'p99 ms':>9}"
         + (f"{'cpu us':>8}{'pg us':>7}{'lg us':>7}" if cpu_cols else "")
-        + (f"{'bg us':>7}{'wal B':>9}" if wal_cols else "")
+        + (f"{'bg us':>7}{'wal B':>9}{'flt':>6}" if wal_cols else "")
         for n in names
     )
     if pair:
@@ -590,6 +603,7 @@ def main() -> int:
                     "client_us",
                     "bg_us",
                     "wal_b",
+                    "faults",
                 )
             }
             for n in names
@@ -611,7 +625,7 @@ def main() -> int:
                 pg_us = f"{med[n]['pg_us']:.0f}" if med[n]["pg_us"] >= 0 else "n/a"
                 line += f"{med[n]['server_us']:>8.0f}{pg_us:>7}{med[n]['client_us']:>7.0f}"
             if wal_cols:
-                line += f"{med[n]['bg_us']:>7.0f}{med[n]['wal_b']:>9.0f}"
+                line += f"{med[n]['bg_us']:>7.0f}{med[n]['wal_b']:>9.0f}{med[n]['faults']:>6.0f}"
         if pair:
             line += f"{statistics.median(ratios) if ratios else float('nan'):>21.2f}x"
             if len(ratios) > 1:
