@@ -28,9 +28,10 @@ For each number of streams in `--streams` (cumulative: the streams of the previo
    silently lost (missing on a stream that was neither ended nor told missed_events: must be 0),
    delivery latency p50/p99/max from the moment the write request was sent and p50/p99 from the
    moment its reply was read (negative: the event came before the reply), the server's CPU per
-   write and per delivered event, PostgreSQL's CPU per write (the backends of the server's
-   database, its LISTEN connection included), the server's RSS after the phase, and this load
-   generator's own CPU (% of one core: near 100 %, the client bounds the figures).
+   write and per delivered event (and the kernel's share of it), PostgreSQL's CPU per write (the
+   backends of the server's database, its LISTEN connection included), the server's RSS after the
+   phase, and this load generator's own CPU (% of one core: near 100 %, the client bounds the
+   figures).
 A final table puts both servers side by side.
 
 The fd limit: 2 sockets per stream on this machine (client and server ends), the soft limit is
@@ -362,13 +363,23 @@ class Cpu:
     def __init__(self, pgid: int, pg_pid: int | None, database: str) -> None:
         self.pgid, self.pg_pid, self.database = pgid, pg_pid, database
 
-    def read(self) -> tuple[float, float, float, float]:
+    def read(self) -> tuple[float, float, float, float, float]:
         return (
             lg.cpu_seconds(pgid=self.pgid),
             lg.cpu_seconds(parent=self.pg_pid, database=self.database) if self.pg_pid else 0.0,
             time.process_time(),
             time.monotonic(),
+            self.system_seconds(),
         )
+
+    def system_seconds(self) -> float:
+        """The kernel's share (stime) of the server's CPU: socket writes, TCP on loopback."""
+        total = 0
+        for pid in os.listdir("/proc"):
+            st = lg._stat(pid) if pid.isdigit() else None
+            if st is not None and int(st[2]) == self.pgid:
+                total += int(st[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     @staticmethod
     def diff(a: tuple[float, ...], b: tuple[float, ...]) -> dict[str, float]:
@@ -377,6 +388,7 @@ class Cpu:
             "pg": b[1] - a[1],
             "client": b[2] - a[2],
             "wall": b[3] - a[3],
+            "server_sys": b[4] - a[4],
         }
 
 
@@ -529,6 +541,7 @@ async def phase(
         "server_us_per_delivery": 1e6 * d["server"] / delivered if delivered else float("nan"),
         "pg_us_per_write": 1e6 * d["pg"] / writes if writes else float("nan"),
         "server_pct": 100 * d["server"] / d["wall"],
+        "server_sys_share": 100 * d["server_sys"] / d["server"] if d["server"] else float("nan"),
         "client_pct": 100 * d["client"] / d["wall"],
         "seconds": d["wall"],
         "rss_mib": rss / 1024,
@@ -540,7 +553,8 @@ async def phase(
         f"{res['lat_max_ms']:.0f} ms (from reply p50 {res['lat_reply_p50_ms']:.1f} "
         f"p99 {res['lat_reply_p99_ms']:.1f}); server {res['server_us_per_write']:.0f} us/write "
         f"({res['server_us_per_delivery']:.1f}/delivery, {res['server_pct']:.0f} % of a core over "
-        f"{d['wall']:.1f} s), pg {res['pg_us_per_write']:.0f} us/write; RSS {res['rss_mib']:.1f} MiB; "
+        f"{d['wall']:.1f} s, {res['server_sys_share']:.0f} % of it in the kernel), "
+        f"pg {res['pg_us_per_write']:.0f} us/write; RSS {res['rss_mib']:.1f} MiB; "
         f"load generator {res['client_pct']:.0f} % of a core"
         + (f"  ! {len(errors)} write errors: {errors[0]}" if errors else ""),
         flush=True,
