@@ -362,7 +362,8 @@ LEFT JOIN LATERAL (
 )
 
 # $4 last checkpoint. Each vlob changed since, once: its latest version (versions only grow along
-# the checkpoints), ordered by its first change in that range; and the last checkpoint.
+# the checkpoints), ordered by its first change in that range (ids as their 16 bytes, see
+# _ITEM_ARRAYS); and the last checkpoint.
 _Q_POLL_CHANGES = (
     _READ_CTX
     + """
@@ -370,7 +371,7 @@ SELECT ctx.*, c.vlob_ids, c.versions, c.last_checkpoint
 FROM ctx
 LEFT JOIN LATERAL (
     SELECT
-        array_agg(g.vlob_id ORDER BY g.first_checkpoint) AS vlob_ids,
+        array_agg(uuid_send(g.vlob_id) ORDER BY g.first_checkpoint) AS vlob_ids,
         array_agg(g.version ORDER BY g.first_checkpoint) AS versions,
         max(g.last_checkpoint) AS last_checkpoint
     FROM (
@@ -408,10 +409,11 @@ class VlobItems(NamedTuple):
 
 class VlobChanges(NamedTuple):
     """poll_changes: the facts, then each changed vlob (id, latest version) in order of first
-    change and the last change's checkpoint (None: no change)."""
+    change, in wire form (the id a msgpack ext value; a `Flat` list), and the last change's
+    checkpoint (None: no change)."""
 
     facts: ReadFacts
-    changes: list[tuple[uuid.UUID, int]]
+    changes: list[tuple[Any, int]]
     last_checkpoint: int | None
 
 
@@ -480,7 +482,7 @@ async def poll_changes(
         return VlobChanges(_read_facts(row), [], None)
     return VlobChanges(
         _read_facts(row),
-        list(zip(vlob_ids, row["versions"], strict=True)),
+        Flat(zip(map(ext_uuid, vlob_ids), row["versions"], strict=True)),
         row["last_checkpoint"],
     )
 
