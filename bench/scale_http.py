@@ -32,7 +32,9 @@ server process (`srv`: /proc of its process group), of its PostgreSQL backends (
 the postmaster connected to the served database, as bench/loadgen.py's --pg-pid), and of this
 client (`cli`: if `cli` x req/s nears 1e6, the client bounds the workload), and the ratio of
 req/s ours/official (median of the rounds' ratios, their range); the 1-minute load average before
-each run; the build and hand-back times and the servers' RSS. `--json` writes every round.
+each run; the build and hand-back times and the servers' RSS. Then, with two sizes or more, the
+growth from the first size to the last per workload and server: the median (and range) of the
+per-round ratios of CPU per request (server + PostgreSQL) and of p99. `--json` writes every round.
 
 Needs `.venv` (our server, the builder's imports) and `.venv-compat/bin/parsec` (the official
 server 3.9.3: `scripts/compat-venv.sh .venv-compat`). One throwaway PostgreSQL cluster
@@ -562,6 +564,36 @@ def source_tree() -> str:
     )
 
 
+def growth(served: list[Served], sizes: list[str], workloads: list[str]) -> str:
+    """Per workload and server: how the last size's CPU per request (server + PostgreSQL) and p99
+    compare with the first size's, as the median (and range) of the per-round ratios (sizes
+    alternate within a round: each ratio compares runs minutes apart at most)."""
+    first, last = sizes[0], sizes[-1]
+    by = {(s.size, s.target): s for s in served}
+    lines = [f"{last}/{first} per round, median (range): CPU = srv + pg us per request"]
+    for target in ("ours", "official"):
+        a_srv, b_srv = by.get((first, target)), by.get((last, target))
+        if a_srv is None or b_srv is None:
+            continue
+        for w in workloads:
+            pairs = [
+                (a, b)
+                for a, b in zip(a_srv.rounds.get(w, []), b_srv.rounds.get(w, []), strict=False)
+                if not a["timeout"] and not b["timeout"] and a["ok"] and b["ok"]
+            ]
+            if not pairs:
+                continue
+            cells = []
+            for name, key in (("CPU", lambda r: r["server_us"] + r["pg_us"]), ("p99", None)):
+                get = key or (lambda r: r["p99_ms"])
+                ratios = sorted(get(b) / get(a) for a, b in pairs if get(a) > 0)
+                if ratios:
+                    med = statistics.median(ratios)
+                    cells.append(f"{name} {med:7.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+            lines.append(f"  {target:8} {w:26} " + "  ".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", default="small,100x,large", help=f"among {','.join(scale.SIZES)}")
@@ -631,6 +663,8 @@ def main() -> int:
         " ratios, their range)\n"
     )
     print(table(served, sizes, args.workloads))
+    if len(sizes) > 1:
+        print("\n" + growth(served, sizes, args.workloads))
     for size_name, info in infos.items():
         rss = ", ".join(f"{k[:-7]} {v:.0f} MB" for k, v in info.items() if k.endswith("_rss_mb"))
         print(
