@@ -11,7 +11,8 @@ per request (the servers, their PostgreSQL backends, the load generator, Postgre
 processes), WAL bytes per request and the ratio ours/official. Everything is stopped at the end.
 The machine has 2 cores shared by the servers, PostgreSQL and the load generator: compare ratios,
 not absolute numbers, and look at the load averages printed (other jobs on the machine make a run
-noisy). `--block-size 524288` runs block_create / block_read with 512 KiB blocks.
+noisy). `--block-size 524288` runs block_create / block_read with 512 KiB blocks; `--pg-set
+wal_buffers=64MB` runs with that PostgreSQL setting (both servers share the cluster).
 
 Other options: `--targets ours` (one server only); `--ours-arg=--log-level=info` (extra arguments
 of `parsec-server run`, repeatable); `--ours-server granian|uvicorn` (our app under that server's
@@ -83,6 +84,14 @@ def main() -> int:
         "--block-size",
         help="bytes per block of block_create / block_read (bench/loadgen.py: 4096)",
     )
+    ap.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for the run (ALTER SYSTEM, then a restart), e.g. "
+        "wal_buffers=64MB; repeatable",
+    )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     wanted = args.targets.split(",")
@@ -106,6 +115,25 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         pg.start()
+        if args.pg_set:
+            for setting in args.pg_set:
+                name, value = setting.split("=", 1)
+                subprocess.run(
+                    ["psql", "-q", "-d", pg.url, "-c", f"ALTER SYSTEM SET {name} = '{value}'"],
+                    check=True,
+                )
+            pg.stop()
+            pg.start()
+            shown = ", ".join(
+                subprocess.run(
+                    ["psql", "-Atq", "-d", pg.url, "-c", f"SHOW {s.split('=', 1)[0]}"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                for s in args.pg_set
+            )
+            print(f"PostgreSQL settings: {', '.join(args.pg_set)} (shown: {shown})", flush=True)
         for name in wanted:
             subprocess.run(
                 ["psql", "-q", "-d", pg.url, "-c", f"CREATE DATABASE {name}"], check=True
