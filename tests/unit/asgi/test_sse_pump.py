@@ -1,6 +1,8 @@
 """The event stream's sender (asgi/sse.py `_pump`) keeps up with bursts: whatever is queued when it
 wakes up goes out in one body, so a stream on a busy process does not overflow its queue (and get
-cut with `missed_events`) while the events arrive faster than one per wake-up."""
+cut with `missed_events`) while the events arrive faster than one per wake-up. And what one event
+costs per stream stays small (an event of a shared realm goes to every stream of its members):
+encoded once for all streams, no task started per delivery, one keepalive timer per period."""
 
 from __future__ import annotations
 
