@@ -179,3 +179,36 @@ async def test_stats_now_count_users_in_heap_order_without_a_lookup_per_user(db_
             assert not re.search(r"Index (Only )?Scan (Backward )?using \w+ on user_ ", text), text
     finally:
         await conn.close()
+
+
+async def test_author_role_is_one_exact_lookup(db_url: str) -> None:
+    """The author's role (`realm_member WHERE realm = ? AND user_ = ?`, in every realm-scoped
+    statement) is read through an index bound by both columns: before 0009 the generic plans used
+    the index on (user_) alone with the realm as a filter, reading every membership of the author
+    (cost growing with the realms he is in). No index of realm_member has user_ alone any more."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        indexes = await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name, "
+            "array(SELECT a.attname FROM unnest(indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = indrelid AND a.attnum = k.attnum "
+            "ORDER BY k.n) AS cols "
+            "FROM pg_index WHERE indrelid = 'realm_member'::regclass"
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["cols"] for r in indexes) == [["realm", "user_"], ["user_", "realm"]], indexes
+    plan = await _generic_plan(
+        db_url,
+        vlob._Q_READ_BATCH,
+        "bigint, bigint, uuid, uuid[], timestamptz",
+        "1, 1, gen_random_uuid(), ARRAY[gen_random_uuid()], NULL",
+    )
+    conds = [
+        cond
+        for index in ("realm_member_pkey", "realm_member_user_realm")
+        for cond in _index_conds(plan, index)
+    ]
+    assert conds, "\n".join(plan)
+    for cond in conds:
+        assert "realm =" in cond and "user_ =" in cond, "\n".join(plan)

@@ -986,7 +986,7 @@ CREATE UNIQUE INDEX realm_keys_bundle_access_sharing ON public.realm_keys_bundle
 
 CREATE INDEX realm_keys_bundle_access_user ON public.realm_keys_bundle_access USING btree (realm_keys_bundle, user_);
 
-CREATE INDEX realm_member_user ON public.realm_member USING btree (user_);
+CREATE INDEX realm_member_user_realm ON public.realm_member USING btree (user_, realm);
 
 CREATE INDEX realm_name_realm ON public.realm_name USING btree (realm, certified_on);
 
