@@ -24,6 +24,7 @@ import asyncpg
 
 from parsec_server.events.bus import Event
 from parsec_server.storage.topics import NOTIFY_CHANNEL, event_payloads
+from parsec_server.storage.user import ACTIVE_USERS_LIMIT_REACHED
 
 __all__ = [
     "Accepted",
@@ -433,19 +434,7 @@ async def mark_accepted(
     assert status == "UPDATE 1", status
 
 
-# Counts at most `active_users_limit` users, and none without a limit: the cost does not grow with
-# the organization's users (issue 17).
-_Q_ACTIVE_USERS_LIMIT_REACHED = """
-SELECT COALESCE((
-    SELECT o.active_users_limit <= (
-        SELECT COUNT(*) FROM (
-            SELECT 1 FROM user_ WHERE organization = $1 AND revoked_on IS NULL
-            LIMIT o.active_users_limit
-        ) AS active
-    )
-    FROM organization o WHERE o.id = $1 AND o.active_users_limit IS NOT NULL
-), FALSE)
-"""
+_Q_ACTIVE_USERS_LIMIT_REACHED = f"SELECT {ACTIVE_USERS_LIMIT_REACHED}"
 
 
 async def active_users_limit_reached(conn: asyncpg.Connection, org_internal_id: int) -> bool:

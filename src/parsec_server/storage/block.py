@@ -145,6 +145,14 @@ _Q_CHECK = _CTX + "SELECT * FROM ctx"
 # another's row lock (organization_info sums the slots).
 _USAGE_SLOT = "(pg_backend_pid() % 16)::smallint"
 
+
+def _add_to_usage(size: str) -> str:
+    """The upsert adding `size` to the total of the realm of the row `meta` inserted (if any)."""
+    return f"""INSERT INTO realm_block_usage AS u (realm, slot, bytes)
+SELECT meta.realm, {_USAGE_SLOT}, {size} FROM meta
+ON CONFLICT (realm, slot) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes"""
+
+
 # $5 key index, $6 author device, $7 size, $8 created_on, $9 organization_id, $10 data
 _Q_CREATE_WITH_DATA = (
     _CTX
@@ -159,9 +167,7 @@ meta AS (
     RETURNING id, realm
 ),
 usage AS (
-    INSERT INTO realm_block_usage AS u (realm, slot, bytes)
-    SELECT meta.realm, {_USAGE_SLOT}, $7 FROM meta
-    ON CONFLICT (realm, slot) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes
+{_add_to_usage("$7")}
 ),
 data AS (
     -- After `meta` (it reads its output). A conflict can only be orphan data: no block row of the
@@ -180,9 +186,7 @@ WITH meta AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     RETURNING realm
 )
-INSERT INTO realm_block_usage AS u (realm, slot, bytes)
-SELECT meta.realm, {_USAGE_SLOT}, $6 FROM meta
-ON CONFLICT (realm, slot) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes
+{_add_to_usage("$6")}
 """
 
 # $5 organization_id

@@ -45,18 +45,10 @@ class NewUser:
     redacted_device_certificate: bytes
 
 
-# $1 org, $2 ts, $3 author device, $4 user_id, $5 email, $6 label, $7 profile, $8 device_id,
-# $9 device label, $10 purpose, $11 verify key, $12..$15 certificates, $16 notify channel,
-# $17 event payloads. The active users limit counts at most `active_users_limit` users, and none
-# without a limit: the check does not grow with the organization's users (issue 17).
-_Q_CREATE_USER = """
-WITH checks AS (
-    SELECT
-        EXISTS (
-            SELECT 1 FROM human h JOIN user_ u ON u.human = h.id
-            WHERE h.organization = $1 AND h.email = $5 AND u.revoked_on IS NULL
-        ) AS human_taken,
-        COALESCE((
+# Whether the active users limit of organization $1 is reached (also read by async enrollment's
+# accept). It counts at most `active_users_limit` users, and none without a limit: the check does
+# not grow with the organization's users (issue 17).
+ACTIVE_USERS_LIMIT_REACHED = """COALESCE((
             SELECT o.active_users_limit <= (
                 SELECT COUNT(*) FROM (
                     SELECT 1 FROM user_ WHERE organization = $1 AND revoked_on IS NULL
@@ -64,7 +56,19 @@ WITH checks AS (
                 ) AS active
             )
             FROM organization o WHERE o.id = $1 AND o.active_users_limit IS NOT NULL
-        ), FALSE) AS limit_reached,
+        ), FALSE)"""
+
+# $1 org, $2 ts, $3 author device, $4 user_id, $5 email, $6 label, $7 profile, $8 device_id,
+# $9 device label, $10 purpose, $11 verify key, $12..$15 certificates, $16 notify channel,
+# $17 event payloads
+_Q_CREATE_USER = f"""
+WITH checks AS (
+    SELECT
+        EXISTS (
+            SELECT 1 FROM human h JOIN user_ u ON u.human = h.id
+            WHERE h.organization = $1 AND h.email = $5 AND u.revoked_on IS NULL
+        ) AS human_taken,
+        {ACTIVE_USERS_LIMIT_REACHED} AS limit_reached,
         EXISTS (SELECT 1 FROM user_ WHERE organization = $1 AND user_id = $4) AS user_exists,
         EXISTS (SELECT 1 FROM device WHERE organization = $1 AND device_id = $8) AS device_exists
 ),
@@ -487,6 +491,7 @@ async def freeze(
 
 
 __all__ = [
+    "ACTIVE_USERS_LIMIT_REACHED",
     "CreateUserRefusal",
     "NewDevice",
     "NewUser",
